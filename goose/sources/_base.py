@@ -1,0 +1,127 @@
+"""The TokenSource interface: who proposes candidate tokens for a node of the tree.
+
+A source is asked, for one node, "what comes after this?": it sees the committed
+context (ending with the root token) and the draft path from the root down to the
+node, and answers with zero or more :class:`Proposal` s. After each forward pass it
+may learn from what the target computed (:meth:`TokenSource.observe`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Observation", "Proposal", "TokenSource"]
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """One candidate continuation of a node.
+
+    Attributes:
+        tokens: the continuation; ``tokens[0]`` is a child of the queried node,
+            ``tokens[1]`` its child, and so on (a chain of length >= 1).
+        confidence: for each token, the source's estimate in ``[0, 1]`` that it is
+            accepted given that everything before it was (conditional acceptance).
+        source: name of the proposing source (statistics are kept per name).
+        key: statistics bucket inside the source, e.g. ``"rank0"`` or ``"n5"``.
+        support: for match-based sources, how many earlier occurrences back the
+            first token; ``total`` how many occurrences were found (0 when unknown).
+
+    Example:
+        >>> Proposal((5, 6), (0.7, 0.7), "context").tokens
+        (5, 6)
+    """
+
+    tokens: tuple[int, ...]
+    confidence: tuple[float, ...]
+    source: str
+    key: str = ""
+    support: int = 0
+    total: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        if not self.tokens:
+            raise ValueError("a proposal carries at least one token")
+        if len(self.confidence) != len(self.tokens):
+            raise ValueError(
+                f"{len(self.tokens)} tokens but {len(self.confidence)} confidences"
+            )
+        for c in self.confidence:
+            if not 0.0 <= c <= 1.0:
+                raise ValueError(f"confidence {c} is outside [0, 1]")
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What the target computed in one forward pass, for sources that learn.
+
+    Positions are in processing order (for a tree pass: node order).
+
+    Attributes:
+        tokens: ``[n]`` token fed at each processed position.
+        prev_tokens: ``[n]`` the token before it on its own path (``-1`` if none).
+        topk_ids: ``[n, k]`` the target's ``k`` most likely next tokens after each
+            position, best first.
+        topk_probs: ``[n, k]`` their probabilities (softmax over the full vocabulary).
+    """
+
+    tokens: np.ndarray
+    prev_tokens: np.ndarray
+    topk_ids: np.ndarray
+    topk_probs: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = self.tokens.shape[0]
+        if self.prev_tokens.shape != (n,) or self.topk_ids.shape[0] != n:
+            raise ValueError("observation arrays disagree on the number of positions")
+        if self.topk_probs.shape != self.topk_ids.shape:
+            raise ValueError("topk_ids and topk_probs must have the same shape [n, k]")
+
+
+class TokenSource(ABC):
+    """Proposes candidate next tokens for a node of the draft tree.
+
+    Subclasses implement :meth:`propose`; :meth:`reset` and :meth:`observe` are
+    optional hooks. A source must be deterministic given what it has seen (the
+    verifier's randomness is drawn only after the tree is fixed), and never import
+    transformers.
+
+    "No proposal" is an empty list. A source must return an empty list for an empty
+    context (conformance check ``goose.testing.check_source``).
+
+    Example:
+        >>> class Repeat(TokenSource):
+        ...     name = "repeat"
+        ...     def propose(self, context, path=()):
+        ...         last = (list(context) + list(path))[-1:]
+        ...         return [Proposal(tuple(last), (0.5,), self.name)] if last else []
+        >>> Repeat().propose([1, 2, 3])[0].tokens
+        (3,)
+    """
+
+    name: str = "source"
+
+    def reset(self, prompt: Sequence[int]) -> None:  # noqa: B027 - optional hook
+        """Start of a new sequence whose committed context is ``prompt``."""
+
+    def observe(self, obs: Observation) -> None:  # noqa: B027 - optional hook
+        """Learn from one forward pass of the target (prefill or verification)."""
+
+    @abstractmethod
+    def propose(self, context: Sequence[int], path: Sequence[int] = ()) -> list[Proposal]:
+        """Candidate continuations of the node reached by ``path``.
+
+        Args:
+            context: the committed tokens; ``context[-1]`` is the root. Between two
+                calls of :meth:`reset` the context only grows at its end.
+            path: draft tokens from the root's child down to the queried node
+                (empty: the root itself is queried).
+
+        Returns:
+            Proposals, best first; each ``tokens[0]`` would become a child of the
+            queried node. Empty when the source has nothing to say.
+        """

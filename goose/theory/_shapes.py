@@ -1,0 +1,210 @@
+"""The two-source model: a context spine (alpha) and recycled branches (betas).
+
+Candidate tree of the model: the root and every spine node have one spine child
+(acceptance ``alpha_d = alpha * decay**(d - 1)`` at depth d) and branch children of
+rank j (acceptance ``betas[j]``); branch nodes have branch children only. With one
+source (``alpha = 0``) this is Sequoia's positional model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._trees import best_first_lazy
+
+__all__ = [
+    "CostCurve",
+    "OptimalShape",
+    "balanced_value",
+    "best_budget",
+    "chain_value",
+    "check_model",
+    "optimal_shape",
+    "threshold_shape",
+]
+
+
+def check_model(alpha: float, betas: Sequence[float], decay: float = 1.0) -> None:
+    """Raise ``ValueError`` unless the parameters are probabilities whose sibling sum
+    (spine child plus every branch rank at one node) is at most 1."""
+    for name, x in [("alpha", alpha), ("decay", decay), *((f"betas[{j}]", b) for j, b in enumerate(betas))]:
+        if not 0.0 <= x <= 1.0:
+            raise ValueError(f"{name} = {x} is not a probability in [0, 1]")
+    if any(betas[j] < betas[j + 1] for j in range(len(betas) - 1)):
+        raise ValueError(f"betas must be non-increasing by rank, got {list(betas)}")
+    if alpha + sum(betas) > 1.0 + 1e-12:
+        raise ValueError(
+            f"alpha + sum(betas) = {alpha + sum(betas):.4f} > 1: under greedy verification "
+            "siblings are mutually exclusive, so their acceptances sum to at most 1"
+        )
+
+
+def chain_value(alpha: float, length: int, decay: float = 1.0) -> float:
+    """E[A] of a bare spine of ``length`` nodes: sum over d of prod alpha_1..alpha_d."""
+    value, p = 0.0, 1.0
+    for d in range(1, length + 1):
+        p *= alpha * decay ** (d - 1)
+        value += p
+    return value
+
+
+@dataclass(frozen=True)
+class OptimalShape:
+    """The optimal tree of a budget under the two-source model.
+
+    Attributes:
+        value: E[A] of the tree (tokens per step = 1 + value).
+        spine_length: spine nodes kept.
+        branch_nodes: ``[spine_length + 1]`` branch nodes hanging (at any depth) below
+            spine depth i (i = 0 is the root).
+        threshold: smallest path probability kept (the tau_B of the docs).
+        parents, accept: the tree itself as arrays (node 0 the root).
+    """
+
+    value: float
+    spine_length: int
+    branch_nodes: tuple[int, ...]
+    threshold: float
+    parents: tuple[int, ...]
+    accept: tuple[float, ...]
+
+
+def optimal_shape(alpha: float, betas: Sequence[float], budget: int, decay: float = 1.0) -> OptimalShape:
+    """Best-first (optimal) tree of ``budget`` draft nodes under the model."""
+    check_model(alpha, betas, decay)
+
+    def children(item: tuple[str, int, int]) -> Iterable[tuple[tuple[str, int, int], float]]:
+        kind, spine_depth, depth = item
+        if kind == "s" and alpha > 0:
+            yield ("s", spine_depth + 1, depth + 1), alpha * decay**spine_depth
+        for b in betas:
+            yield ("b", spine_depth, depth + 1), b
+
+    picked = best_first_lazy(("s", 0, 0), children, budget)
+    spine = sum(1 for _, (k, _, d), _ in picked if k == "s" and d > 0)
+    branches = [0] * (spine + 1)
+    for _, (k, sd, _), _ in picked:
+        if k == "b":
+            branches[sd] += 1
+    parents = tuple(p for p, _, _ in picked)
+    probs = [v for _, _, v in picked]
+    accept = tuple([1.0] + [probs[i] / probs[parents[i]] for i in range(1, len(picked))])
+    return OptimalShape(
+        value=float(sum(probs[1:])),
+        spine_length=spine,
+        branch_nodes=tuple(branches),
+        threshold=float(min(probs)),
+        parents=parents,
+        accept=accept,
+    )
+
+
+def threshold_shape(alpha: float, betas: Sequence[float], tau: float) -> tuple[int, list[int]]:
+    """Closed form of the optimal shape at threshold ``tau`` (constant alpha): every
+    candidate with P(v) >= tau is kept, so the spine has
+    ``L = floor(ln tau / ln alpha)`` nodes and spine depth i carries the branch paths
+    ``(j_1, j_2, ...)`` with ``alpha**i * beta_j1 * beta_j2 * ... >= tau``.
+
+    Returns ``(L, [branch nodes below spine depth i for i = 0..L])``.
+    """
+    check_model(alpha, betas)
+    if not 0 < tau <= 1:
+        raise ValueError(f"tau must lie in (0, 1], got {tau}")
+    if alpha >= 1.0:
+        raise ValueError("alpha = 1 has an unbounded spine")
+    length = int(math.floor(math.log(tau) / math.log(alpha) + 1e-12)) if alpha > 0 else 0
+
+    def count(p: float) -> int:  # branch paths below a node of probability p
+        return sum(1 + count(p * b) for b in betas if p * b >= tau * (1 - 1e-12))
+
+    return length, [count(alpha**i) for i in range(length + 1)]
+
+
+def balanced_value(
+    betas: Sequence[float], budget: int, k: int, max_depth: int = 6, min_accept: float = 0.01
+) -> float:
+    """E[A] of the isotropic control: breadth-first, every node takes ranks 0..k-1
+    (acceptance ``betas[rank]``) while its depth is below ``max_depth``."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    value, size = 0.0, 0
+    queue = [(1.0, 0)]
+    i = 0
+    while i < len(queue) and size < budget:
+        p, depth = queue[i]
+        i += 1
+        if depth >= max_depth:
+            continue
+        for b in list(betas)[:k]:
+            if size >= budget or b < min_accept:
+                break
+            value += p * b
+            size += 1
+            queue.append((p * b, depth + 1))
+    return value
+
+
+class CostCurve:
+    """Forward cost c(n) in seconds for a pass over n tokens, interpolated linearly
+    between measured points (and extrapolated from the last two).
+
+    Example:
+        >>> c = CostCurve([1, 16, 32], [0.037, 0.068, 0.091])
+        >>> round(c(8), 4)
+        0.0515
+    """
+
+    def __init__(self, tokens: Sequence[int], seconds: Sequence[float]) -> None:
+        t = np.asarray(tokens, dtype=np.float64)
+        s = np.asarray(seconds, dtype=np.float64)
+        if t.size == 0 or t.shape != s.shape:
+            raise ValueError("a cost curve needs matching, non-empty tokens and seconds")
+        if (np.diff(t) <= 0).any() or (s <= 0).any():
+            raise ValueError("tokens must increase and seconds must be positive")
+        self.tokens, self.seconds = t, s
+
+    def __call__(self, n: float) -> float:
+        t, s = self.tokens, self.seconds
+        if t.size == 1:
+            return float(s[0])
+        if n > t[-1]:
+            slope = (s[-1] - s[-2]) / (t[-1] - t[-2])
+            return float(s[-1] + slope * (n - t[-1]))
+        return float(np.interp(n, t, s))
+
+    @classmethod
+    def flat(cls, seconds: float = 1.0) -> CostCurve:
+        """A device whose forward cost does not depend on the number of tokens."""
+        return cls([1], [seconds])
+
+    @classmethod
+    def load(cls, path: str | Path) -> CostCurve:
+        """Read ``{"tokens": [...], "seconds": [...]}`` (what ``goose calibrate`` writes)."""
+        data = json.loads(Path(path).read_text())
+        return cls(data["tokens"], data["seconds"])
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {"tokens": self.tokens.tolist(), "seconds": self.seconds.tolist()}
+
+
+def best_budget(
+    value: Callable[[int], float], cost: Callable[[float], float], budgets: Iterable[int]
+) -> tuple[int, dict[int, float]]:
+    """Hardware-aware budget: the B maximising tokens per second
+    ``(1 + E[A(T_B)]) / c(1 + B)``.
+
+    Returns ``(best B, {B: predicted tokens per second})``.
+
+    >>> best_budget(lambda b: 0.5 * b, lambda n: float(n), [1, 2, 4])[0]
+    1
+    """
+    rate = {int(b): (1.0 + value(int(b))) / cost(1 + int(b)) for b in budgets}
+    if not rate:
+        raise ValueError("budgets is empty")
+    return max(rate, key=lambda b: (rate[b], -b)), rate

@@ -1,0 +1,32 @@
+"""Draft trees and the shapers that build them.
+
+:class:`DraftTree` is the plain data of one step. Shapers: :class:`ChainShaper`
+(one chain), :class:`BalancedShaper` (isotropic control, Token Recycling's static
+tree), :class:`SpineShaper` (GOOSE: context spine + recycled branches),
+:class:`BestFirstShaper` (the exact optimum under the current acceptance estimates)
+and :class:`GoosePaperShaper` (the released GOOSE rules).
+"""
+
+from ._base import TreeShaper, check_budget, source_by_name
+from ._estimate import AcceptanceEstimator
+from ._paper import GoosePaperShaper, harmonic_split, paper_confidence
+from ._shapers import BalancedShaper, BestFirstShaper, ChainShaper, SpineShaper
+from ._template import TOKEN_RECYCLING_TEMPLATE
+from ._tree import DraftTree, TreeBuilder
+
+__all__ = [
+    "TOKEN_RECYCLING_TEMPLATE",
+    "AcceptanceEstimator",
+    "BalancedShaper",
+    "BestFirstShaper",
+    "ChainShaper",
+    "DraftTree",
+    "GoosePaperShaper",
+    "SpineShaper",
+    "TreeBuilder",
+    "TreeShaper",
+    "check_budget",
+    "harmonic_split",
+    "paper_confidence",
+    "source_by_name",
+]

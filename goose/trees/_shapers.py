@@ -1,0 +1,281 @@
+"""Built-in shapers: chain, balanced (isotropic), best-first (optimal) and spine (GOOSE)."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Sequence
+
+from ..sources._base import Proposal, TokenSource
+from ._base import TreeShaper, check_budget, source_by_name
+from ._estimate import AcceptanceEstimator
+from ._template import TOKEN_RECYCLING_TEMPLATE
+from ._tree import DraftTree, TreeBuilder
+
+__all__ = ["BalancedShaper", "BestFirstShaper", "ChainShaper", "SpineShaper"]
+
+
+def _require(sources: Sequence[TokenSource], name: str, who: str) -> TokenSource:
+    src = source_by_name(sources, name)
+    if src is None:
+        names = [s.name for s in sources]
+        raise ValueError(f"{who} needs a source named {name!r}; got {names}")
+    return src
+
+
+class ChainShaper(TreeShaper):
+    """A single chain from one source (prompt lookup decoding's draft).
+
+    The best proposal at the root is laid out as a chain; with ``extend=True`` the
+    source is asked again at the end of the chain until the budget is full or it
+    has nothing more (GOOSE's chain extension).
+
+    Example:
+        >>> from goose.sources import ContextNGramSource
+        >>> tree = ChainShaper().shape([1, 2, 3, 4, 1, 2], [ContextNGramSource((2,), max_tokens=2)], 3)
+        >>> tree.tokens.tolist()
+        [2, 3, 4, 1]
+    """
+
+    def __init__(self, source: str = "context", extend: bool = True) -> None:
+        self.source = source
+        self.extend = extend
+
+    def shape(self, context: Sequence[int], sources: Sequence[TokenSource], budget: int) -> DraftTree:
+        budget = check_budget(budget)
+        src = _require(sources, self.source, "ChainShaper")
+        b = TreeBuilder(context[-1])
+        node, path = 0, []
+        while b.size < budget:
+            props = src.propose(context, path)
+            if not props:
+                break
+            p = props[0]
+            for tok, conf in zip(p.tokens, p.confidence, strict=True):
+                if b.size >= budget:
+                    break
+                node = b.add(node, tok, p.source, conf, p.key)
+                path.append(tok)
+            if not self.extend:
+                break
+        return b.build()
+
+
+class BalancedShaper(TreeShaper):
+    """Isotropic control: every node gets up to ``k`` children from one source.
+
+    Breadth-first from the root: each node takes the ``k`` best proposals of the
+    source (those with confidence >= ``min_confidence``), while its depth is below
+    ``max_depth``, until the budget is spent. With ``template`` set, the shape is a
+    fixed tree of candidate ranks instead (see :meth:`token_recycling`).
+
+    Example:
+        >>> import numpy as np
+        >>> from goose.sources import Observation, RecyclingSource
+        >>> src = RecyclingSource(k=3)
+        >>> src.observe(Observation(np.array([1, 2, 3]), -np.ones(3, int),
+        ...     np.array([[2, 3, 4], [3, 4, 5], [1, 2, 3]]), np.full((3, 3), 0.3)))
+        >>> BalancedShaper(k=2).shape([1], [src], 6).tokens.tolist()
+        [1, 2, 3, 3, 4, 1, 2]
+    """
+
+    def __init__(
+        self,
+        source: str = "recycled",
+        k: int = 3,
+        max_depth: int = 6,
+        min_confidence: float = 0.01,
+        template: Sequence[tuple[int, ...]] | None = None,
+    ) -> None:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if max_depth < 1:
+            raise ValueError(f"max_depth must be >= 1, got {max_depth}")
+        self.source = source
+        self.k = int(k)
+        self.max_depth = int(max_depth)
+        self.min_confidence = float(min_confidence)
+        self.template = tuple(tuple(p) for p in template) if template is not None else None
+
+    @classmethod
+    def token_recycling(cls, source: str = "recycled") -> BalancedShaper:
+        """Token Recycling's static 80-node tree (ranks 0..7, depth 6) as a shaper."""
+        return cls(source=source, k=8, template=TOKEN_RECYCLING_TEMPLATE, min_confidence=0.0)
+
+    def shape(self, context: Sequence[int], sources: Sequence[TokenSource], budget: int) -> DraftTree:
+        budget = check_budget(budget)
+        src = _require(sources, self.source, "BalancedShaper")
+        if self.template is not None:
+            return self._shape_template(context, src, budget)
+        b = TreeBuilder(context[-1])
+        queue: deque[tuple[int, list[int]]] = deque([(0, [])])
+        while queue and b.size < budget:
+            node, path = queue.popleft()
+            if b.depths[node] >= self.max_depth:
+                continue
+            taken = 0
+            for p in src.propose(context, path):
+                if taken >= self.k or b.size >= budget:
+                    break
+                if p.confidence[0] < self.min_confidence or b.find(node, p.tokens[0]) is not None:
+                    continue
+                child = b.add(node, p.tokens[0], p.source, p.confidence[0], p.key)
+                queue.append((child, path + [p.tokens[0]]))
+                taken += 1
+        return b.build()
+
+    def _shape_template(self, context: Sequence[int], src: TokenSource, budget: int) -> DraftTree:
+        b = TreeBuilder(context[-1])
+        where: dict[tuple[int, ...], int] = {(): 0}
+        paths: dict[int, list[int]] = {0: []}
+        props_at: dict[int, list[Proposal]] = {}
+        for ranks in self.template:  # level order: parents come first
+            if b.size >= budget:
+                break
+            parent = where.get(ranks[:-1])
+            if parent is None:
+                continue  # the parent was not drafted (unobserved row)
+            if parent not in props_at:
+                props_at[parent] = src.propose(context, paths[parent])
+            props = props_at[parent]
+            if ranks[-1] >= len(props) or props[ranks[-1]].confidence[0] < self.min_confidence:
+                continue
+            p = props[ranks[-1]]
+            if b.find(parent, p.tokens[0]) is not None:
+                continue
+            node = b.add(parent, p.tokens[0], p.source, p.confidence[0], p.key)
+            where[ranks] = node
+            paths[node] = paths[parent] + [p.tokens[0]]
+        return b.build()
+
+
+class BestFirstShaper(TreeShaper):
+    """The optimal tree under the independent-acceptance model (DESIGN.md section 2).
+
+    Every node's value is its path probability P(v) = product of a(u) on its path,
+    where a(u) is the source's confidence (corrected by ``estimator`` when given).
+    Nodes are added in decreasing P(v), expanding each chosen node by asking every
+    source about it: since P(child) <= P(parent) this yields the B most valuable
+    candidates, which form a tree and maximise E[accepted] (``goose.theory``).
+    Proposals of several sources for the same token are merged (one node, the
+    larger a). A multi-token proposal offers its next token under the node it made,
+    and that source is asked again only when the proposal runs out.
+
+    Args:
+        estimator: optional online correction of the sources' confidences.
+        spine: if set, the source of that name is only consulted along one spine (its
+            best proposal at the root and the continuation of that chain) -- this is
+            how :class:`SpineShaper` restricts the candidate pool.
+        min_value: candidates whose path probability is below this are not drafted.
+    """
+
+    def __init__(
+        self,
+        estimator: AcceptanceEstimator | None = None,
+        spine: str | None = None,
+        min_value: float = 0.0,
+    ) -> None:
+        self.estimator = estimator
+        self.spine = spine
+        self.min_value = float(min_value)
+
+    def record(self, tree: DraftTree, accepted: Sequence[int]) -> None:
+        if self.estimator is not None:
+            self.estimator.record(tree, accepted)
+
+    def _a(self, source: str, key: str, depth: int, conf: float) -> float:
+        if self.estimator is None:
+            return conf
+        return self.estimator.predict(source, key, depth, conf)
+
+    def shape(self, context: Sequence[int], sources: Sequence[TokenSource], budget: int) -> DraftTree:
+        budget = check_budget(budget)
+        b = TreeBuilder(context[-1])
+        heap: list[tuple] = []
+        tick = itertools.count()
+        on_spine = {0}
+
+        def expand(node: int, value: float, rest: tuple) -> None:
+            # rest = (source, key, tokens, confidences) left over from a chain proposal
+            path = b.path_tokens(node)
+            depth = len(path) + 1
+            best: dict[int, tuple] = {}
+            if rest and rest[2]:
+                src_name, key, toks, confs = rest
+                a = self._a(src_name, key, depth, confs[0])
+                best[toks[0]] = (a, src_name, key, (src_name, key, toks[1:], confs[1:]))
+            for src in sources:
+                if rest and rest[2] and src.name == rest[0]:
+                    continue
+                if self.spine is not None and src.name == self.spine and node not in on_spine:
+                    continue
+                props = src.propose(context, path)
+                if self.spine is not None and src.name == self.spine:
+                    props = props[:1]
+                for p in props:
+                    a = self._a(p.source, p.key, depth, p.confidence[0])
+                    tail = (p.source, p.key, p.tokens[1:], p.confidence[1:])
+                    old = best.get(p.tokens[0])
+                    if old is not None:  # two sources agree: one node, larger a, keep a chain
+                        if not tail[2]:
+                            tail = old[3]
+                        if a < old[0]:
+                            a, src_name, key = old[0], old[1], old[2]
+                            best[p.tokens[0]] = (a, src_name, key, tail)
+                            continue
+                    best[p.tokens[0]] = (a, p.source, p.key, tail)
+            for tok, (a, src_name, key, tail) in best.items():
+                v = value * a
+                if v > self.min_value:
+                    heapq.heappush(heap, (-v, next(tick), node, tok, a, src_name, key, tail))
+
+        expand(0, 1.0, ())
+        while heap and b.size < budget:
+            neg_v, _, parent, tok, a, src_name, key, tail = heapq.heappop(heap)
+            node = b.add(parent, tok, src_name, a, key)
+            if parent in on_spine and self.spine in (src_name, tail[0] if tail else None):
+                on_spine.add(node)
+            expand(node, -neg_v, tail)
+        return b.build()
+
+
+class SpineShaper(TreeShaper):
+    """GOOSE's anisotropic tree: a context spine with recycled branches.
+
+    The most reliable chain source (``spine``) gives one chain from the root; the
+    branch source proposes alternatives at every spine node and grows them below.
+    Which spine nodes and which branches are kept is decided by path probability
+    (best-first over this restricted pool), so a confident spine becomes long and
+    bare and a doubtful one short and bushy. With no match it falls back to a
+    balanced tree of the branch source; with no branch rows to the plain chain.
+    For the released GOOSE rules use :class:`GoosePaperShaper`.
+    """
+
+    def __init__(
+        self,
+        spine: str = "context",
+        branch: str = "recycled",
+        estimator: AcceptanceEstimator | None = None,
+        fallback_k: int = 3,
+    ) -> None:
+        self.spine = spine
+        self.branch = branch
+        self._tree = BestFirstShaper(estimator=estimator, spine=spine)
+        self._fallback = BalancedShaper(source=branch, k=fallback_k)
+
+    @property
+    def estimator(self) -> AcceptanceEstimator | None:
+        return self._tree.estimator
+
+    def record(self, tree: DraftTree, accepted: Sequence[int]) -> None:
+        self._tree.record(tree, accepted)
+
+    def shape(self, context: Sequence[int], sources: Sequence[TokenSource], budget: int) -> DraftTree:
+        budget = check_budget(budget)
+        spine_src = _require(sources, self.spine, "SpineShaper")
+        branch_src = _require(sources, self.branch, "SpineShaper")
+        pool = [spine_src, branch_src]
+        if not spine_src.propose(context):
+            return self._fallback.shape(context, pool, budget)
+        return self._tree.shape(context, pool, budget)

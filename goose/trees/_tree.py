@@ -1,0 +1,268 @@
+"""The draft tree: flat arrays describing one verification step.
+
+Vocabulary (used the same way everywhere in goose):
+
+* **root** -- node 0, the last committed token. It is fed to the target with the
+  tree but is not a draft: it is always "accepted".
+* **node** -- one draft token at one place in the tree; nodes are numbered in an
+  order where every parent comes before its children.
+* **path** -- the nodes from the root (exclusive) down to a node, in order.
+* **depth** -- number of edges from the root; the root has depth 0.
+* **spine / branch** -- a tree's spine is its chain of context-source nodes hanging
+  from the root; branches are the other nodes.
+* **accepted** -- the nodes of the path the verifier keeps; **bonus** -- the one
+  token the target adds after the accepted path.
+* **budget** -- the number of draft nodes, root excluded: a tree of budget ``B`` is
+  one forward pass over ``1 + B`` tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["DraftTree", "TreeBuilder"]
+
+ROOT_SOURCE = "root"
+
+
+class DraftTree:
+    """A validated draft tree stored as flat arrays (node 0 is the root).
+
+    Args:
+        tokens: ``[num_nodes]`` token id of every node; ``tokens[0]`` is the root
+            (the last committed token).
+        parents: ``[num_nodes]`` index of each node's parent; ``-1`` for the root
+            only. Every parent must come before its child, which also rules out
+            cycles.
+        sources: ``[num_nodes]`` name of the token source that proposed each node
+            (the root's is ``"root"``).
+        confidences: ``[num_nodes]`` the source's estimate, in ``[0, 1]``, that the
+            node is accepted given its parent is (the root's is 1).
+        keys: ``[num_nodes]`` statistics bucket of each node inside its source
+            (e.g. ``"rank0"``); used by the acceptance estimator.
+
+    Raises:
+        ValueError: on an empty tree, a misplaced root, a parent that does not come
+            before its child (a cycle or a misordering), duplicate sibling tokens,
+            a negative token, or arrays of different lengths.
+
+    Example:
+        >>> tree = DraftTree(tokens=[7, 3, 4, 5], parents=[-1, 0, 0, 1])
+        >>> tree.size, tree.depths.tolist()
+        (3, [0, 1, 1, 2])
+        >>> tree.position_ids(past_len=10).tolist()
+        [10, 11, 11, 12]
+        >>> tree.ancestor_mask().astype(int).tolist()
+        [[1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0], [1, 1, 0, 1]]
+        >>> tree.paths()
+        [[2], [1, 3]]
+    """
+
+    __slots__ = ("tokens", "parents", "sources", "confidences", "keys", "depths", "_children")
+
+    def __init__(
+        self,
+        tokens: Sequence[int] | np.ndarray,
+        parents: Sequence[int] | np.ndarray,
+        sources: Sequence[str] | None = None,
+        confidences: Sequence[float] | np.ndarray | None = None,
+        keys: Sequence[str] | None = None,
+    ) -> None:
+        tok = np.asarray(tokens, dtype=np.int64).reshape(-1)
+        par = np.asarray(parents, dtype=np.int64).reshape(-1)
+        n = tok.shape[0]
+        if n == 0:
+            raise ValueError("a draft tree needs at least its root node")
+        if par.shape[0] != n:
+            raise ValueError(f"tokens has {n} entries but parents has {par.shape[0]}")
+        if par[0] != -1:
+            raise ValueError(f"node 0 is the root and must have parent -1, got {par[0]}")
+        if (tok < 0).any():
+            raise ValueError(f"token ids must be >= 0, got {tok[tok < 0][:5].tolist()}")
+        idx = np.arange(n)
+        bad = np.nonzero((par[1:] < 0) | (par[1:] >= idx[1:]))[0]
+        if bad.size:
+            i = int(bad[0]) + 1
+            if par[i] < 0:
+                raise ValueError(f"node {i} has no parent: a tree has exactly one root (node 0)")
+            raise ValueError(
+                f"node {i} has parent {int(par[i])}: every parent must come before its child "
+                "(the tree has a cycle or is misordered)"
+            )
+        src = tuple(sources) if sources is not None else (ROOT_SOURCE,) + ("draft",) * (n - 1)
+        conf = (
+            np.asarray(confidences, dtype=np.float64).reshape(-1)
+            if confidences is not None
+            else np.ones(n, dtype=np.float64)
+        )
+        key = tuple(keys) if keys is not None else ("",) * n
+        for name, arr in (("sources", src), ("confidences", conf), ("keys", key)):
+            if len(arr) != n:
+                raise ValueError(f"{name} has {len(arr)} entries, the tree has {n} nodes")
+        if n > 1 and ((conf[1:] < 0) | (conf[1:] > 1) | np.isnan(conf[1:])).any():
+            raise ValueError("confidences must lie in [0, 1]")
+
+        children: list[list[int]] = [[] for _ in range(n)]
+        depth = np.zeros(n, dtype=np.int64)
+        seen: set[tuple[int, int]] = set()
+        for i in range(1, n):
+            p = int(par[i])
+            pair = (p, int(tok[i]))
+            if pair in seen:
+                raise ValueError(
+                    f"node {i} repeats token {int(tok[i])} among the children of node {p}: "
+                    "sibling tokens must be distinct"
+                )
+            seen.add(pair)
+            children[p].append(i)
+            depth[i] = depth[p] + 1
+
+        self.tokens = tok
+        self.parents = par
+        self.sources = src
+        self.confidences = conf
+        self.keys = key
+        self.depths = depth
+        self._children = tuple(tuple(c) for c in children)
+
+    # -- construction helpers -------------------------------------------------------
+    @classmethod
+    def chain(cls, root: int, tokens: Sequence[int], source: str = "draft") -> DraftTree:
+        """A single path ``root -> tokens[0] -> tokens[1] -> ...``."""
+        n = len(tokens)
+        return cls(
+            [root, *tokens],
+            [-1, *range(n)],
+            sources=(ROOT_SOURCE,) + (source,) * n,
+        )
+
+    # -- derived views -----------------------------------------------------------------
+    @property
+    def num_nodes(self) -> int:
+        """Nodes including the root (the length of the verification input)."""
+        return int(self.tokens.shape[0])
+
+    @property
+    def size(self) -> int:
+        """Draft nodes, root excluded (what a budget counts)."""
+        return self.num_nodes - 1
+
+    def children(self, node: int) -> tuple[int, ...]:
+        """Indices of the children of ``node``, in insertion order."""
+        return self._children[node]
+
+    def child_with_token(self, node: int, token: int) -> int | None:
+        """The child of ``node`` carrying ``token``, or ``None``."""
+        for c in self._children[node]:
+            if self.tokens[c] == token:
+                return c
+        return None
+
+    def position_ids(self, past_len: int) -> np.ndarray:
+        """``[num_nodes]`` position of each node: ``past_len + depth`` (the root sits at
+        ``past_len``, i.e. right after the ``past_len`` cached tokens)."""
+        return past_len + self.depths
+
+    def ancestor_mask(self) -> np.ndarray:
+        """``[num_nodes, num_nodes]`` bool; ``mask[i, j]`` is True iff node ``j`` is node
+        ``i`` itself or one of its ancestors (tree attention within the tree)."""
+        n = self.num_nodes
+        mask = np.zeros((n, n), dtype=bool)
+        for i in range(n):
+            p = self.parents[i]
+            if p >= 0:
+                mask[i] = mask[p]
+            mask[i, i] = True
+        return mask
+
+    def path_to(self, node: int) -> list[int]:
+        """Node indices from the root's child down to ``node`` (empty for the root)."""
+        out: list[int] = []
+        while node > 0:
+            out.append(node)
+            node = int(self.parents[node])
+        return out[::-1]
+
+    def leaves(self) -> list[int]:
+        """Nodes without children (the root alone is a leaf of an empty tree)."""
+        return [i for i in range(self.num_nodes) if not self._children[i]]
+
+    def paths(self) -> list[list[int]]:
+        """Every root-to-leaf path (root excluded), one list per leaf."""
+        return [self.path_to(leaf) for leaf in self.leaves() if leaf != 0]
+
+    def validate(self, budget: int) -> None:
+        """Raise ``ValueError`` if the tree has more than ``budget`` draft nodes."""
+        if self.size > budget:
+            raise ValueError(f"tree has {self.size} draft nodes, over the budget of {budget}")
+
+    def __len__(self) -> int:
+        return self.num_nodes
+
+    def __repr__(self) -> str:
+        return f"DraftTree(size={self.size}, depth={int(self.depths.max())})"
+
+
+class TreeBuilder:
+    """Grows a tree node by node and merges duplicate siblings.
+
+    Adding a token that a sibling already carries returns that sibling and keeps the
+    larger confidence (two sources agreeing on a token make one node, not two).
+
+    Example:
+        >>> b = TreeBuilder(root=5)
+        >>> a = b.add(0, 9, "context", 0.8)
+        >>> b.add(0, 9, "recycled", 0.3) == a
+        True
+        >>> b.build().size
+        1
+    """
+
+    __slots__ = ("tokens", "parents", "sources", "confidences", "keys", "depths", "_index")
+
+    def __init__(self, root: int) -> None:
+        self.tokens: list[int] = [int(root)]
+        self.parents: list[int] = [-1]
+        self.sources: list[str] = [ROOT_SOURCE]
+        self.confidences: list[float] = [1.0]
+        self.keys: list[str] = [""]
+        self.depths: list[int] = [0]
+        self._index: dict[tuple[int, int], int] = {}
+
+    @property
+    def size(self) -> int:
+        return len(self.tokens) - 1
+
+    def find(self, parent: int, token: int) -> int | None:
+        return self._index.get((parent, int(token)))
+
+    def add(self, parent: int, token: int, source: str, confidence: float, key: str = "") -> int:
+        """Add ``token`` under ``parent`` (or merge with the sibling carrying it)."""
+        token = int(token)
+        existing = self._index.get((parent, token))
+        if existing is not None:
+            if confidence > self.confidences[existing]:
+                self.confidences[existing] = float(confidence)
+            return existing
+        node = len(self.tokens)
+        self.tokens.append(token)
+        self.parents.append(parent)
+        self.sources.append(source)
+        self.confidences.append(float(confidence))
+        self.keys.append(key)
+        self.depths.append(self.depths[parent] + 1)
+        self._index[(parent, token)] = node
+        return node
+
+    def path_tokens(self, node: int) -> list[int]:
+        """Draft tokens from the root's child down to ``node``."""
+        out: list[int] = []
+        while node > 0:
+            out.append(self.tokens[node])
+            node = self.parents[node]
+        return out[::-1]
+
+    def build(self) -> DraftTree:
+        return DraftTree(self.tokens, self.parents, self.sources, self.confidences, self.keys)

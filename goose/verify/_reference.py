@@ -1,0 +1,91 @@
+"""Slow references for verifiers, in float64 (tests use them; never a hot path)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..trees._tree import DraftTree
+from ._base import Verdict
+
+__all__ = ["enumerate_law", "naive_greedy", "target_law"]
+
+
+def naive_greedy(tree: DraftTree, logits: torch.Tensor) -> Verdict:
+    """Greedy verification path by path: on every root-to-leaf path count the nodes
+    whose token equals the argmax at their parent, keep the longest prefix."""
+    pred = [int(torch.argmax(row)) for row in logits]
+    best: list[int] = []
+    for path in tree.paths():
+        kept = []
+        for v in path:
+            if int(tree.tokens[v]) != pred[int(tree.parents[v])]:
+                break
+            kept.append(v)
+        if len(kept) > len(best):
+            best = kept
+    last = best[-1] if best else 0
+    return Verdict(tuple(best), tuple(int(tree.tokens[v]) for v in best), pred[last])
+
+
+def target_law(tree: DraftTree, probs: np.ndarray) -> dict[tuple[int, ...], float]:
+    """Law of the tokens an ancestral sample of the target emits before leaving the
+    tree: sequence ``path(v) + (y,)`` for every node ``v`` and every token ``y`` that
+    no child of ``v`` carries, with probability ``P_target(path(v)) * p_v(y)``.
+
+    Args:
+        probs: ``[num_nodes, vocab]`` float64 target distribution at each node.
+    """
+    law: dict[tuple[int, ...], float] = {}
+    reach = np.zeros(tree.num_nodes)  # P_target(path(v))
+    reach[0] = 1.0
+    for v in range(tree.num_nodes):
+        if v > 0:
+            parent = int(tree.parents[v])
+            reach[v] = reach[parent] * probs[parent, int(tree.tokens[v])]
+        prefix = tuple(int(tree.tokens[u]) for u in tree.path_to(v))
+        child_tokens = {int(tree.tokens[c]) for c in tree.children(v)}
+        for y in np.nonzero(probs[v])[0]:
+            if int(y) not in child_tokens:
+                law[prefix + (int(y),)] = reach[v] * probs[v, y]
+    return law
+
+
+class _NeedDraw(Exception):
+    def __init__(self, node: int) -> None:
+        self.node = node
+
+
+def enumerate_law(
+    run: Callable[[Callable[[int], int]], Verdict], probs: np.ndarray
+) -> dict[tuple[int, ...], float]:
+    """Exact law of ``run(draw).emitted`` when each ``draw(node)`` is an independent
+    sample of ``probs[node]``: every sequence of draws is replayed, so the law is of
+    the code under test, not of a re-implementation.
+    """
+    law: dict[tuple[int, ...], float] = defaultdict(float)
+    stack: list[tuple[int, ...]] = [()]
+    while stack:
+        script = stack.pop()
+        calls: list[tuple[int, int]] = []
+
+        def draw(node: int) -> int:
+            if len(calls) == len(script):
+                raise _NeedDraw(node)
+            tok = script[len(calls)]
+            calls.append((node, tok))
+            return tok
+
+        try:
+            verdict = run(draw)
+        except _NeedDraw as need:
+            stack.extend(script + (int(y),) for y in np.nonzero(probs[need.node])[0])
+            continue
+        weight = 1.0
+        for node, tok in calls:
+            weight *= probs[node, tok]
+        law[verdict.emitted] += weight
+    return dict(law)
