@@ -84,7 +84,7 @@ class ContextNGramSource(TokenSource):
         old = len(s)
         if old > len(context) or (old and context[old - 1] != s[-1]):
             self.reset(())
-            old = 0
+            s, old = self._stream, 0
         if old == len(context):
             return
         s.extend(int(t) for t in context[old:])

@@ -46,6 +46,8 @@ def target_law(tree: DraftTree, probs: np.ndarray) -> dict[tuple[int, ...], floa
         if v > 0:
             parent = int(tree.parents[v])
             reach[v] = reach[parent] * probs[parent, int(tree.tokens[v])]
+        if reach[v] == 0.0:
+            continue  # the target never gets here
         prefix = tuple(int(tree.tokens[u]) for u in tree.path_to(v))
         child_tokens = {int(tree.tokens[c]) for c in tree.children(v)}
         for y in np.nonzero(probs[v])[0]:

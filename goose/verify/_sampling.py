@@ -20,9 +20,10 @@ def process_logits(
         logits: ``[n, vocab]`` raw target logits.
 
     Returns:
-        ``[n, vocab]`` float32 processed scores; ``softmax`` of a row is ``p``.
+        ``[n, vocab]`` processed scores, float32 (float64 stays float64); ``softmax`` of
+        a row is ``p``.
     """
-    scores = logits.float()
+    scores = logits.to(torch.promote_types(logits.dtype, torch.float32))
     if temperature != 1.0:
         scores = scores / temperature
     if top_k > 0:

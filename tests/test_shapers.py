@@ -1,0 +1,183 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import goose
+from goose.sources import ContextNGramSource, Observation, Proposal, RecyclingSource, TokenSource
+from goose.testing import RandomSource, check_shaper
+from goose.trees import (
+    TOKEN_RECYCLING_TEMPLATE,
+    AcceptanceEstimator,
+    BalancedShaper,
+    BestFirstShaper,
+    ChainShaper,
+    DraftTree,
+    GoosePaperShaper,
+    SpineShaper,
+    TreeShaper,
+    harmonic_split,
+)
+
+from .strategies import assert_property_fails
+
+BUILTIN = {
+    "chain": ChainShaper,
+    "balanced-k3": BalancedShaper,
+    "balanced-k5": lambda: BalancedShaper(k=5),
+    "tr-template": BalancedShaper.token_recycling,
+    "spine": lambda: SpineShaper(estimator=AcceptanceEstimator()),
+    "best-first": lambda: BestFirstShaper(estimator=AcceptanceEstimator()),
+    "paper": GoosePaperShaper,
+}
+
+
+class OneOverBudget(BestFirstShaper):
+    """Deliberately wrong: spends one node more than the budget."""
+
+    def shape(self, context, sources, budget):
+        return super().shape(context, sources, budget + 1)
+
+
+def check_random_proposals(make):
+    @given(st.integers(0, 2**32 - 1), st.lists(st.integers(0, 9), min_size=1, max_size=30),
+           st.integers(1, 40))
+    def prop(seed, context, budget):
+        sources = [RandomSource(seed, vocab=10, name="context"), RandomSource(seed + 1, vocab=10, name="recycled")]
+        tree = make().shape(context, sources, budget)
+        assert isinstance(tree, DraftTree) and tree.size <= budget
+        assert int(tree.tokens[0]) == context[-1]
+        DraftTree(tree.tokens, tree.parents)  # re-validates: parents first, distinct siblings
+
+    prop()
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_every_shaper_is_valid_within_budget_for_random_proposals(name):
+    check_random_proposals(BUILTIN[name])
+
+
+def test_random_proposal_property_catches_budget_overrun():
+    assert_property_fails(check_random_proposals, OneOverBudget)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_builtin_shapers_conform(name):
+    check_shaper(BUILTIN[name])
+
+
+def recycled_with(rows: dict[int, list[tuple[int, float]]], k=3, **kw) -> RecyclingSource:
+    src = RecyclingSource(k=k, **kw)
+    toks = sorted(rows)
+    ids = np.array([[t for t, _ in rows[r]] for r in toks])
+    probs = np.array([[p for _, p in rows[r]] for r in toks])
+    src.observe(Observation(np.array(toks), -np.ones(len(toks), dtype=int), ids, probs))
+    return src
+
+
+def test_spine_falls_back_to_balanced_without_a_match_and_to_a_chain_without_rows():
+    ctx = [1, 2, 3, 4]  # no repeated n-gram: no context match
+    rec = recycled_with({4: [(5, 0.5), (6, 0.2), (7, 0.1)], 5: [(8, 0.4), (9, 0.3), (1, 0.1)]})
+    sources = [ContextNGramSource((2,)), rec]
+    spine = SpineShaper().shape(ctx, sources, 5)
+    assert spine.tokens.tolist() == BalancedShaper(k=3).shape(ctx, sources, 5).tokens.tolist()
+    ctx2 = [1, 2, 3, 1, 2]
+    only_chain = SpineShaper().shape(ctx2, [ContextNGramSource((2,)), RecyclingSource()], 8)
+    # a bare chain, extended past the first match by asking the context source again
+    assert only_chain.tokens.tolist() == [2, 3, 1, 2, 3, 1, 2, 3, 1]
+    assert set(only_chain.sources[1:]) == {"context"} and only_chain.depths.max() == 8
+
+
+def test_spine_puts_branches_on_the_spine_when_the_spine_is_unsure():
+    ctx = [1, 2, 3, 1, 2]
+    rows = {2: [(7, 0.3), (8, 0.1), (9, 0.05)], 3: [(6, 0.3), (5, 0.2), (4, 0.1)],
+            7: [(3, 0.5), (1, 0.1), (2, 0.05)]}
+    tree = SpineShaper().shape(ctx, [ContextNGramSource((2,)), recycled_with(rows)], 6)
+    # the match has confidence 0.375, so spine values are 0.375, 0.14, 0.053: the third
+    # spine token loses to the root branch 7 (0.3), its child 3 (0.15) and others
+    spine = [v for v in range(1, tree.num_nodes) if tree.sources[v] == "context"]
+    assert [int(tree.tokens[v]) for v in spine] == [3, 1]
+    branch = {tuple(int(tree.tokens[u]) for u in tree.path_to(v)) for v in range(1, tree.num_nodes)}
+    assert {(7,), (7, 3), (8,), (3, 6)} <= branch and tree.size == 6
+
+
+def test_best_first_merges_duplicates_and_keeps_the_chain():
+    class Fixed(TokenSource):
+        def __init__(self, name, props):
+            self.name, self.props = name, props
+
+        def propose(self, context, path=()):
+            return self.props.get(tuple(path), [])
+
+    a = Fixed("a", {(): [Proposal((5, 6, 7), (0.9, 0.9, 0.9), "a")]})
+    b = Fixed("b", {(): [Proposal((5,), (0.95,), "b"), Proposal((4,), (0.5,), "b")]})
+    tree = BestFirstShaper().shape([0], [a, b], 4)
+    assert tree.tokens.tolist() == [0, 5, 6, 7, 4]  # one node for 5, chain continues
+    assert tree.confidences[1] == pytest.approx(0.95)
+
+
+def test_chain_shaper_extends_and_respects_budget():
+    ctx = [1, 2, 3, 4, 5, 1, 2]
+    tree = ChainShaper().shape(ctx, [ContextNGramSource((2,), max_tokens=2)], 6)
+    assert tree.tokens.tolist() == [2, 3, 4, 5, 1, 2, 3]
+    assert ChainShaper(extend=False).shape(ctx, [ContextNGramSource((2,), max_tokens=2)], 6).size == 2
+
+
+def test_token_recycling_template_fills_80_nodes():
+    rows = {t: [((t * 7 + j) % 97, 0.1) for j in range(8)] for t in range(97)}
+    tree = BalancedShaper.token_recycling().shape([3], [recycled_with(rows, k=8)], 200)
+    assert tree.size == 80 and len(TOKEN_RECYCLING_TEMPLATE) == 80
+    assert np.bincount(tree.depths).tolist() == [1, 8, 21, 25, 15, 8, 3]
+
+
+def test_paper_preset_worked_numbers():
+    assert harmonic_split(39 // 2, 20)[:4] == [5, 2, 1, 1]
+    assert harmonic_split(25, 9) == [8, 4, 2, 2, 1, 1, 1, 1, 1]
+    # a consensus match (conf = 1) gives an all-spine tree of node_budget + 1 nodes,
+    # unless the hard budget passed to shape() is smaller
+    ctx = [9, 1, 2, 3, 4, 5, 6, 7, 8] * 3 + [9, 1, 2, 3, 4]
+    sources = [ContextNGramSource(max_tokens=20, name="context"),
+               recycled_with({4: [(8, 0.5), (7, 0.2), (6, 0.1)]}, name="recycled")]
+    tree = GoosePaperShaper(node_budget=10, max_extended_chain=10).shape(ctx, sources, 100)
+    assert tree.size == 10 and set(tree.sources[1:]) == {"context"}
+    assert GoosePaperShaper(node_budget=10, max_extended_chain=10).shape(ctx, sources, 6).size == 6
+
+
+def test_paper_preset_ema_tiers_follow_spine_acceptance():
+    shaper = GoosePaperShaper()
+    tree = DraftTree([0, 1, 2, 3], [-1, 0, 1, 0], ["root", "context", "context", "recycled"])
+    for _ in range(10):
+        shaper.record(tree, accepted=[])
+    assert shaper.ema < 0.2
+    shaper.reset()
+    assert shaper.ema == 0.5
+
+
+@pytest.mark.parametrize("make", list(BUILTIN.values()))
+def test_budget_below_one_raises(make):
+    sources = [ContextNGramSource(), RecyclingSource()]
+    for bad in (0, -3, 1.5):
+        with pytest.raises(ValueError, match="budget"):
+            make().shape([1, 2, 3], sources, bad)
+
+
+def test_bad_shaper_arguments_and_names():
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        BalancedShaper(k=0)
+    with pytest.raises(ValueError, match="unknown shaper 'wide'"):
+        goose.make_shaper("wide")
+    with pytest.raises(ValueError, match="cannot import"):
+        goose.make_shaper("nowhere.Shaper")
+    with pytest.raises(ValueError, match="needs a source named 'context'"):
+        ChainShaper().shape([1], [RecyclingSource()], 3)
+    assert isinstance(goose.make_shaper("goose.trees.ChainShaper"), TreeShaper)
+
+
+def test_estimator_learns_conditional_acceptance():
+    est = AcceptanceEstimator(prior_strength=1.0)
+    tree = DraftTree([0, 1, 2, 3], [-1, 0, 1, 0], ["root", "c", "c", "r"], keys=["", "n3", "n3", "rank0"])
+    for _ in range(99):
+        est.record(tree, accepted=[1])  # node 2's parent accepted, node 2 rejected
+    assert est.predict("r", "rank0", 1, prior=0.5) == pytest.approx(0.5 / 100)
+    assert est.predict("c", "n3", 1, prior=0.5) == pytest.approx(99.5 / 100)
+    assert est.rates()["c"] == pytest.approx(0.5)
