@@ -1,0 +1,187 @@
+"""Monte Carlo: run real goose shapers and the real greedy verifier on simulated steps."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from goose.theory import CostCurve, expected_accepted
+from goose.trees import DraftTree, TreeShaper
+from goose.verify import GreedyVerifier, Verifier
+
+from ._models import OTHER, SimulationModel, World, WorldSource
+
+__all__ = ["SimResult", "simulate"]
+
+
+@dataclass
+class SimResult:
+    """What one (shaper, budget) configuration earned over the simulated steps.
+
+    Attributes:
+        mat: mean tokens per step (accepted draft + bonus).
+        ci95: 95% confidence interval of ``mat`` (normal approximation).
+        theory_mat: mean over steps of ``1 + E[A(T)]`` of each step's tree under the
+            model's true acceptances (``goose.theory.expected_accepted``).
+        accept_rate: per source, accepted / drafted nodes.
+        accept_per_opportunity: per source, accepted / (accepted-or-root nodes that
+            had at least one child from that source).
+        histogram: ``histogram[n]`` = steps that accepted n draft tokens.
+        mean_nodes: mean tree size (draft nodes).
+        predicted_speedup: tokens/s relative to plain decoding under the cost curve
+            (``None`` without one).
+    """
+
+    shaper: str
+    budget: int
+    steps: int
+    mat: float
+    ci95: tuple[float, float]
+    theory_mat: float
+    accept_rate: dict[str, float] = field(default_factory=dict)
+    accept_per_opportunity: dict[str, float] = field(default_factory=dict)
+    histogram: list[int] = field(default_factory=list)
+    mean_nodes: float = 0.0
+    predicted_speedup: float | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "shaper": self.shaper,
+            "budget": self.budget,
+            "steps": self.steps,
+            "mat": self.mat,
+            "ci95": list(self.ci95),
+            "theory_mat": self.theory_mat,
+            "accept_rate": self.accept_rate,
+            "accept_per_opportunity": self.accept_per_opportunity,
+            "histogram": self.histogram,
+            "mean_nodes": self.mean_nodes,
+            "predicted_speedup": self.predicted_speedup,
+        }
+
+
+@dataclass
+class _Step:
+    """A shaped tree with everything the simulated target needs about it."""
+
+    tree: DraftTree
+    cand_tokens: np.ndarray  # [num_nodes, m + 1] candidate tokens, then OTHER
+    cand_cum: np.ndarray  # [num_nodes, m] cumulative candidate probabilities
+    value: float  # E[A(T)] under the true acceptances
+
+
+def _prepare(tree: DraftTree, world: World) -> _Step:
+    n = tree.num_nodes
+    paths: list[tuple[int, ...]] = [()] * n
+    for v in range(1, n):
+        paths[v] = paths[int(tree.parents[v])] + (int(tree.tokens[v]),)
+    cands = [world.candidates(p) for p in paths]
+    m = max((len(c) for c in cands), default=0)
+    tokens = np.full((n, m + 1), OTHER, dtype=np.int64)
+    cum = np.full((n, m), np.inf)
+    for v, c in enumerate(cands):
+        if c:
+            tokens[v, : len(c)] = [t for t, _ in c]
+            cum[v, : len(c)] = np.cumsum([p for _, p in c])
+    accept = [1.0] + [world.accept_prob(paths[int(tree.parents[v])], int(tree.tokens[v])) for v in range(1, n)]
+    return _Step(tree, tokens, cum, expected_accepted(tree.parents, accept))
+
+
+def simulate(
+    model: SimulationModel,
+    make_shaper: Callable[[], TreeShaper],
+    budget: int,
+    steps: int,
+    seed: int = 0,
+    cost: CostCurve | None = None,
+    name: str = "",
+    stateless: bool = False,
+    verifier: Verifier | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SimResult:
+    """Simulate ``steps`` decoding steps of one shaper at one budget.
+
+    Args:
+        model: the source models (and through them the simulated target).
+        make_shaper: builds the shaper under test (called once).
+        budget: draft nodes per step.
+        steps: number of simulated steps (> 0).
+        seed: all randomness comes from ``numpy.random.default_rng(seed)``.
+        cost: forward cost curve; gives ``predicted_speedup``.
+        stateless: the shaper's tree depends only on the proposals it sees (no
+            learning), so trees are cached per step layout -- a pure speed-up.
+        verifier: defaults to the real :class:`goose.verify.GreedyVerifier`.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    rng = np.random.default_rng(seed)
+    shaper = make_shaper()
+    verifier = verifier or GreedyVerifier()
+    sources = []
+    if model.chain is not None:
+        sources.append(WorldSource("context", "chain"))
+    if model.recycled is not None:
+        sources.append(WorldSource("recycled", "recycled"))
+    names = [s.name for s in sources]
+    vocab = 2 + (len(model.recycled.betas) if model.recycled else 0)
+    cache: dict[tuple, _Step] = {}
+    lengths = np.zeros(steps, dtype=np.int64)
+    values = np.zeros(steps)
+    nodes = np.zeros(steps)
+    drafted = dict.fromkeys(names, 0)
+    accepted = dict.fromkeys(names, 0)
+    chances = dict.fromkeys(names, 0)
+    for i in range(steps):
+        world = World(model, rng, max_depth=budget + 1)
+        step = cache.get(world.layout) if stateless else None
+        if step is None:
+            for s in sources:
+                s.world = world
+            step = _prepare(shaper.shape([0], sources, budget), world)
+            if stateless:
+                cache[world.layout] = step
+        tree = step.tree
+        n = tree.num_nodes
+        u = rng.random(n)
+        choice = step.cand_tokens[np.arange(n), (u[:, None] >= step.cand_cum).sum(axis=1)]  # [n]
+        logits = torch.zeros(n, vocab)
+        logits[torch.arange(n), torch.from_numpy(choice)] = 1.0
+        verdict = verifier.verify(tree, logits)
+        shaper.record(tree, verdict.accepted)
+        lengths[i], values[i], nodes[i] = len(verdict.accepted), step.value, tree.size
+        for v in range(1, n):
+            drafted[tree.sources[v]] = drafted.get(tree.sources[v], 0) + 1
+        walk = (0, *verdict.accepted)
+        for j, u_node in enumerate(walk):
+            kid_sources = {tree.sources[c] for c in tree.children(u_node)}
+            nxt = walk[j + 1] if j + 1 < len(walk) else None
+            for src in kid_sources:
+                chances[src] = chances.get(src, 0) + 1
+            if nxt is not None:
+                accepted[tree.sources[nxt]] = accepted.get(tree.sources[nxt], 0) + 1
+        if progress is not None:
+            progress(1)
+    tokens = 1.0 + lengths
+    mat = float(tokens.mean())
+    half = 1.96 * float(tokens.std(ddof=1)) / math.sqrt(steps) if steps > 1 else float("inf")
+    speedup = None
+    if cost is not None:
+        step_time = np.array([cost(1 + k) for k in nodes])
+        speedup = float(tokens.sum() / step_time.sum() * cost(1))
+    return SimResult(
+        shaper=name or type(shaper).__name__,
+        budget=int(budget),
+        steps=steps,
+        mat=mat,
+        ci95=(mat - half, mat + half),
+        theory_mat=float(1.0 + values.mean()),
+        accept_rate={s: accepted.get(s, 0) / d for s, d in drafted.items() if d},
+        accept_per_opportunity={s: accepted.get(s, 0) / c for s, c in chances.items() if c},
+        histogram=np.bincount(lengths).tolist(),
+        mean_nodes=float(nodes.mean()),
+        predicted_speedup=speedup,
+    )
