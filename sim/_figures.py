@@ -107,9 +107,7 @@ def write_all(out: Path, steps: int = 4000, seed: int = 0) -> list[Path]:
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for ax, alpha, label in ((axes[0], 0.6, "gap 6x: alpha=0.6"), (axes[1], 0.1, "no gap: alpha=beta_1=0.1")):
         shape = theory.optimal_shape(alpha, GAP_BETAS, 24)
-        spine = [False] * len(shape.parents)
-        for v in range(1, len(shape.parents)):
-            spine[v] = (shape.parents[v] == 0 or spine[shape.parents[v]]) and shape.accept[v] == alpha
+        spine = [k == "s" for k in shape.kinds]
         draw_tree(ax, shape.parents, spine, f"optimal tree, B=24, {label}\nE[A]={shape.value:.2f}, "
                                             f"spine {shape.spine_length}")
     fig.tight_layout()

@@ -65,6 +65,7 @@ class OptimalShape:
             spine depth i (i = 0 is the root).
         threshold: smallest path probability kept (the tau_B of the docs).
         parents, accept: the tree itself as arrays (node 0 the root).
+        kinds: ``"s"`` for spine nodes (and the root), ``"b"`` for branch nodes.
     """
 
     value: float
@@ -73,6 +74,7 @@ class OptimalShape:
     threshold: float
     parents: tuple[int, ...]
     accept: tuple[float, ...]
+    kinds: tuple[str, ...] = ()
 
 
 def optimal_shape(alpha: float, betas: Sequence[float], budget: int, decay: float = 1.0) -> OptimalShape:
@@ -102,6 +104,7 @@ def optimal_shape(alpha: float, betas: Sequence[float], budget: int, decay: floa
         threshold=float(min(probs)),
         parents=parents,
         accept=accept,
+        kinds=tuple(k for _, (k, _, _), _ in picked),
     )
 
 
