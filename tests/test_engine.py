@@ -1,0 +1,233 @@
+"""End-to-end exactness of the engine on tiny float64 models built from configs."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from goose.engine import METHODS, decode, make_method
+from goose.hf import HFTarget, generate
+from goose.trees import DraftTree
+from goose.verify import GreedyVerifier, SamplingVerifier, process_logits
+from goose.verify._reference import target_law
+from goose.testing import random_tree
+
+from .tiny import reference, tiny_gemma3, tiny_llama, tiny_qwen2
+
+pytestmark = pytest.mark.model
+
+MODELS = {"llama": tiny_llama, "gemma3": tiny_gemma3, "qwen2": tiny_qwen2}
+# a repetitive prompt (the context source matches) and a random one (it mostly does not)
+PROMPTS = [[1, 5, 7, 9, 5, 7, 9, 5, 7, 3, 2, 5, 7, 9], list(np.random.default_rng(0).integers(1, 64, 20))]
+
+
+@pytest.mark.parametrize("arch", sorted(MODELS))
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_every_method_is_token_identical_to_generate(arch, attn):
+    # 60 new tokens: contexts of 74-80 tokens, far past gemma3's sliding window of 8
+    model = MODELS[arch](attn)
+    for prompt in PROMPTS:
+        prompt = [int(t) for t in prompt]
+        ref = reference(model, prompt, 60)
+        for method in METHODS:
+            out = generate(model, prompt, method=method, max_new_tokens=60, eos_token_id=[])
+            assert out.tokens == ref, f"{method} diverged on {arch}/{attn}"
+
+
+class ShiftedPositions(HFTarget):
+    """Deliberately wrong: positions count nodes in flattened order, not depth."""
+
+    def forward_tree(self, tree):
+        depths = tree.depths
+        tree.depths = np.arange(tree.num_nodes)
+        try:
+            return super().forward_tree(tree)
+        finally:
+            tree.depths = depths
+
+
+class NoWindow(HFTarget):
+    """Deliberately wrong: forgets the sliding window in the tree mask."""
+
+    def _mask(self, tree, window):
+        return super()._mask(tree, None)
+
+
+class CausalMask(HFTarget):
+    """Deliberately wrong: a plain causal mask over the flattened tree."""
+
+    def _mask(self, tree, window):
+        m = super()._mask(tree, window)
+        n = tree.num_nodes
+        tri = torch.tril(torch.ones(n, n, dtype=torch.bool))
+        if m.dtype == torch.bool:
+            m[..., -n:] = tri
+        else:
+            blocked = torch.tensor(torch.finfo(m.dtype).min, dtype=m.dtype)
+            m[..., -n:] = torch.where(tri, torch.zeros((), dtype=m.dtype), blocked)
+        return m
+
+
+def check_tree_logits(model, target_cls, seed=0):
+    """Every node's logits equal those of a plain forward over prefix + its path."""
+    rng = np.random.default_rng(seed)
+    prompt = [int(t) for t in rng.integers(1, 64, 30)]  # longer than gemma3's window
+    target = target_cls(model)
+    for cut in range(4):
+        prefix, root = prompt[: len(prompt) - 1 - cut], prompt[len(prompt) - 1 - cut]
+        target.prefill(prefix)
+        shape = random_tree(rng, 12, 64)
+        tree = DraftTree([root, *shape.tokens[1:]], shape.parents)
+        logits = target.forward_tree(tree)
+        for v in range(tree.num_nodes):
+            path = prefix + [root] + [int(tree.tokens[u]) for u in tree.path_to(v)]
+            with torch.inference_mode():
+                full = model(torch.tensor([path])).logits[0, -1]
+            assert torch.allclose(logits[v], full.float(), atol=1e-5), f"node {v} differs"
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_tree_pass_logits_equal_per_path_logits(arch, attn):
+    check_tree_logits(MODELS[arch](attn), HFTarget)
+
+
+@pytest.mark.parametrize("arch, broken", [("llama", ShiftedPositions), ("llama", CausalMask),
+                                          ("gemma3", ShiftedPositions), ("gemma3", NoWindow)])
+def test_wrong_mask_or_positions_are_caught(arch, broken):
+    # Token identity alone is a weak detector on tiny random models (their argmax barely
+    # depends on position); the per-node logits comparison is exact and catches each one.
+    with pytest.raises(AssertionError):
+        check_tree_logits(MODELS[arch]("eager"), broken)
+
+
+def test_eos_inside_an_accepted_draft_stops_where_generate_stops():
+    model = tiny_llama()
+    prompt = [int(t) for t in PROMPTS[0]]
+    free = reference(model, prompt, 60)
+    stopped = 0
+    for eos in sorted(set(free[5:40])):
+        ref = reference(model, prompt, 60, eos=eos)
+        for method in ("goose", "pld", "tr", "paper"):
+            out = generate(model, prompt, method=method, max_new_tokens=60, eos_token_id=eos)
+            assert out.tokens == ref and out.tokens[-1] == eos
+            stopped += any(len(x) > 0 for x in [out.stats.accept_lengths])
+    assert stopped > 0
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13])
+def test_output_never_exceeds_max_new_tokens(n):
+    model = tiny_llama()
+    prompt = [int(t) for t in PROMPTS[0]]
+    ref = reference(model, prompt, n)
+    for method in ("goose", "tr", "paper"):
+        assert generate(model, prompt, method=method, max_new_tokens=n, eos_token_id=[]).tokens == ref
+
+
+def test_kv_cache_tracks_committed_length_over_1000_tokens():
+    model = tiny_llama(vocab=32, seed=1)
+    target = HFTarget(model)
+    prompt = [1, 2, 3, 4, 1, 2, 3]
+    committed = list(prompt)
+    checks = []
+
+    def on_commit(tokens, kinds):
+        committed.extend(tokens)
+        checks.append(target.cache_length() == len(committed) - 1)  # the root is not cached yet
+
+    m = make_method("goose")
+    out = decode(target, prompt, m.sources, m.shaper, GreedyVerifier(), 12, 1000, on_commit=on_commit)
+    assert len(out.tokens) == 1000 and all(checks) and len(checks) == out.stats.steps + 1
+    assert out.tokens == reference(model, prompt, 1000)
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = tiny_llama(max_positions=64)
+    with pytest.raises(ValueError, match="empty"):
+        generate(model, [], method="goose")
+    with pytest.raises(ValueError, match="context window"):
+        generate(model, list(range(1, 65)), method="goose")
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generate(model, [1, 2], max_new_tokens=0)
+    with pytest.raises(ValueError, match="unknown method"):
+        generate(model, [1, 2], method="medusa")
+    with pytest.raises(ValueError, match="budget"):
+        generate(model, [1, 2], budget=0)
+    with pytest.raises(ValueError, match="tokenizer"):
+        generate(model, "hello")
+    model.config._attn_implementation = "flash_attention_2"
+    with pytest.raises(ValueError, match="flash_attention_2"):
+        generate(model, [1, 2])
+
+
+def test_unsupported_architecture_is_refused():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=32, n_embd=16, n_layer=1, n_head=2)).eval()
+    with pytest.raises(ValueError, match="architecture 'gpt2' is not supported"):
+        generate(model, [1, 2, 3])
+
+
+def test_sampling_is_seeded_and_reproducible():
+    model = tiny_llama()
+    runs = [generate(model, PROMPTS[0], method="goose", temperature=0.8, top_p=0.95, seed=s,
+                     max_new_tokens=30, eos_token_id=[]).tokens for s in (7, 7, 8)]
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+def first_tokens_law(model, prompt, k, temperature, top_p):
+    """Exact law of the first k sampled tokens of plain sampling (float64)."""
+    law = {(): 1.0}
+    for _ in range(k):
+        nxt = {}
+        for seq, p in law.items():
+            with torch.inference_mode():
+                logits = model(torch.tensor([prompt + list(seq)])).logits[0, -1:]
+            probs = process_logits(logits, temperature, 0, top_p).softmax(-1)[0].double().numpy()
+            for t in np.nonzero(probs)[0]:
+                nxt[seq + (int(t),)] = p * probs[t]
+        law = nxt
+    return law
+
+
+def chi_square_p(counts, law, n):
+    from scipy import stats
+
+    keys = sorted(law, key=law.get, reverse=True)
+    exp = np.array([law[k] * n for k in keys])
+    obs = np.array([counts.get(k, 0) for k in keys], dtype=float)
+    big = exp >= 5
+    exp_b, obs_b = np.append(exp[big], exp[~big].sum()), np.append(obs[big], obs[~big].sum())
+    assert big.sum() >= 3, "too few well-filled outcomes for a chi-square test"
+    return stats.chisquare(obs_b, exp_b * obs_b.sum() / exp_b.sum()).pvalue
+
+
+@pytest.mark.slow
+def test_sampled_first_tokens_follow_plain_sampling():
+    # First 3 tokens: the 1st comes from prefill, the 2nd and 3rd from a verified tree.
+    # Chi-square at alpha = 1e-6: a correct implementation fails with probability 1e-6.
+    model = tiny_llama(vocab=16, seed=3)
+    with torch.no_grad():  # sharpen the random model so the law has few, well-filled outcomes
+        model.lm_head.weight.mul_(25.0)
+    prompt = [1, 5, 7, 9, 5, 7, 9, 5, 7]
+    law = first_tokens_law(model, prompt, 3, 0.8, 0.95)
+    n = 2000
+    counts = Counter(tuple(generate(model, prompt, method="goose", temperature=0.8, top_p=0.95, seed=s,
+                                    max_new_tokens=3, eos_token_id=[]).tokens) for s in range(n))
+    assert set(counts) <= set(law)
+    assert chi_square_p(counts, law, n) > 1e-6
+    # power: greedy decoding (a verifier that ignores the randomness) is rejected
+    greedy = Counter(tuple(generate(model, prompt, method="goose", max_new_tokens=3, eos_token_id=[]).tokens)
+                     for _ in range(200))
+    assert chi_square_p(greedy, law, 200) < 1e-6
+
+
+def test_stats_account_for_every_token():
+    model = tiny_llama()
+    out = generate(model, PROMPTS[0], method="goose", max_new_tokens=60, eos_token_id=[])
+    s = out.stats
+    assert s.forward_calls == 1 + s.steps
+    assert sum(s.accepted.values()) + s.steps + 1 >= s.new_tokens  # cut tokens are counted as accepted
+    assert s.mat == pytest.approx(s.new_tokens / s.forward_calls)
+    assert len(out.kinds) == len(out.tokens) and out.kinds[0] == "bonus"
