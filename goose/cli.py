@@ -1,4 +1,4 @@
-"""The ``goose`` command line: ``simulate``, ``figures``, ``generate``."""
+"""The ``goose`` command line: ``generate``, ``simulate``, ``figures``."""
 
 from __future__ import annotations
 
@@ -129,13 +129,77 @@ def figures(
         console.print(f"wrote {path}")
 
 
+KIND_STYLE = {"spine": "bold green", "branch": "cyan", "bonus": ""}
+
+
 @app.command()
 def generate(
     prompt: str = typer.Argument(..., help="The prompt."),
+    model: str = typer.Option("smollm2", help="smollm2 (default), gemma3-270m, a local path or a hub id."),
+    method: str = typer.Option("goose", help="ar, pld, tr, balanced-k3, balanced-k5, goose, best-first, paper."),
+    budget: int | None = typer.Option(None, help="Draft nodes per step (default: the method's)."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
+    temperature: float = typer.Option(0.0, help="0 = greedy (token-identical to plain decoding)."),
+    top_p: float = typer.Option(1.0, "--top-p"),
+    top_k: int = typer.Option(0, "--top-k"),
+    seed: int = typer.Option(0),
+    chat: bool = typer.Option(True, "--chat/--raw", help="Wrap the prompt in the chat template."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write tokens, text and stats here."),
+    stats: bool = typer.Option(False, "--stats", help="Print the time split and per-source acceptance."),
+    compare: bool = typer.Option(False, "--compare", help="Also run plain decoding (ar) and show the speed-up."),
 ) -> None:
-    """Generate text with speculative decoding (the engine is not built yet)."""
-    console.print("[yellow]goose generate: the Hugging Face engine is not built yet.[/yellow]")
-    raise typer.Exit(code=2)
+    """Generate text with speculative decoding, streaming it as it is committed
+    (green: accepted spine tokens, cyan: accepted branch tokens, plain: the target's own)."""
+    import goose.hf as gh
+
+    try:
+        lm, tok = gh.load_model(model)
+        ids = gh.encode_prompt(tok, prompt, chat)
+        shown = [""]
+        new_ids: list[int] = []
+
+        def stream(tokens: list[int], kinds: list[str]) -> None:
+            for t, kind in zip(tokens, kinds, strict=True):
+                new_ids.append(t)
+                text = tok.decode(new_ids, skip_special_tokens=True)
+                piece, shown[0] = text[len(shown[0]):], text
+                console.print(piece, style=KIND_STYLE[kind], end="", markup=False, highlight=False)
+
+        out = gh.generate(lm, ids, tokenizer=tok, method=method, budget=budget, max_new_tokens=max_new_tokens,
+                          temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, on_commit=stream)
+        console.print()
+        plain = None
+        if compare:
+            plain = gh.generate(lm, ids, tokenizer=tok, method="ar", max_new_tokens=max_new_tokens,
+                                temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    s = out.stats
+    lossy = "" if s.lossless else " [LOSSY verifier]"
+    console.print(f"[bold]{method}[/bold]{lossy}: {s.new_tokens} tokens, {s.tokens_per_s:.1f} tok/s, "
+                  f"MAT {s.mat:.2f} ({s.forward_calls} forward calls)")
+    for src, r in s.accept_rates().items():
+        console.print(f"  {src}: {r['accepted']}/{r['drafted']} drafted accepted ({r['per_node']:.1%}), "
+                      f"{r['per_opportunity']:.1%} per opportunity")
+    if plain is not None:
+        same = "identical tokens" if plain.tokens == out.tokens else "DIFFERENT tokens"
+        console.print(f"[bold]ar[/bold] (plain decoding, same process): {plain.stats.tokens_per_s:.1f} tok/s -> "
+                      f"speed-up {s.tokens_per_s / plain.stats.tokens_per_s:.2f}x, {same}")
+    if stats:
+        j = s.to_json()
+        t = j["time"]
+        console.print(f"  time: prefill {t['prefill']:.3f}s, draft {t['draft']:.3f}s, forward {t['forward']:.3f}s, "
+                      f"verify {t['verify']:.3f}s, other {t['other']:.3f}s; non-forward step work = "
+                      f"{j['overhead_vs_forward']:.1%} of forward time; mean tree {j['mean_tree_size']:.1f} nodes")
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        rec = {"model": model, "method": method, "prompt": prompt, "prompt_ids": ids, "tokens": out.tokens,
+               "kinds": out.kinds, "text": out.text, "stats": s.to_json()}
+        if plain is not None:
+            rec["ar"] = {"tokens": plain.tokens, "stats": plain.stats.to_json(),
+                         "identical": plain.tokens == out.tokens}
+        json_out.write_text(json.dumps(rec, indent=1))
+        console.print(f"wrote {json_out}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .engine import GenerationResult, decode, make_method
+from .engine import GenerationResult, TraceRecorder, decode, make_method
 from .sources import TokenSource
 from .trees import DraftTree, TreeShaper
 from .verify import GreedyVerifier, SamplingVerifier, Verifier
@@ -259,6 +259,7 @@ def generate(
     verifier: Verifier | None = None,
     on_commit: Callable[[list[int], list[str]], None] | None = None,
     recorder: Callable[[dict], None] | None = None,
+    trace: str | Path | None = None,
 ) -> GenerationResult:
     """Speculative generation with a named method or explicit strategy objects.
 
@@ -271,6 +272,7 @@ def generate(
         temperature: 0 = greedy (token-identical to ``model.generate``); > 0 samples
             losslessly with ``top_k``/``top_p``, seeded by ``seed``.
         chat: wrap a text prompt in the tokenizer's chat template.
+        trace: write a replay trace (JSONL, ``sim.replay``) of this run here.
 
     Returns:
         :class:`~goose.engine.GenerationResult` with ``tokens``, ``text``, ``stats``.
@@ -300,11 +302,21 @@ def generate(
         else:  # draws happen on the CPU generator, whatever the model's device
             verifier = SamplingVerifier(temperature, top_k, top_p, torch.Generator().manual_seed(seed))
     target = HFTarget(model)
+    use_sources = list(sources) if sources is not None else m.sources
+    use_budget = budget if budget is not None else m.budget
+    tracer = None
+    if trace is not None:
+        if recorder is not None:
+            raise ValueError("pass either recorder or trace, not both")
+        tracer = TraceRecorder()
+        use_sources, recorder = tracer.wrap(use_sources), tracer.step
     result = decode(
-        target, ids, list(sources) if sources is not None else m.sources, shaper or m.shaper, verifier,
-        budget if budget is not None else m.budget, max_new_tokens, _eos_ids(model, eos_token_id),
-        on_commit=on_commit, recorder=recorder,
+        target, ids, use_sources, shaper or m.shaper, verifier, use_budget, max_new_tokens,
+        _eos_ids(model, eos_token_id), on_commit=on_commit, recorder=recorder,
     )
+    if tracer is not None:
+        tracer.write(trace, ids, result.tokens, method, use_budget, result.stats.forward_calls,
+                     [s.name for s in use_sources])
     if tokenizer is not None:
         result.text = tokenizer.decode(result.tokens, skip_special_tokens=True)
     return result

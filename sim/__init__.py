@@ -9,15 +9,21 @@
 from ._grid import SIM_SHAPERS, run_grid, sim_shaper
 from ._models import ChainModel, RecycledModel, SimulationModel, World, WorldSource
 from ._montecarlo import SimResult, simulate
+from ._replay import ReplayResult, TraceSource, load_trace, replay, replay_method
 
 __all__ = [
     "SIM_SHAPERS",
     "ChainModel",
     "RecycledModel",
+    "ReplayResult",
     "SimResult",
     "SimulationModel",
+    "TraceSource",
     "World",
     "WorldSource",
+    "load_trace",
+    "replay",
+    "replay_method",
     "run_grid",
     "sim_shaper",
     "simulate",

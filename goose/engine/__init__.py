@@ -2,5 +2,6 @@
 
 from ._loop import GenerationResult, GenerationStats, Target, decode
 from ._methods import METHODS, Method, make_method
+from ._trace import RecordingSource, TraceRecorder
 
-__all__ = ["METHODS", "GenerationResult", "GenerationStats", "Method", "Target", "decode", "make_method"]
+__all__ = ["METHODS", "GenerationResult", "GenerationStats", "Method", "RecordingSource", "Target", "TraceRecorder", "decode", "make_method"]

