@@ -147,6 +147,7 @@ def generate(
     json_out: Path | None = typer.Option(None, "--json", help="Write tokens, text and stats here."),
     stats: bool = typer.Option(False, "--stats", help="Print the time split and per-source acceptance."),
     compare: bool = typer.Option(False, "--compare", help="Also run plain decoding (ar) and show the speed-up."),
+    trace: Path | None = typer.Option(None, help="Record a replay trace (JSONL) for goose replay / sim."),
 ) -> None:
     """Generate text with speculative decoding, streaming it as it is committed
     (green: accepted spine tokens, cyan: accepted branch tokens, plain: the target's own)."""
@@ -166,7 +167,8 @@ def generate(
                 console.print(piece, style=KIND_STYLE[kind], end="", markup=False, highlight=False)
 
         out = gh.generate(lm, ids, tokenizer=tok, method=method, budget=budget, max_new_tokens=max_new_tokens,
-                          temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, on_commit=stream)
+                          temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, on_commit=stream,
+                          trace=trace)
         console.print()
         plain = None
         if compare:
@@ -200,6 +202,25 @@ def generate(
                          "identical": plain.tokens == out.tokens}
         json_out.write_text(json.dumps(rec, indent=1))
         console.print(f"wrote {json_out}")
+
+
+@app.command()
+def replay(
+    trace: Path = typer.Argument(..., help="A trace written by goose generate --trace."),
+    method: str | None = typer.Option(None, help="Method to replay (default: the recorded one)."),
+    budget: str | None = typer.Option(None, help="Budgets, comma-separated (default: the recorded one)."),
+) -> None:
+    """Replay a recorded greedy run with other methods or budgets, offline."""
+    from sim import replay_method
+
+    try:
+        budgets = _ints(budget, "--budget") if budget else [None]
+        for b in budgets:
+            r = replay_method(trace, method, b)
+            console.print(f"{method or 'recorded method'} budget={b or 'recorded'}: replayed MAT {r.mat:.3f} "
+                          f"({r.forward_calls} calls); recorded run {r.recorded_mat:.3f}")
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
 
 
 if __name__ == "__main__":

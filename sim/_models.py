@@ -63,10 +63,47 @@ class RecycledModel:
 
 @dataclass(frozen=True)
 class SimulationModel:
-    """Both source models; validated as probabilities with sibling sums <= 1."""
+    """The sources of a simulation and the target they draft for.
+
+    Validated as probabilities with sibling sums <= 1. To simulate your own source,
+    subclass it and extend :meth:`source_names`, :meth:`candidates` (what the target
+    may choose at a node, with probabilities) and :meth:`propose` (what your source
+    says there); use token ids >= 100 for your candidates. See
+    ``tests/test_sim.py::KeywordModel``.
+    """
 
     chain: ChainModel | None
     recycled: RecycledModel | None
+
+    def source_names(self) -> list[str]:
+        """Names of the simulated sources."""
+        return (["context"] if self.chain else []) + (["recycled"] if self.recycled else [])
+
+    def candidates(self, world: World, path: tuple[int, ...]) -> list[tuple[int, float]]:
+        """``(token, probability)`` of every token the target may choose after ``path``
+        (distinct tokens; probabilities sum to at most 1; the rest is "no source")."""
+        out: list[tuple[int, float]] = []
+        if world.on_spine(path):
+            out.append((SPINE, self.chain.accept(len(path) + 1)))
+        if self.recycled is not None:
+            skip_first = world.overlaps(path)
+            out += [(2 + j, b) for j, b in enumerate(self.recycled.betas) if not (j == 0 and skip_first)]
+        return out
+
+    def propose(self, world: World, source: str, path: tuple[int, ...]) -> list[Proposal]:
+        """What the source called ``source`` proposes after ``path`` (true confidences)."""
+        if source == "context":
+            if not world.on_spine(path):
+                return []
+            chain = self.chain
+            conf = tuple(chain.accept(len(path) + i + 1) for i in range(chain.max_len))
+            return [Proposal((SPINE,) * chain.max_len, conf, source, "chain")]
+        if source == "recycled":
+            return [
+                Proposal((SPINE if (j == 0 and world.overlaps(path)) else 2 + j,), (b,), source, f"rank{j}")
+                for j, b in enumerate(self.recycled.betas)
+            ]
+        return []
 
     def __post_init__(self) -> None:
         alpha = self.chain.alpha if self.chain else 0.0
@@ -106,13 +143,7 @@ class World:
 
     def candidates(self, path: tuple[int, ...]) -> list[tuple[int, float]]:
         """``(token, acceptance)`` of every candidate at the node reached by ``path``."""
-        out: list[tuple[int, float]] = []
-        if self.on_spine(path):
-            out.append((SPINE, self.model.chain.accept(len(path) + 1)))
-        if self.model.recycled is not None:
-            skip_first = self.overlaps(path)
-            out += [(2 + j, b) for j, b in enumerate(self.model.recycled.betas) if not (j == 0 and skip_first)]
-        return out
+        return self.model.candidates(self, path)
 
     def accept_prob(self, path: tuple[int, ...], token: int) -> float:
         """True a(v) of a node carrying ``token`` below ``path`` (0 if never chosen)."""
@@ -123,23 +154,11 @@ class WorldSource(TokenSource):
     """A token source that reads the current world; confidences are the true values
     (the simulator predicts what a tree shape earns when acceptance is known)."""
 
-    def __init__(self, name: str, kind: str) -> None:
-        self.name, self.kind = name, kind
+    def __init__(self, name: str) -> None:
+        self.name = name
         self.world: World | None = None
 
     def propose(self, context: Sequence[int], path: Sequence[int] = ()) -> list[Proposal]:
-        world, path = self.world, tuple(int(t) for t in path)
-        if world is None or not context:
+        if self.world is None or not context:
             return []
-        if self.kind == "chain":
-            chain = world.model.chain
-            if not world.on_spine(path):
-                return []
-            depth = len(path)
-            conf = tuple(chain.accept(depth + i + 1) for i in range(chain.max_len))
-            return [Proposal((SPINE,) * chain.max_len, conf, self.name, "chain")]
-        rec = world.model.recycled
-        return [
-            Proposal((SPINE if (j == 0 and world.overlaps(path)) else 2 + j,), (b,), self.name, f"rank{j}")
-            for j, b in enumerate(rec.betas)
-        ]
+        return self.world.model.propose(self.world, self.name, tuple(int(t) for t in path))

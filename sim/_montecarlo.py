@@ -121,13 +121,8 @@ def simulate(
     rng = np.random.default_rng(seed)
     shaper = make_shaper()
     verifier = verifier or GreedyVerifier()
-    sources = []
-    if model.chain is not None:
-        sources.append(WorldSource("context", "chain"))
-    if model.recycled is not None:
-        sources.append(WorldSource("recycled", "recycled"))
+    sources = [WorldSource(name) for name in model.source_names()]
     names = [s.name for s in sources]
-    vocab = 2 + (len(model.recycled.betas) if model.recycled else 0)
     cache: dict[tuple, _Step] = {}
     lengths = np.zeros(steps, dtype=np.int64)
     values = np.zeros(steps)
@@ -148,6 +143,7 @@ def simulate(
         n = tree.num_nodes
         u = rng.random(n)
         choice = step.cand_tokens[np.arange(n), (u[:, None] >= step.cand_cum).sum(axis=1)]  # [n]
+        vocab = int(max(step.cand_tokens.max(), tree.tokens.max())) + 1
         logits = torch.zeros(n, vocab)
         logits[torch.arange(n), torch.from_numpy(choice)] = 1.0
         verdict = verifier.verify(tree, logits)
