@@ -156,7 +156,9 @@ def decode(
     Args:
         target: the model adapter.
         prompt: prompt token ids (non-empty).
-        sources, shaper, verifier: the three strategies.
+        sources: the token sources.
+        shaper: builds each step's tree.
+        verifier: decides the accepted path and bonus.
         budget: draft nodes per step (>= 1; shapers may use fewer).
         max_new_tokens: hard cap on new tokens (> 0); output never exceeds it.
         eos_token_ids: generation stops right after the first of these it emits.

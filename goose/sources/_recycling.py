@@ -40,8 +40,8 @@ class RecyclingSource(TokenSource):
         >>> src = RecyclingSource(k=2)
         >>> src.observe(Observation(np.array([4]), np.array([-1]),
         ...                         np.array([[8, 9]]), np.array([[0.6, 0.3]])))
-        >>> [(p.tokens, p.confidence) for p in src.propose([1, 4])]
-        [((8,), (0.6,)), ((9,), (0.3,))]
+        >>> [p.tokens for p in src.propose([1, 4])], [p.confidence for p in src.propose([1, 4])]
+        ([(8,), (9,)], [(0.6,), (0.3,)])
     """
 
     def __init__(
