@@ -137,7 +137,8 @@ def generate(
     prompt: str = typer.Argument(..., help="The prompt."),
     model: str = typer.Option("smollm2", help="smollm2 (default), gemma3-270m, a local path or a hub id."),
     method: str = typer.Option("goose", help="ar, pld, tr, balanced-k3, balanced-k5, goose, best-first, paper."),
-    budget: int | None = typer.Option(None, help="Draft nodes per step (default: the method's)."),
+    budget: str = typer.Option("auto", help="Draft nodes per step, 'auto' (from the measured cost curve), "
+                                            "or 'default' (the method's fixed budget)."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
     temperature: float = typer.Option(0.0, help="0 = greedy (token-identical to plain decoding)."),
     top_p: float = typer.Option(1.0, "--top-p"),
@@ -153,6 +154,11 @@ def generate(
     (green: accepted spine tokens, cyan: accepted branch tokens, plain: the target's own)."""
     import goose.hf as gh
 
+    use_budget: int | str | None = {"auto": "auto", "default": None}.get(budget)
+    if use_budget is None and budget != "default":
+        use_budget = _ints(budget, "--budget")[0] if budget.strip() else None
+    if method in ("ar", "paper") and budget == "auto":
+        use_budget = None  # plain decoding has no tree; the paper preset sizes its own
     try:
         lm, tok = gh.load_model(model)
         ids = gh.encode_prompt(tok, prompt, chat)
@@ -166,7 +172,7 @@ def generate(
                 piece, shown[0] = text[len(shown[0]):], text
                 console.print(piece, style=KIND_STYLE[kind], end="", markup=False, highlight=False)
 
-        out = gh.generate(lm, ids, tokenizer=tok, method=method, budget=budget, max_new_tokens=max_new_tokens,
+        out = gh.generate(lm, ids, tokenizer=tok, method=method, budget=use_budget, max_new_tokens=max_new_tokens,
                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, on_commit=stream,
                           trace=trace)
         console.print()
@@ -202,6 +208,26 @@ def generate(
                          "identical": plain.tokens == out.tokens}
         json_out.write_text(json.dumps(rec, indent=1))
         console.print(f"wrote {json_out}")
+
+
+@app.command()
+def calibrate(
+    model: str = typer.Option("smollm2", help="Named model, local path or hub id."),
+    out: Path | None = typer.Option(None, help="Also write the curve (JSON) here, for goose simulate --cost-curve."),
+) -> None:
+    """Measure the forward cost c(n) of tree passes over n tokens on this device."""
+    import goose.hf as gh
+
+    try:
+        lm, _ = gh.load_model(model)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    curve = gh.calibrate(lm, cache=False)
+    for n, s in zip(curve.tokens, curve.seconds, strict=True):
+        console.print(f"  c({int(n):>2}) = {1000 * s:7.1f} ms   ({s / curve.seconds[0]:.2f}x one token)")
+    if out:
+        out.write_text(json.dumps(curve.to_json()))
+        console.print(f"wrote {out}")
 
 
 @app.command()

@@ -19,10 +19,11 @@ import torch
 
 from .engine import GenerationResult, TraceRecorder, decode, make_method
 from .sources import TokenSource
-from .trees import DraftTree, TreeShaper
+from .theory import CostCurve
+from .trees import AutoBudgetShaper, DraftTree, TreeShaper
 from .verify import GreedyVerifier, SamplingVerifier, Verifier
 
-__all__ = ["SUPPORTED_ARCHITECTURES", "HFTarget", "generate", "load_model", "model_path"]
+__all__ = ["SUPPORTED_ARCHITECTURES", "HFTarget", "calibrate", "generate", "load_model", "model_path"]
 
 SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma3_text")
 SUPPORTED_ATTENTION = ("sdpa", "eager")
@@ -219,7 +220,51 @@ def load_model(
     return model.to(device).eval(), tok
 
 
+# -- cost curve -----------------------------------------------------------------------------
+CALIBRATION_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+
+
+def calibrate(
+    model: Any, sizes: Sequence[int] = CALIBRATION_SIZES, context: int = 256, reps: int = 5,
+    cache: bool = True,
+) -> CostCurve:
+    """Measure the forward cost c(n) of a tree pass over n tokens (median of ``reps``)
+    after ``context`` cached tokens. Cached per model, device, dtype and thread count
+    under ``$GOOSE_CACHE/cost`` unless ``cache=False``."""
+    import hashlib
+    import json
+    import time
+
+    device = next(model.parameters()).device
+    key = f"{model.config._name_or_path}|{model.config.model_type}|{device}|{model.dtype}|{torch.get_num_threads()}"
+    key += f"|{list(sizes)}|{context}"
+    path = _cache_root().parent / "cost" / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
+    if cache and path.exists():
+        return CostCurve.load(path)
+    target = HFTarget(model)
+    vocab = int(model.config.vocab_size)
+    rng = np.random.default_rng(0)
+    target.prefill([int(t) for t in rng.integers(0, vocab, context)])
+    seconds = []
+    for n in sizes:
+        times = []
+        for _ in range(reps + 1):  # the first is a warm-up
+            tree = DraftTree.chain(int(rng.integers(vocab)), [int(t) for t in rng.integers(0, vocab, n - 1)])
+            t0 = time.perf_counter()
+            target.forward_tree(tree)
+            times.append(time.perf_counter() - t0)
+            target.commit(tree, [])
+        seconds.append(float(np.median(times[1:])))
+    curve = CostCurve(list(sizes), seconds)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(curve.to_json() | {"key": key}))
+    return curve
+
+
 # -- generation -----------------------------------------------------------------------------
+AUTO_MAX_BUDGET = 24
+
 def _eos_ids(model: Any, eos_token_id: int | Sequence[int] | None) -> list[int]:
     if eos_token_id is None:
         eos_token_id = getattr(model.generation_config, "eos_token_id", None)
@@ -246,7 +291,7 @@ def generate(
     prompt: str | Sequence[int] | torch.Tensor,
     tokenizer: Any = None,
     method: str = "goose",
-    budget: int | None = None,
+    budget: int | str | None = None,
     max_new_tokens: int = 128,
     temperature: float = 0.0,
     top_k: int = 0,
@@ -268,7 +313,9 @@ def generate(
         prompt: text (needs ``tokenizer``) or token ids.
         method: ``ar``, ``pld``, ``tr``, ``balanced-k3``, ``balanced-k5``, ``goose``,
             ``best-first`` or ``paper``; ``sources``/``shaper`` override its parts.
-        budget: draft nodes per step (default: the method's).
+        budget: draft nodes per step (default: the method's), or ``"auto"``: each step
+            keeps the tree size that maximises predicted tokens per second under the
+            model's measured cost curve (:func:`calibrate`, cached).
         temperature: 0 = greedy (token-identical to ``model.generate``); > 0 samples
             losslessly with ``top_k``/``top_p``, seeded by ``seed``.
         chat: wrap a text prompt in the tokenizer's chat template.
@@ -303,7 +350,14 @@ def generate(
             verifier = SamplingVerifier(temperature, top_k, top_p, torch.Generator().manual_seed(seed))
     target = HFTarget(model)
     use_sources = list(sources) if sources is not None else m.sources
-    use_budget = budget if budget is not None else m.budget
+    use_shaper = shaper or m.shaper
+    if budget == "auto":
+        use_shaper = AutoBudgetShaper(use_shaper, calibrate(model))
+        use_budget = AUTO_MAX_BUDGET
+    elif budget is None or isinstance(budget, int):
+        use_budget = budget if budget is not None else m.budget
+    else:
+        raise ValueError(f"budget must be an integer >= 1 or 'auto', got {budget!r}")
     tracer = None
     if trace is not None:
         if recorder is not None:
@@ -311,7 +365,7 @@ def generate(
         tracer = TraceRecorder()
         use_sources, recorder = tracer.wrap(use_sources), tracer.step
     result = decode(
-        target, ids, use_sources, shaper or m.shaper, verifier, use_budget, max_new_tokens,
+        target, ids, use_sources, use_shaper, verifier, use_budget, max_new_tokens,
         _eos_ids(model, eos_token_id), on_commit=on_commit, recorder=recorder,
     )
     if tracer is not None:

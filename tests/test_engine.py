@@ -231,3 +231,21 @@ def test_stats_account_for_every_token():
     assert sum(s.accepted.values()) + s.steps + 1 >= s.new_tokens  # cut tokens are counted as accepted
     assert s.mat == pytest.approx(s.new_tokens / s.forward_calls)
     assert len(out.kinds) == len(out.tokens) and out.kinds[0] == "bonus"
+
+
+def test_auto_budget_is_lossless_and_calibration_is_cached(tmp_path, monkeypatch):
+    from goose.hf import calibrate
+
+    monkeypatch.setenv("GOOSE_CACHE", str(tmp_path))
+    model = tiny_llama()
+    curve = calibrate(model, sizes=(1, 2, 4), context=16, reps=2)
+    assert curve.tokens.tolist() == [1, 2, 4] and (curve.seconds > 0).all()
+    assert len(list((tmp_path / "cost").glob("*.json"))) == 1
+    assert calibrate(model, sizes=(1, 2, 4), context=16, reps=2).seconds.tolist() == curve.seconds.tolist()
+    for prompt in PROMPTS:
+        prompt = [int(t) for t in prompt]
+        ref = reference(model, prompt, 40)
+        for method in ("goose", "best-first", "tr"):
+            assert generate(model, prompt, method=method, budget="auto", max_new_tokens=40, eos_token_id=[]).tokens == ref
+    with pytest.raises(ValueError, match="auto"):
+        generate(model, PROMPTS[0], budget="big")

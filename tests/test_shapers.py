@@ -181,3 +181,30 @@ def test_estimator_learns_conditional_acceptance():
     assert est.predict("r", "rank0", 1, prior=0.5) == pytest.approx(0.5 / 100)
     assert est.predict("c", "n3", 1, prior=0.5) == pytest.approx(99.5 / 100)
     assert est.rates()["c"] == pytest.approx(0.5)
+
+
+def test_auto_budget_keeps_the_prefix_with_the_best_rate():
+    from goose import theory
+    from goose.trees import AutoBudgetShaper
+
+    class Fixed(TokenSource):
+        name = "context"
+
+        def propose(self, context, path=()):
+            return [Proposal((1, 2, 3, 4), (0.9, 0.5, 0.5, 0.5), "context")] if not path else []
+
+    src = [Fixed()]
+    full = AutoBudgetShaper(BestFirstShaper(), theory.CostCurve.flat()).shape([0], src, 4)
+    assert full.size == 4  # a flat cost: every node pays
+    steep = AutoBudgetShaper(BestFirstShaper(), theory.CostCurve([1, 2], [1.0, 3.0])).shape([0], src, 4)
+    assert steep.size == 0  # one more token costs 2x: no 0.9 draft pays for it
+    # c(2)/c(1) = 1.5: (1 + 0.9) / 1.5 beats 1 / 1; adding 0.45 more for +0.5 cost does not
+    mid = AutoBudgetShaper(BestFirstShaper(), theory.CostCurve([1, 2, 3], [1.0, 1.5, 2.0])).shape([0], src, 4)
+    assert mid.tokens.tolist() == [0, 1]
+
+
+def test_auto_budget_conforms():
+    from goose import theory
+    from goose.trees import AutoBudgetShaper
+
+    check_shaper(lambda: AutoBudgetShaper(BestFirstShaper(), theory.CostCurve([1, 8, 64], [1.0, 1.3, 3.0])))

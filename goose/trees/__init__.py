@@ -7,6 +7,7 @@ tree), :class:`SpineShaper` (GOOSE: context spine + recycled branches),
 and :class:`GoosePaperShaper` (the released GOOSE rules).
 """
 
+from ._auto import AutoBudgetShaper
 from ._base import TreeShaper, check_budget, source_by_name
 from ._estimate import AcceptanceEstimator
 from ._paper import GoosePaperShaper, harmonic_split, paper_confidence
@@ -17,6 +18,7 @@ from ._tree import DraftTree, TreeBuilder
 __all__ = [
     "TOKEN_RECYCLING_TEMPLATE",
     "AcceptanceEstimator",
+    "AutoBudgetShaper",
     "BalancedShaper",
     "BestFirstShaper",
     "ChainShaper",
