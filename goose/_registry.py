@@ -28,11 +28,13 @@ SHAPERS: dict[str, Callable[..., TreeShaper]] = {
     "best-first": lambda **kw: BestFirstShaper(estimator=kw.pop("estimator", AcceptanceEstimator()), **kw),
     "paper": GoosePaperShaper,
 }
+"""Shaper factories by name (spine and best-first come with an online estimator)."""
 
 SOURCES: dict[str, Callable[..., TokenSource]] = {
     "context": ContextNGramSource,
     "recycled": RecyclingSource,
 }
+"""Source factories by name."""
 
 
 def resolve(name: str, registry: dict[str, Callable[..., Any]], kind: str) -> Callable[..., Any]:

@@ -23,7 +23,7 @@ from .theory import CostCurve
 from .trees import AutoBudgetShaper, DraftTree, TreeShaper
 from .verify import GreedyVerifier, SamplingVerifier, Verifier
 
-__all__ = ["SUPPORTED_ARCHITECTURES", "HFTarget", "calibrate", "generate", "load_model", "model_path"]
+__all__ = ["SUPPORTED_ARCHITECTURES", "HFTarget", "calibrate", "encode_prompt", "generate", "load_model", "model_path"]
 
 SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma3_text")
 SUPPORTED_ATTENTION = ("sdpa", "eager")

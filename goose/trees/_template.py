@@ -34,3 +34,4 @@ def _level_order() -> tuple[tuple[int, ...], ...]:
 
 
 TOKEN_RECYCLING_TEMPLATE: tuple[tuple[int, ...], ...] = _level_order()
+"""Token Recycling's 80 template nodes as rank paths, in level order."""
