@@ -23,7 +23,17 @@ from .theory import CostCurve
 from .trees import AutoBudgetShaper, DraftTree, TreeShaper
 from .verify import GreedyVerifier, SamplingVerifier, Verifier
 
-__all__ = ["SUPPORTED_ARCHITECTURES", "HFTarget", "calibrate", "encode_prompt", "generate", "load_model", "model_path"]
+__all__ = [
+    "SUPPORTED_ARCHITECTURES",
+    "HFTarget",
+    "ProcessorVerifier",
+    "calibrate",
+    "custom_generate",
+    "encode_prompt",
+    "generate",
+    "load_model",
+    "model_path",
+]
 
 SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma3_text")
 SUPPORTED_ATTENTION = ("sdpa", "eager")
@@ -374,3 +384,89 @@ def generate(
     if tokenizer is not None:
         result.text = tokenizer.decode(result.tokens, skip_special_tokens=True)
     return result
+
+
+# -- model.generate(..., custom_generate=goose.hf.custom_generate) ----------------------------
+class ProcessorVerifier(Verifier):
+    """Applies transformers logits processors to each visited node's logits, with the
+    node's own path as history (committed tokens + path), then takes the argmax
+    (greedy) or one sample (``do_sample``): lossless for any processor list, including
+    path-dependent ones such as repetition penalties."""
+
+    def __init__(self, processors: Any, prompt: Sequence[int], do_sample: bool,
+                 generator: torch.Generator | None = None) -> None:
+        self.processors = processors
+        self.committed = [int(t) for t in prompt]
+        self.do_sample = do_sample
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+
+    def extend(self, tokens: list[int], kinds: list[str] | None = None) -> None:
+        """Keep the committed history in step with the decode loop (its on_commit hook)."""
+        self.committed.extend(tokens)
+
+    def verify(self, tree: DraftTree, logits: torch.Tensor) -> Any:
+        from .verify import check_logits, sample_and_match
+
+        check_logits(tree, logits)
+
+        def draw(node: int) -> int:
+            history = self.committed + [int(tree.tokens[u]) for u in tree.path_to(node)]
+            ids = torch.tensor([history], device=logits.device)
+            scores = self.processors(ids, logits[node : node + 1].float())  # [1, vocab]
+            if not self.do_sample:
+                return int(scores[0].argmax())
+            probs = scores[0].softmax(-1).cpu()
+            return int(torch.multinomial(probs, 1, generator=self.generator))
+
+        return sample_and_match(tree, draw)
+
+
+def custom_generate(
+    model: Any,
+    input_ids: torch.Tensor,
+    logits_processor: Any,
+    stopping_criteria: Any,
+    generation_config: Any,
+    synced_gpus: bool = False,
+    streamer: Any = None,
+    goose_method: str = "goose",
+    goose_budget: int | str | None = None,
+    goose_seed: int = 0,
+    **model_kwargs: Any,
+) -> torch.Tensor:
+    """goose as transformers' decoding loop: ``model.generate(input_ids, max_new_tokens=...,
+    custom_generate=goose.hf.custom_generate, goose_method="goose")``.
+
+    The usual kwargs work (``max_new_tokens``, ``do_sample``, ``temperature``,
+    ``top_k``, ``top_p``, ``repetition_penalty``, ``eos_token_id``, a
+    ``logits_processor`` list, a ``streamer``): processors are applied per tree node with
+    that node's own path. Batch size 1; returns the prompt followed by the new
+    tokens (``return_dict_in_generate`` is not supported). Stops on EOS and on the
+    length limit; other stopping criteria are not consulted.
+    """
+    if input_ids.shape[0] != 1:
+        raise ValueError("goose decodes one sequence at a time (batch size 1)")
+    prompt = input_ids[0].tolist()
+    max_new = int(generation_config.max_length) - len(prompt)
+    if getattr(generation_config, "max_new_tokens", None):
+        max_new = int(generation_config.max_new_tokens)
+    eos = _eos_ids(model, generation_config.eos_token_id)
+    verifier = ProcessorVerifier(logits_processor, prompt, bool(generation_config.do_sample),
+                                 torch.Generator().manual_seed(goose_seed))
+    m = make_method(goose_method)
+    shaper, budget = m.shaper, m.budget if goose_budget is None else goose_budget
+    if budget == "auto":
+        shaper, budget = AutoBudgetShaper(shaper, calibrate(model)), AUTO_MAX_BUDGET
+
+    def on_commit(tokens: list[int], kinds: list[str]) -> None:
+        verifier.extend(tokens)
+        if streamer is not None:
+            streamer.put(torch.tensor(tokens))
+
+    if streamer is not None:
+        streamer.put(input_ids.cpu())
+    result = decode(HFTarget(model), prompt, m.sources, shaper, verifier, budget, max_new, eos,
+                    on_commit=on_commit)
+    if streamer is not None:
+        streamer.end()
+    return torch.cat([input_ids, torch.tensor([result.tokens], device=input_ids.device)], dim=1)
