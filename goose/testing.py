@@ -27,7 +27,14 @@ from .verify._base import Verifier
 from .verify._greedy import GreedyVerifier
 from .verify._reference import naive_greedy, target_law
 
-__all__ = ["RandomSource", "check_shaper", "check_source", "check_verifier", "random_tree"]
+__all__ = [
+    "RandomSource",
+    "check_shaper",
+    "check_source",
+    "check_verifier",
+    "chi_square_pvalue",
+    "random_tree",
+]
 
 
 class RandomSource(TokenSource):
@@ -156,8 +163,6 @@ def check_verifier(
     tokens must match the target's, by a chi-square test per tree at level
     ``alpha`` (Bonferroni over ``trials``; false-failure probability <= alpha).
     """
-    from scipy import stats
-
     if mode not in ("greedy", "sampling"):
         raise ValueError(f"mode must be 'greedy' or 'sampling', got {mode!r}")
     rng = np.random.default_rng(seed)
@@ -187,16 +192,28 @@ def check_verifier(
         law = target_law(tree, logits.double().softmax(-1).numpy())
         counts = Counter(v.verify(tree, logits).emitted for _ in range(samples))
         assert set(counts) <= set(law), "verifier emitted a sequence the target cannot"
-        keys = sorted(law, key=law.get, reverse=True)
-        expected = np.array([law[k] for k in keys]) * samples
-        observed = np.array([counts.get(k, 0) for k in keys], dtype=float)
-        big = expected >= 5  # pool the rare outcomes so the chi-square approximation holds
-        exp = np.append(expected[big], expected[~big].sum())
-        obs = np.append(observed[big], observed[~big].sum())
-        if exp[-1] < 5:
-            exp, obs = exp[:-1], obs[:-1]
-            obs[-1] += observed[~big].sum()
+        p = chi_square_pvalue(counts, law)
+        assert p > alpha / trials, f"emitted law differs from the target law (p={p:.2e})"
+
+
+def chi_square_pvalue(counts: Counter, law: dict) -> float:
+    """Chi-square goodness of fit of observed ``counts`` to an exact ``law`` (outcome ->
+    probability). Outcomes expected fewer than 5 times are pooled into one bin so the
+    chi-square approximation holds; returns 1.0 when fewer than two bins remain."""
+    from scipy import stats
+
+    n = sum(counts.values())
+    keys = sorted(law, key=law.get, reverse=True)
+    expected = np.array([law[k] for k in keys]) * n
+    observed = np.array([counts.get(k, 0) for k in keys], dtype=float)
+    big = expected >= 5
+    exp = np.append(expected[big], expected[~big].sum())
+    obs = np.append(observed[big], observed[~big].sum())
+    if exp[-1] < 5:  # the pooled rest is itself too small: fold it into the last big bin
+        exp, obs = exp[:-1], obs[:-1]
+        if exp.size:
             exp[-1] += expected[~big].sum()
-        if exp.size > 1:
-            p = stats.chisquare(obs, exp * obs.sum() / exp.sum()).pvalue
-            assert p > alpha / trials, f"emitted law differs from the target law (p={p:.2e})"
+            obs[-1] += observed[~big].sum()
+    if exp.size < 2:
+        return 1.0
+    return float(stats.chisquare(obs, exp * obs.sum() / exp.sum()).pvalue)

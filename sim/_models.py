@@ -120,7 +120,8 @@ class SimulationModel:
 
 
 class World:
-    """One step's simulated target, with memoised per-node draws."""
+    """One simulated step: what the sources propose (its layout) and, through
+    :meth:`candidates`, what the target may choose at each node."""
 
     def __init__(self, model: SimulationModel, rng: np.random.Generator, max_depth: int) -> None:
         self.model = model
