@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 import sim._montecarlo as mc
 from goose import theory
 from goose.cli import app
-from goose.sources import Proposal  # noqa: F401  (documents what WorldSource returns)
+from goose.sources import Proposal
 from goose.trees import TreeBuilder, TreeShaper
 from sim import ChainModel, RecycledModel, SimulationModel, run_grid, simulate
 
