@@ -154,11 +154,13 @@ def generate(
     (green: accepted spine tokens, cyan: accepted branch tokens, plain: the target's own)."""
     import goose.hf as gh
 
-    use_budget: int | str | None = {"auto": "auto", "default": None}.get(budget)
-    if use_budget is None and budget != "default":
-        use_budget = _ints(budget, "--budget")[0] if budget.strip() else None
-    if method in ("ar", "paper") and budget == "auto":
-        use_budget = None  # plain decoding has no tree; the paper preset sizes its own
+    use_budget: int | str | None
+    if budget == "auto":  # plain decoding has no tree; the paper preset sizes its own
+        use_budget = None if method in ("ar", "paper") else "auto"
+    elif budget == "default":
+        use_budget = None
+    else:
+        use_budget = _ints(budget, "--budget")[0]
     try:
         lm, tok = gh.load_model(model)
         ids = gh.encode_prompt(tok, prompt, chat)

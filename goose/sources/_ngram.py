@@ -110,7 +110,7 @@ class ContextNGramSource(TokenSource):
                 groups.setdefault(s[i + n], []).append(i)
             total = len(starts)
             out = []
-            for first, occ in list(groups.items())[: self.max_matches]:
+            for _, occ in list(groups.items())[: self.max_matches]:
                 begin = occ[0] + n
                 tokens = tuple(s[begin : begin + self.max_tokens])
                 conf = ngram_confidence(n, len(occ), total)
