@@ -251,5 +251,105 @@ def replay(
         raise typer.BadParameter(str(err)) from None
 
 
+@app.command()
+def bench(
+    model: str = typer.Option("smollm2", help="smollm2 (default), gemma3-270m, a local path or a hub id."),
+    tasks: str = typer.Option(",".join(("mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag",
+                                        "humaneval")),
+                              help="Task names (from shared/data or $GOOSE_DATA) and/or JSONL prompt files."),
+    ids: str = typer.Option("", help="Question ids, comma-separated, or 'release-dev' (the 28 prompts of the "
+                                     "released GOOSE's reference run); default: the first --prompts-per-task."),
+    prompts_per_task: int = typer.Option(4, "--prompts-per-task", help="Prompts per task (0 = all)."),
+    methods: str = typer.Option("ar,hf_pld,pld,tr,balanced-k3,balanced-k5,goose,paper,best-first",
+                                help="ar, hf_pld (K=4,10) or hf_pld_kK, pld, tr, balanced-k3, balanced-k5, goose, "
+                                     "best-first, paper; name@B fixes a budget (an integer or auto)."),
+    budget: str = typer.Option("", help="Budgets for budgeted methods given without @B: integers and/or auto."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
+    seed: int = typer.Option(0, help="Seeds torch (greedy runs do not draw)."),
+    threads: int = typer.Option(0, help="torch threads (0 = torch's default)."),
+    trace: str = typer.Option("auto", help="Method whose traces feed the predictions ('auto': the first goose "
+                                           "method with both sources; 'none': no predictions)."),
+    out: Path = typer.Option(Path("runs/bench"), help="Results directory."),
+) -> None:
+    """Benchmark goose's methods side by side with plain decoding and transformers'
+    prompt lookup: interleaved per prompt in one process; JSONL records, summary JSON,
+    markdown and PNG plots under --out."""
+    import datetime
+    import platform
+    import sys
+
+    import torch
+    import transformers
+
+    import goose.hf as gh
+    from goose import bench as gb
+    from goose.engine import make_method
+
+    try:
+        id_list = [x.strip() for x in ids.split(",") if x.strip()]
+        task_list = [t.strip() for t in tasks.split(",") if t.strip()]
+        if id_list == ["release-dev"]:
+            task_list, id_list = list(gb.TASKS), [q for qs in gb.RELEASE_DEV_IDS.values() for q in qs]
+        budgets = [b.strip() for b in budget.split(",") if b.strip()]
+        ms = gb.parse_methods(methods, budgets)
+        prompts = gb.load_prompts(task_list, id_list, prompts_per_task or None)
+        if trace == "auto":
+            both = [m for m in ms if m.kind == "goose" and isinstance(m.budget, int | None)
+                    and {s.name for s in make_method(m.name).sources} == {"context", "recycled"}]
+            trace_label = both[0].label if both else None
+        else:
+            trace_label = None if trace == "none" else trace
+        if threads:
+            torch.set_num_threads(threads)
+        torch.manual_seed(seed)
+        lm, tok = gh.load_model(model)
+        console.print(f"{len(prompts)} prompts x {len(ms)} methods: {', '.join(m.label for m in ms)}")
+        records = gb.run_bench(lm, tok, prompts, ms, max_new_tokens, out, trace_method=trace_label,
+                               log=lambda s: console.print(f"[red]{s}[/red]"))
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    meta = {"command": "goose " + " ".join(sys.argv[1:]), "model": model, "dtype": str(lm.dtype).replace("torch.", ""),
+            "max_new_tokens": max_new_tokens, "threads": torch.get_num_threads(), "seed": seed,
+            "machine": f"{platform.processor() or platform.machine()}, {_cpu_name()}, {torch.get_num_threads()} threads",
+            "torch": torch.__version__, "transformers": transformers.__version__, "prompts": len(prompts),
+            "methods": [m.label for m in ms], "trace_method": trace_label,
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    summary = gb.write_outputs(out, records, meta, predictions=trace_label is not None)
+    table = Table(title=f"{model}: {len(prompts)} prompts, {max_new_tokens} new tokens (all tasks pooled)")
+    for col in ("method", "MAT", "tok/s", "speed-up vs ar", "identical to ar"):
+        table.add_column(col)
+    for m, c in summary["overall"].items():
+        table.add_row(m, f"{c['mat']:.2f}", f"{c['tokens_per_s']:.1f}",
+                      "-" if c.get("speedup_vs_ar") is None else f"{c['speedup_vs_ar']:.2f}x", c["identical_count"])
+    console.print(table)
+    if summary["errors"]:
+        console.print(f"[red]{len(summary['errors'])} failed run(s): see {out / 'results.md'}[/red]")
+    console.print(f"wrote {out}/records.jsonl, summary.json, results.md and plots")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+@app.command("bench-docs")
+def bench_docs(
+    run: Path = typer.Argument(..., help="A goose bench results directory."),
+    docs: Path = typer.Option(Path("docs/benchmarks.md"), help="The page to (re)write."),
+) -> None:
+    """Regenerate the docs' benchmark page from a goose bench results directory."""
+    from goose.bench import write_docs
+
+    if not (run / "summary.json").is_file():
+        raise typer.BadParameter(f"{run} holds no summary.json: run goose bench --out {run} first")
+    console.print(f"wrote {write_docs(run, docs)}")
+
+
 if __name__ == "__main__":
     app()

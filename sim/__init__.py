@@ -6,6 +6,7 @@
   recorded from a real greedy run.
 """
 
+from ._fit import fit_traces
 from ._grid import SIM_SHAPERS, run_grid, sim_shaper
 from ._models import ChainModel, RecycledModel, SimulationModel, World, WorldSource
 from ._montecarlo import SimResult, simulate
@@ -21,6 +22,7 @@ __all__ = [
     "TraceSource",
     "World",
     "WorldSource",
+    "fit_traces",
     "load_trace",
     "replay",
     "replay_method",

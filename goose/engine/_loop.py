@@ -29,7 +29,8 @@ __all__ = ["GenerationResult", "GenerationStats", "Target", "decode"]
 
 
 class Target(Protocol):
-    """What the decode loop needs from a model."""
+    """What the decode loop needs from a model. A target may also have an integer
+    ``max_positions`` (its context window): the loop then keeps trees inside it."""
 
     def prefill(self, prompt: Sequence[int]) -> torch.Tensor:
         """Process the prompt into a fresh cache; ``[vocab]`` logits after its last token."""
@@ -197,6 +198,13 @@ def decode(
     while not done:
         t0 = time.perf_counter()
         tree = shaper.shape(committed, sources, budget)
+        # nodes past the token limit can never be emitted, nodes past the context window never run
+        room_positions = getattr(target, "max_positions", None)
+        depth_cap = max_new_tokens - len(new) - 1
+        if room_positions is not None:
+            depth_cap = min(depth_cap, int(room_positions) - len(committed))
+        if int(tree.depths.max()) > depth_cap:
+            tree = tree.truncated(depth_cap)
         t1 = time.perf_counter()
         logits = target.forward_tree(tree)  # [num_nodes, vocab]
         t2 = time.perf_counter()

@@ -193,6 +193,21 @@ class DraftTree:
         """Every root-to-leaf path (root excluded), one list per leaf."""
         return [self.path_to(leaf) for leaf in self.leaves() if leaf != 0]
 
+    def truncated(self, max_depth: int) -> DraftTree:
+        """This tree without its nodes deeper than ``max_depth`` (itself if none is).
+
+        >>> DraftTree.chain(5, [6, 7, 8]).truncated(1).tokens.tolist()
+        [5, 6]
+        """
+        keep = np.nonzero(self.depths <= max(max_depth, 0))[0]
+        if keep.size == self.num_nodes:
+            return self
+        new = np.full(self.num_nodes, -1, dtype=np.int64)
+        new[keep] = np.arange(keep.size)
+        parents = np.where(self.parents[keep] >= 0, new[np.maximum(self.parents[keep], 0)], -1)
+        return DraftTree(self.tokens[keep], parents, [self.sources[i] for i in keep], self.confidences[keep],
+                         [self.keys[i] for i in keep])
+
     def validate(self, budget: int) -> None:
         """Raise ``ValueError`` if the tree has more than ``budget`` draft nodes."""
         if self.size > budget:

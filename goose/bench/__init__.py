@@ -1,0 +1,23 @@
+"""Benchmarks: goose's methods next to plain decoding and transformers' prompt lookup,
+interleaved in one process, with summaries, plots and a docs page (``goose bench``)."""
+
+from ._prompts import RELEASE_DEV_IDS, TASKS, BenchPrompt, data_dir, load_prompts
+from ._report import markdown, plot, predict, summarize, write_docs, write_outputs
+from ._run import BenchMethod, parse_methods, run_bench
+
+__all__ = [
+    "RELEASE_DEV_IDS",
+    "TASKS",
+    "BenchMethod",
+    "BenchPrompt",
+    "data_dir",
+    "load_prompts",
+    "markdown",
+    "parse_methods",
+    "plot",
+    "predict",
+    "run_bench",
+    "summarize",
+    "write_docs",
+    "write_outputs",
+]

@@ -1,0 +1,320 @@
+"""Benchmark summaries: pooled tables per task, predictions, markdown, plots, docs page."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["markdown", "plot", "predict", "summarize", "write_docs", "write_outputs"]
+
+CONTEXT, RECYCLED = "context", "recycled"
+
+
+def _order(records: Sequence[dict], key: str) -> list[str]:
+    seen: dict[str, None] = {}
+    for r in records:
+        seen.setdefault(r[key], None)
+    return list(seen)
+
+
+def _pool(rows: list[dict], ar_rows: list[dict]) -> dict:
+    ok = [r for r in rows if "error" not in r]
+    new = sum(r["new_tokens"] for r in ok)
+    fwd = sum(r["forward_calls"] for r in ok)
+    wall = sum(r["wall_s"] for r in ok)
+    cell = {"n": len(ok), "errors": len(rows) - len(ok), "new_tokens": new, "forward_calls": fwd, "wall_s": wall,
+            "mat": new / fwd if fwd else 0.0, "tokens_per_s": new / wall if wall else 0.0}
+    flags = [r["identical_to_ar"] for r in ok if r.get("identical_to_ar") is not None]
+    cell["identical_to_ar"] = all(flags) if flags else None
+    cell["identical_count"] = f"{sum(flags)}/{len(flags)}"
+    ar_ok = {r["question_id"]: r for r in ar_rows if "error" not in r}
+    if ar_ok:
+        # speed-up on the same prompts only: pooled tokens/s ratio, and the median per-prompt ratio
+        same = [r for r in ok if r["question_id"] in ar_ok]
+        a_new = sum(ar_ok[r["question_id"]]["new_tokens"] for r in same)
+        a_wall = sum(ar_ok[r["question_id"]]["wall_s"] for r in same)
+        m_rate = sum(r["new_tokens"] for r in same) / max(sum(r["wall_s"] for r in same), 1e-12)
+        cell["speedup_vs_ar"] = m_rate / (a_new / a_wall) if a_wall and a_new else None
+        per = [(r["new_tokens"] / r["wall_s"]) / (ar_ok[r["question_id"]]["new_tokens"] /
+                                                    ar_ok[r["question_id"]]["wall_s"]) for r in same]
+        cell["median_prompt_speedup"] = statistics.median(per) if per else None
+    accept: dict[str, dict] = {}
+    for r in ok:
+        for src, c in (r.get("accept") or {}).items():
+            a = accept.setdefault(src, {"drafted": 0, "accepted": 0, "opportunities": 0})
+            for k in a:
+                a[k] += c[k]
+    for a in accept.values():
+        a["per_node"] = a["accepted"] / a["drafted"] if a["drafted"] else 0.0
+        a["per_opportunity"] = a["accepted"] / a["opportunities"] if a["opportunities"] else 0.0
+    cell["accept"] = accept
+    return cell
+
+
+def summarize(records: Sequence[dict]) -> dict:
+    """``{"tasks": {task: {method: cell}}, "overall": {method: cell}, "gap": ..., "errors": [...]}``;
+    a cell pools tokens, forward calls and time over the task's prompts (MAT = new
+    tokens / forward calls, prefill included) and gives the speed-up vs ``ar`` on the
+    same prompts (pooled and median per prompt)."""
+    methods = _order(records, "method")
+    tasks = _order(records, "task")
+    out: dict = {"methods": methods, "tasks": {}, "overall": {}}
+    for scope, rows in [(t, [r for r in records if r["task"] == t]) for t in tasks] + [("overall", list(records))]:
+        ar_rows = [r for r in rows if r["method"] == "ar"]
+        cells = {m: _pool([r for r in rows if r["method"] == m], ar_rows) for m in methods}
+        if scope == "overall":
+            out["overall"] = cells
+        else:
+            out["tasks"][scope] = cells
+    out["gap"] = gap(out)
+    out["errors"] = [{"question_id": r["question_id"], "method": r["method"], "origin": r.get("origin"),
+                      "error": r["error"]} for r in records if "error" in r]
+    return out
+
+
+def gap(summary: dict) -> dict:
+    """Acceptance gap per task: context vs recycled acceptance, per drafted node and
+    per opportunity, pooled over every method that ran both sources."""
+    out = {}
+    for task, cells in list(summary["tasks"].items()) + [("overall", summary["overall"])]:
+        both = [c["accept"] for c in cells.values() if CONTEXT in c["accept"] and RECYCLED in c["accept"]]
+        if not both:
+            continue
+        row = {}
+        for src in (CONTEXT, RECYCLED):
+            tot = {k: sum(a[src][k] for a in both) for k in ("drafted", "accepted", "opportunities")}
+            row[src] = {"per_node": tot["accepted"] / tot["drafted"] if tot["drafted"] else 0.0,
+                        "per_opportunity": tot["accepted"] / tot["opportunities"] if tot["opportunities"] else 0.0}
+        for k in ("per_node", "per_opportunity"):
+            row[f"ratio_{k}"] = row[CONTEXT][k] / row[RECYCLED][k] if row[RECYCLED][k] else None
+        out[task] = row
+    return out
+
+
+def predict(out_dir: Path, records: Sequence[dict], steps: int = 4000, seed: int = 0) -> dict:
+    """Predicted MAT per task and goose method from the run's traces, next to the
+    measured one: trace replay (``sim.replay``) and the Monte Carlo simulator driven
+    by source models fitted to the task's traces (``sim.fit_traces``)."""
+    from goose.engine import make_method
+    from goose.sources import ContextNGramSource
+    from goose.trees import BalancedShaper, GoosePaperShaper
+    from sim import (
+        SIM_SHAPERS,
+        SimulationModel,
+        TraceSource,
+        fit_traces,
+        load_trace,
+        replay,
+        simulate,
+    )
+
+    traces = {p.stem: p for p in (out_dir / "traces").glob("*.jsonl")} if (out_dir / "traces").is_dir() else {}
+    if not traces:
+        return {}
+    sim_names = {"pld": "chain", "balanced-k3": "balanced", "balanced-k5": "balanced-k5", "goose": "spine",
+                 "best-first": "best-first", "paper": "paper"}
+    ok = [r for r in records if "error" not in r and "@auto" not in r["method"]
+          and r["method"].split("@")[0] in (*sim_names, "tr")]
+    out: dict = {}
+    for task in _order(ok, "task"):
+        rows = [r for r in ok if r["task"] == task and _safe(r["question_id"]) in traces]
+        if not rows:
+            continue
+        try:
+            fitted = fit_traces([traces[_safe(r["question_id"])] for r in rows if r["method"] == rows[0]["method"]])
+        except ValueError:
+            continue
+        task_out = out.setdefault(task, {})
+        for label in _order(rows, "method"):
+            mrows = [r for r in rows if r["method"] == label]
+            name, _, b = label.partition("@")
+            m = make_method(name)
+            budget = int(b) if b else m.budget
+            shaper = GoosePaperShaper(node_budget=budget) if name == "paper" and b else m.shaper
+            rep_calls = 0
+            for r in mrows:
+                _, steps_rec = load_trace(traces[_safe(r["question_id"])])
+                srcs = [s if isinstance(s, ContextNGramSource) else TraceSource(s.name, steps_rec) for s in m.sources]
+                rep_calls += replay(traces[_safe(r["question_id"])], shaper, srcs, budget).forward_calls
+                m = make_method(name)  # fresh, stateful objects per prompt
+                shaper = GoosePaperShaper(node_budget=budget) if name == "paper" and b else m.shaper
+            names = {s.name for s in m.sources}
+            model = SimulationModel(fitted.chain if CONTEXT in names else None,
+                                    fitted.recycled if RECYCLED in names else None)
+            if model.chain is None and model.recycled is None:
+                continue
+            make = (BalancedShaper.token_recycling if name == "tr" else
+                    (lambda nb=budget: GoosePaperShaper(node_budget=nb)) if name == "paper" else SIM_SHAPERS[sim_names[name]][0])
+            per_step = simulate(model, make, budget, steps, seed).mat
+            new = sum(r["new_tokens"] for r in mrows)
+            measured = new / sum(r["forward_calls"] for r in mrows)
+            sim_calls = sum(1 + max(r["new_tokens"] - 1, 0) / per_step for r in mrows)
+            task_out[label] = {"measured": measured, "replay": new / rep_calls, "sim": new / sim_calls}
+    return out
+
+
+def _safe(qid: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(qid))
+
+
+def _f(x: float | None, fmt: str = ".2f", suffix: str = "") -> str:
+    return "-" if x is None else f"{x:{fmt}}{suffix}"
+
+
+def markdown(summary: dict, meta: dict | None = None, predictions: dict | None = None,
+             plots: Sequence[str] = ()) -> str:
+    """The benchmark as markdown tables (MAT, speed-up, identity, acceptance gap,
+    predictions), with the exact protocol when ``meta`` is given."""
+    methods = summary["methods"]
+    scopes = list(summary["tasks"]) + ["overall"]
+
+    def cell(scope: str, m: str) -> dict:
+        return summary["overall"][m] if scope == "overall" else summary["tasks"][scope][m]
+
+    lines: list[str] = []
+    if meta:
+        lines += ["## Protocol", "", f"- command: `{meta.get('command', '')}`",
+                  (f"- model: {meta.get('model')}, {meta.get('dtype', 'float32')}, greedy, "
+                  f"{meta.get('max_new_tokens')} new tokens, batch 1, {meta.get('threads')} threads"),
+                  f"- machine: {meta.get('machine')}; torch {meta.get('torch')}, transformers {meta.get('transformers')}",
+                  f"- date: {meta.get('date')}; {meta.get('prompts')} prompts",
+                  ("- every method runs on every prompt in one process, after a warm-up, in alternating order "
+                  "(A B C on even prompts, C B A on odd ones); `ar` is `model.generate(do_sample=False)`, "
+                  "`hf_pld_kK` is `model.generate(prompt_lookup_num_tokens=K)`."),
+                  ("- MAT = new tokens / target forward calls (prefill included; plain decoding = 1.00). "
+                  "Speed-up = pooled tokens/s over pooled tokens/s of `ar` on the same prompts; the median "
+                  "per-prompt ratio is in the summary JSON."), ""]
+    head = "| task | " + " | ".join(methods) + " |"
+    rule = "|---" * (len(methods) + 1) + "|"
+    lines += ["## MAT (tokens per target forward)", "", head, rule]
+    lines += [f"| {s} | " + " | ".join(_f(cell(s, m)["mat"]) for m in methods) + " |" for s in scopes]
+    lines += ["", "## Speed-up vs `ar` (wall clock, same process)", "", head, rule]
+    for s in scopes:
+        ar = cell(s, "ar")["tokens_per_s"] if "ar" in methods else None
+        row = [(_f(ar, ".1f", " tok/s") if m == "ar" else _f(cell(s, m).get("speedup_vs_ar"), ".2f", "x"))
+               for m in methods]
+        lines.append(f"| {s} | " + " | ".join(row) + " |")
+    lines += ["", "## Identical to `ar` (prompts)", "", head, rule]
+    lines += [f"| {s} | " + " | ".join(cell(s, m)["identical_count"] for m in methods) + " |" for s in scopes]
+    if summary.get("gap"):
+        lines += ["", "## Acceptance gap (context vs recycled source)", "",
+                  ("Pooled over every method that ran both sources. Per node = accepted / drafted nodes; "
+                  "per opportunity = accepted / (accepted nodes or roots that had a child from the source)."), "",
+                  ("| task | context per node | recycled per node | gap | context per opportunity | "
+                  "recycled per opportunity | gap |"), "|---|---|---|---|---|---|---|"]
+        for s, g in summary["gap"].items():
+            lines.append(f"| {s} | {g[CONTEXT]['per_node']:.1%} | {g[RECYCLED]['per_node']:.1%} | "
+                         f"{_f(g['ratio_per_node'], '.1f', 'x')} | {g[CONTEXT]['per_opportunity']:.1%} | "
+                         f"{g[RECYCLED]['per_opportunity']:.1%} | {_f(g['ratio_per_opportunity'], '.1f', 'x')} |")
+    if predictions:
+        lines += ["", "## Predicted vs measured MAT", "",
+                  ("Replay: each prompt's trace of the traced method, replayed offline with the other "
+                  "method's shaper and budget. Simulator: source models fitted to the task's traces "
+                  "(`sim.fit_traces`), 4000 Monte Carlo steps. Error = predicted / measured - 1."), "",
+                  "| task | method | measured | replay | error | simulator | error |", "|---|---|---|---|---|---|---|"]
+        for task, rows in predictions.items():
+            for label, p in rows.items():
+                lines.append(f"| {task} | {label} | {p['measured']:.2f} | {p['replay']:.2f} | "
+                             f"{p['replay'] / p['measured'] - 1:+.1%} | {p['sim']:.2f} | "
+                             f"{p['sim'] / p['measured'] - 1:+.1%} |")
+    if summary.get("errors"):
+        lines += ["", "## Failed runs", ""]
+        lines += [f"- {e['question_id']} ({e['origin']}), {e['method']}: {e['error']}" for e in summary["errors"]]
+    for p in plots:
+        lines += ["", f"![{Path(p).stem}]({p})"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict, out: Path) -> list[Path]:
+    """PNG plots: MAT and speed-up per task per method, MAT vs budget, acceptance gap."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    methods = summary["methods"]
+    scopes = list(summary["tasks"]) + ["overall"]
+    paths = []
+
+    def cell(scope: str, m: str) -> dict:
+        return summary["overall"][m] if scope == "overall" else summary["tasks"][scope][m]
+
+    for key, title, fname in (("mat", "MAT (tokens per target forward)", "bench_mat.png"),
+                              ("speedup_vs_ar", "speed-up vs ar (wall clock)", "bench_speedup.png")):
+        fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(scopes)), 4.2))
+        w = 0.8 / len(methods)
+        for j, m in enumerate(methods):
+            vals = [cell(s, m).get(key) or 0.0 for s in scopes]
+            ax.bar(np.arange(len(scopes)) + j * w - 0.4 + w / 2, vals, w, label=m)
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xticks(np.arange(len(scopes)), scopes, rotation=20)
+        ax.set_title(title)
+        ax.legend(fontsize=7, ncols=min(len(methods), 5))
+        fig.tight_layout()
+        fig.savefig(out / fname, dpi=110)
+        plt.close(fig)
+        paths.append(out / fname)
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for m in methods:
+        name, _, b = m.partition("@")
+        if b.isdigit():
+            curves.setdefault(name, []).append((int(b), summary["overall"][m]["mat"]))
+    if any(len(v) > 1 for v in curves.values()):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, pts in curves.items():
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("budget (draft nodes per step)")
+        ax.set_ylabel("MAT, all prompts")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "bench_mat_vs_budget.png", dpi=110)
+        plt.close(fig)
+        paths.append(out / "bench_mat_vs_budget.png")
+    if summary.get("gap"):
+        g = summary["gap"]
+        fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(g)), 4))
+        x = np.arange(len(g))
+        ax.bar(x - 0.2, [v[CONTEXT]["per_node"] for v in g.values()], 0.4, label="context (per node)")
+        ax.bar(x + 0.2, [v[RECYCLED]["per_node"] for v in g.values()], 0.4, label="recycled (per node)")
+        ax.set_xticks(x, list(g), rotation=20)
+        ax.set_ylabel("accepted / drafted")
+        ax.set_title("acceptance gap per task")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "bench_gap.png", dpi=110)
+        plt.close(fig)
+        paths.append(out / "bench_gap.png")
+    return paths
+
+
+def write_outputs(out: Path, records: Sequence[dict], meta: dict, predictions: bool = True) -> dict:
+    """summary.json, results.md and the PNG plots of a run directory."""
+    summary = summarize(records)
+    summary["meta"] = meta
+    summary["predictions"] = predict(out, records) if predictions else {}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    pngs = plot(summary, out)
+    (out / "results.md").write_text(markdown(summary, meta, summary["predictions"], [p.name for p in pngs]))
+    return summary
+
+
+def write_docs(run: Path, docs: Path) -> Path:
+    """Regenerate the docs' benchmark page (``docs``, a .md file) from a run directory:
+    tables, plots (copied next to it under ``figures/``) and the protocol."""
+    summary = json.loads((run / "summary.json").read_text())
+    figs = docs.parent / "figures"
+    figs.mkdir(parents=True, exist_ok=True)
+    names = []
+    for p in sorted(run.glob("bench_*.png")):
+        shutil.copy(p, figs / p.name)
+        names.append(f"figures/{p.name}")
+    intro = ("# Benchmarks\n\nGenerated by `goose bench-docs` from the results directory of one `goose bench` "
+             "run; do not edit by hand. Every number below was measured in that run.\n\n")
+    docs.write_text(intro + markdown(summary, summary.get("meta"), summary.get("predictions"), names))
+    return docs

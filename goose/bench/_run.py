@@ -1,0 +1,205 @@
+"""``goose bench``: every method on every prompt, interleaved, in one process."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..engine import METHODS
+from ..trees import GoosePaperShaper
+from ._prompts import BenchPrompt
+
+__all__ = ["BenchMethod", "parse_methods", "run_bench"]
+
+BUDGETED = ("balanced-k3", "balanced-k5", "goose", "best-first", "paper")
+HF_PLD_KS = (4, 10)
+
+
+@dataclass(frozen=True)
+class BenchMethod:
+    """One column of a benchmark.
+
+    ``kind`` is ``"hf"`` (transformers' own ``generate``: plain when ``k == 0``, prompt
+    lookup with ``k`` tokens otherwise) or ``"goose"`` (a named goose method at
+    ``budget``: an int, ``"auto"`` or None for the method's default; for ``paper`` the
+    budget is the release's node budget).
+    """
+
+    label: str
+    kind: str
+    name: str
+    budget: int | str | None = None
+    k: int = 0
+
+
+def parse_methods(text: str | Sequence[str], budgets: Sequence[int | str] = ()) -> list[BenchMethod]:
+    """``ar``, ``hf_pld`` (K = 4 and 10) or ``hf_pld_kK``, and goose's named methods.
+    ``name@B`` fixes a budget (an integer or ``auto``); a budgeted method given
+    without one runs once per entry of ``budgets`` (or at its default budget)."""
+    names = [x.strip() for x in (text.split(",") if isinstance(text, str) else text) if x.strip()]
+    if not names:
+        raise ValueError("no methods given")
+    out: list[BenchMethod] = []
+    for name in names:
+        base, _, b = name.partition("@")
+        if base == "ar":
+            out.append(BenchMethod("ar", "hf", "ar"))
+        elif base == "hf_pld":
+            out += [BenchMethod(f"hf_pld_k{k}", "hf", "hf_pld", k=k) for k in HF_PLD_KS]
+        elif base.startswith("hf_pld_k") and base[8:].isdigit() and int(base[8:]) > 0:
+            out.append(BenchMethod(base, "hf", "hf_pld", k=int(base[8:])))
+        elif base in METHODS and base != "ar":
+            if b and base not in BUDGETED:
+                raise ValueError(f"method {base!r} has a fixed tree and takes no budget ({name!r})")
+            for bb in ([b] if b else list(budgets) if base in BUDGETED and budgets else [None]):
+                budget = _budget(bb, name)
+                if base == "paper" and budget == "auto":
+                    raise ValueError("the paper preset sizes its own trees: give it a node budget, not 'auto'")
+                out.append(BenchMethod(base if budget is None else f"{base}@{budget}", "goose", base, budget))
+        else:
+            known = ["ar", "hf_pld", "hf_pld_kK"] + [m for m in METHODS if m != "ar"]
+            raise ValueError(f"unknown method {name!r}: use one of {', '.join(known)} (optionally name@budget)")
+    labels = [m.label for m in out]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise ValueError(f"method(s) given twice: {', '.join(dup)}")
+    return out
+
+
+def _budget(b: int | str | None, name: str) -> int | str | None:
+    if b is None or b == "":
+        return None
+    if b == "auto":
+        return "auto"
+    try:
+        v = int(b)
+    except ValueError:
+        raise ValueError(f"budget of {name!r} must be an integer >= 1 or 'auto', got {b!r}") from None
+    if v < 1:
+        raise ValueError(f"budget of {name!r} must be >= 1, got {v}")
+    return v
+
+
+class _ForwardCounter:
+    """Counts the target's forward calls: a pre-hook on the decoder stack, which every
+    path runs (``generate``, goose's prefill through the decoder, tree passes)."""
+
+    def __init__(self, model: Any) -> None:
+        self.calls = 0
+        self.handle = model.get_decoder().register_forward_pre_hook(self._hook)
+
+    def _hook(self, *_: Any) -> None:
+        self.calls += 1
+
+
+def _run_method(model: Any, m: BenchMethod, ids: list[int], max_new_tokens: int, counter: _ForwardCounter,
+                trace: Path | None = None) -> dict:
+    import goose.hf as gh
+
+    counter.calls = 0
+    if m.kind == "hf":
+        kw = {"prompt_lookup_num_tokens": m.k} if m.k else {}
+        x = torch.tensor([ids], device=model.device)
+        t0 = time.perf_counter()
+        out = model.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=max_new_tokens,
+                             **kw)
+        wall = time.perf_counter() - t0
+        tokens = out[0, len(ids):].tolist()
+        return {"tokens": tokens, "new_tokens": len(tokens), "forward_calls": counter.calls, "wall_s": wall,
+                "accept_lengths": None, "accept": {}}
+    kw: dict[str, Any] = {"method": m.name}
+    if m.name == "paper" and m.budget is not None:
+        kw["shaper"] = GoosePaperShaper(node_budget=int(m.budget))
+    else:
+        kw["budget"] = m.budget
+    t0 = time.perf_counter()
+    res = gh.generate(model, ids, max_new_tokens=max_new_tokens, trace=trace, **kw)
+    wall = time.perf_counter() - t0
+    s = res.stats
+    if counter.calls != s.forward_calls:
+        raise RuntimeError(f"{m.label}: the loop counted {s.forward_calls} forward calls, the model saw {counter.calls}")
+    accept = {src: {"drafted": s.drafted.get(src, 0), "accepted": s.accepted.get(src, 0),
+                    "opportunities": s.opportunities.get(src, 0)} for src in s.drafted}
+    return {"tokens": res.tokens, "new_tokens": s.new_tokens, "forward_calls": s.forward_calls, "wall_s": wall,
+            "accept_lengths": s.accept_lengths, "accept": accept, "mean_tree_size": s.to_json()["mean_tree_size"]}
+
+
+def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], methods: Sequence[BenchMethod],
+              max_new_tokens: int, out: Path, trace_method: str | None = None, warmup: bool = True,
+              progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
+    """Run every method on every prompt (order A B C on even prompts, C B A on odd
+    ones), append one JSON record per (prompt, method) to ``out/records.jsonl`` and
+    return them. A prompt or method that fails is recorded with its ``error`` and the
+    run goes on. ``trace_method`` (a label) is run once more, untimed, per prompt to
+    record a replay trace under ``out/traces``."""
+    import goose.hf as gh
+
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    out.mkdir(parents=True, exist_ok=True)
+    traced = next((m for m in methods if m.label == trace_method), None)
+    if trace_method and (traced is None or traced.kind != "goose"):
+        raise ValueError(f"trace method {trace_method!r} is not one of the goose methods of this run")
+    counter = _ForwardCounter(model)
+    limit = int(getattr(model.config, "max_position_embeddings", 1 << 30))
+    records: list[dict] = []
+    try:
+        if warmup:  # first calls pay for lazy initialisation; keep that out of every timing
+            for m in methods:
+                _run_method(model, m, [1, 2, 3, 1, 2, 3, 1, 2], 8, counter)
+        with (out / "records.jsonl").open("w") as f, torch.inference_mode():
+            bar = tqdm(total=len(prompts) * len(methods), disable=not progress, unit="run")
+            for i, p in enumerate(prompts):
+                base = {"question_id": p.qid, "task": p.task, "origin": p.origin}
+                try:
+                    if not p.text:
+                        raise ValueError("the prompt is empty")
+                    ids = gh.encode_prompt(tokenizer, p.text, p.chat)
+                    if len(ids) + max_new_tokens > limit:
+                        raise ValueError(f"prompt ({len(ids)} tokens) + {max_new_tokens} new tokens exceeds the "
+                                         f"model's context window ({limit})")
+                except Exception as err:  # noqa: BLE001 -- reported in the record, the run goes on
+                    log(f"prompt {p.qid} ({p.origin}) skipped: {err}")
+                    for m in methods:
+                        rec = base | {"method": m.label, "error": str(err)}
+                        records.append(rec)
+                        f.write(json.dumps(rec) + "\n")
+                    bar.update(len(methods))
+                    continue
+                got: dict[str, dict] = {}
+                for m in (methods if i % 2 == 0 else list(reversed(methods))):
+                    bar.set_postfix_str(f"{p.task} {p.qid} {m.label}")
+                    try:
+                        got[m.label] = _run_method(model, m, ids, max_new_tokens, counter)
+                    except Exception as err:  # noqa: BLE001
+                        log(f"{m.label} failed on prompt {p.qid} ({p.origin}): {err}")
+                        got[m.label] = {"error": f"{type(err).__name__}: {err}"}
+                    bar.update(1)
+                if traced is not None and "error" not in got.get(traced.label, {"error": 1}):
+                    (out / "traces").mkdir(exist_ok=True)
+                    _run_method(model, traced, ids, max_new_tokens, counter,
+                                trace=out / "traces" / f"{_safe(p.qid)}.jsonl")
+                ref = got.get("ar", {}).get("tokens")
+                for m in methods:
+                    r = got[m.label]
+                    rec = base | {"method": m.label, "prompt_tokens": len(ids)} | r
+                    if "error" not in r:
+                        rec["identical_to_ar"] = None if ref is None else r["tokens"] == ref
+                    records.append(rec)
+                    f.write(json.dumps(rec) + "\n")
+                f.flush()
+            bar.close()
+    finally:
+        counter.handle.remove()
+    return records
+
+
+def _safe(qid: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in qid)

@@ -1,0 +1,221 @@
+"""goose bench: method and prompt parsing, the interleaved run, summaries and reports,
+on a tiny float64 model (speed is measured by the command, never asserted here)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from goose.bench import (
+    load_prompts,
+    markdown,
+    parse_methods,
+    run_bench,
+    summarize,
+    write_docs,
+    write_outputs,
+)
+from goose.cli import app
+from sim import fit_traces
+
+from .tiny import tiny_llama
+
+runner = CliRunner()
+
+
+def _said(res) -> str:
+    """The CLI's output with rich's box drawing and line wrapping undone."""
+    return " ".join(res.output.replace("│", " ").split())
+
+
+def test_parse_methods_expands_budgets_and_hf_pld():
+    ms = parse_methods("ar,hf_pld,hf_pld_k7,pld,tr,goose,paper@16,best-first@auto", budgets=["8", "auto"])
+    assert [m.label for m in ms] == ["ar", "hf_pld_k4", "hf_pld_k10", "hf_pld_k7", "pld", "tr", "goose@8",
+                                     "goose@auto", "paper@16", "best-first@auto"]
+    assert [m.k for m in ms[:4]] == [0, 4, 10, 7]
+    assert ms[6].budget == 8 and ms[7].budget == "auto" and ms[8].budget == 16
+    assert [m.label for m in parse_methods("goose,paper")] == ["goose", "paper"]  # their default budgets
+
+
+@pytest.mark.parametrize("text, message", [
+    ("ar,nope", "unknown method 'nope'"), ("", "no methods"), ("goose@0", "must be >= 1"),
+    ("goose@x", "integer >= 1 or 'auto'"), ("tr@8", "takes no budget"), ("paper@auto", "node budget"),
+    ("goose@8,goose@8", "given twice"), ("hf_pld_k0", "unknown method"),
+])
+def test_parse_methods_bad_input(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_methods(text)
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_load_prompts_files_tasks_ids_and_errors(tmp_path):
+    f = _jsonl(tmp_path / "p.jsonl", [
+        {"question_id": 1, "task": "chat", "turns": ["hello there", "second turn"]},
+        {"question_id": 2, "task": "chat", "turns": ["again"]},
+        {"question_id": "c-1", "task": "code", "prompt": "def f(x):"},
+    ])
+    ps = load_prompts([str(f)], per_task=1)
+    assert [(p.qid, p.task, p.chat, p.text) for p in ps] == [("1", "chat", True, "hello there"),
+                                                              ("c-1", "code", False, "def f(x):")]
+    assert [p.qid for p in load_prompts([str(f)], ids=["c-1", "2"])] == ["c-1", "2"]
+    with pytest.raises(ValueError, match="not found.*nope"):
+        load_prompts([str(f)], ids=["nope"])
+    with pytest.raises(ValueError, match="unknown task 'poetry'"):
+        load_prompts(["poetry"], data=tmp_path)
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(ValueError, match="empty.jsonl holds no prompts"):
+        load_prompts([str(tmp_path / "empty.jsonl")])
+    bad = _jsonl(tmp_path / "bad.jsonl", [{"turns": ["ok"]}, {"question": "no prompt field"}])
+    with pytest.raises(ValueError, match="bad.jsonl:2: a record needs"):
+        load_prompts([str(bad)])
+    with pytest.raises(ValueError, match="does not exist"):
+        load_prompts([str(tmp_path / "missing.jsonl")])
+    spec = _jsonl(tmp_path / "spec_bench_dev.jsonl", [{"question_id": 9, "task": "qa", "turns": ["why?"]}])
+    assert [p.qid for p in load_prompts(["qa"], data=spec.parent)] == ["9"]
+    with pytest.raises(ValueError, match="no prompts for task"):
+        load_prompts(["rag"], data=spec.parent)
+
+
+class CharTokenizer:
+    """Characters to ids 1..63; no chat template (chat prompts are encoded raw)."""
+
+    chat_template = None
+
+    def __call__(self, text):
+        return {"input_ids": [1 + ord(c) % 63 for c in text]}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    prompts = _jsonl(out / "prompts.jsonl", [
+        {"question_id": 1, "task": "rep", "prompt": "abcabcabcabcabcabc"},
+        {"question_id": 2, "task": "rep", "turns": ["xyzzy xyzzy xyzzy"]},
+        {"question_id": 3, "task": "other", "prompt": "the quick brown fox"},
+        {"question_id": 4, "task": "other", "prompt": ""},
+        {"question_id": 5, "task": "other", "prompt": "z" * 100},
+    ])
+    model = tiny_llama(max_positions=96)
+    methods = parse_methods("ar,hf_pld_k4,pld,tr,goose@4,goose@8,best-first@8,paper@16")
+    ps = load_prompts([str(prompts)], per_task=None)
+    logs = []
+    records = run_bench(model, CharTokenizer(), ps, methods, 24, out, trace_method="goose@8", progress=False,
+                        log=logs.append)
+    return out, records, methods, logs
+
+
+def test_bench_runs_every_method_and_reports_failing_prompts(tiny_run):
+    out, records, methods, logs = tiny_run
+    assert len(records) == 5 * len(methods)
+    assert [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()] == records
+    bad = {r["question_id"]: r["error"] for r in records if "error" in r}
+    assert set(bad) == {"4", "5"}
+    assert "empty" in bad["4"] and "exceeds the model's context window (96)" in bad["5"]
+    assert any("prompt 5 (prompts.jsonl:5) skipped" in s for s in logs)
+    good = [r for r in records if "error" not in r]
+    assert all(r["identical_to_ar"] for r in good), [(r["question_id"], r["method"]) for r in good]
+    for r in good:
+        assert r["new_tokens"] == len(r["tokens"]) == 24
+        if r["method"] == "ar":
+            assert r["forward_calls"] == 24  # the hook counted every forward of model.generate
+        if r["method"].startswith("goose"):
+            assert r["forward_calls"] == 1 + len(r["accept_lengths"])
+    assert sorted(p.name for p in (out / "traces").glob("*.jsonl")) == ["1.jsonl", "2.jsonl", "3.jsonl"]
+
+
+def test_bench_summary_pools_tokens_calls_and_time(tiny_run):
+    _, records, methods, _ = tiny_run
+    s = summarize(records)
+    assert s["methods"] == [m.label for m in methods]
+    rep = [r for r in records if r["task"] == "rep" and r["method"] == "goose@8"]
+    cell = s["tasks"]["rep"]["goose@8"]
+    assert cell["mat"] == pytest.approx(sum(r["new_tokens"] for r in rep) / sum(r["forward_calls"] for r in rep))
+    ar = [r for r in records if r["task"] == "rep" and r["method"] == "ar"]
+    rate = sum(r["new_tokens"] for r in rep) / sum(r["wall_s"] for r in rep)
+    assert cell["speedup_vs_ar"] == pytest.approx(rate / (sum(r["new_tokens"] for r in ar) /
+                                                         sum(r["wall_s"] for r in ar)))
+    assert cell["identical_count"] == "2/2" and s["overall"]["goose@8"]["identical_count"] == "3/3"
+    assert s["overall"]["goose@8"]["errors"] == 2
+    assert set(cell["accept"]) == {"context", "recycled"}
+    assert set(s["gap"]) == {"rep", "other", "overall"}
+    assert len(s["errors"]) == 2 * len(methods)
+
+
+def test_bench_outputs_predictions_and_docs_page(tiny_run, tmp_path):
+    out, records, _, _ = tiny_run
+    summary = write_outputs(out, records, {"command": "goose bench (test)", "model": "tiny"})
+    pred = summary["predictions"]
+    assert set(pred) == {"rep", "other"}
+    for rows in pred.values():
+        assert {"pld", "tr", "goose@4", "goose@8", "best-first@8", "paper@16"} == set(rows)
+        assert all(v["measured"] >= 1 and v["replay"] >= 1 and v["sim"] >= 1 for v in rows.values())
+    # replaying the traced configuration itself (context exact, recycled answered from the trace) is exact
+    assert pred["rep"]["goose@8"]["replay"] == pytest.approx(pred["rep"]["goose@8"]["measured"])
+    for name in ("summary.json", "results.md", "bench_mat.png", "bench_speedup.png", "bench_gap.png",
+                 "bench_mat_vs_budget.png"):
+        assert (out / name).stat().st_size > 200, name
+    md = (out / "results.md").read_text()
+    assert "## Acceptance gap" in md and "## Predicted vs measured MAT" in md and "| overall |" in md
+    page = write_docs(out, tmp_path / "docs" / "benchmarks.md")
+    text = page.read_text()
+    assert "goose bench (test)" in text and "(figures/bench_mat.png)" in text
+    assert (tmp_path / "docs" / "figures" / "bench_gap.png").is_file()
+
+
+def test_markdown_marks_missing_speedups():
+    rec = [{"question_id": "1", "task": "t", "method": "pld", "new_tokens": 4, "forward_calls": 2, "wall_s": 1.0,
+            "identical_to_ar": None, "accept": {}}]
+    md = markdown(summarize(rec))
+    assert "| t | 2.00 |" in md and "| t | - |" in md  # no ar: no speed-up, nothing invented
+
+
+def test_fit_traces_counts_root_frequencies(tmp_path):
+    def step(ref, chain, ranks):
+        props = {"context": [{"query": [0, 0], "depth": 0, "tokens": [chain] if chain else [],
+                              "confidence": [], "keys": []}],
+                 "recycled": [{"query": [0, 0], "depth": 0, "tokens": [[t] for t in ranks],
+                               "confidence": [], "keys": []}]}
+        return {"type": "step", "reference": ref, "proposals": props}
+
+    steps = [step([5, 6, 7], [5, 6, 9], [5, 8]),   # chain: 2 accepted then a miss; rank 0 right, overlaps
+             step([5, 6, 7], [4], [8, 5]),         # chain misses at depth 1; rank 1 right
+             step([3, 1, 1], None, [2, 9]),        # no match; no rank right
+             step([5, 6, 7], [5, 6, 7], [5, 1])]   # chain all right; rank 0 right, overlaps
+    path = _jsonl(tmp_path / "t.jsonl", [{"type": "header"}, *steps])
+    m = fit_traces([path], ranks=2, min_trials=1)
+    assert m.chain.match_prob == pytest.approx(3 / 4)
+    assert m.chain.alpha == pytest.approx(2 / 3)
+    # depth 2: 2/2, depth 3: 1/2 -> ratios (1 / (2/3), 0.5 / 1) = (1.5, 0.5) -> mean 1.0
+    assert m.chain.decay == pytest.approx(1.0)
+    assert m.recycled.overlap == pytest.approx(2 / 3)
+    # raw betas (2/4, 1/4) sum to 0.75 > 1 - alpha: scaled to fit sibling exclusivity
+    assert sum(m.recycled.betas) == pytest.approx(1 / 3)
+    assert m.recycled.betas[0] == pytest.approx(2 * m.recycled.betas[1])
+    with pytest.raises(ValueError, match="no traces"):
+        fit_traces([])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods", "ar,warp"], "unknown method 'warp'"),
+    (["--tasks", "poetry"], "unknown task 'poetry'"),
+    (["--budget", "0", "--methods", "goose"], "must be >= 1"),
+])
+def test_cli_bench_bad_inputs_fail_before_loading_a_model(args, message, tmp_path):
+    res = runner.invoke(app, ["bench", "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "o"), *args])
+    assert res.exit_code != 0
+    assert message in _said(res)
+
+
+def test_cli_bench_empty_prompt_file(tmp_path):
+    (tmp_path / "e.jsonl").write_text("")
+    res = runner.invoke(app, ["bench", "--tasks", str(tmp_path / "e.jsonl"), "--out", str(tmp_path / "o")])
+    assert res.exit_code != 0 and "holds no prompts" in _said(res)
+
+
+def test_cli_bench_docs_needs_a_run(tmp_path):
+    res = runner.invoke(app, ["bench-docs", str(tmp_path)])
+    assert res.exit_code != 0 and "holds no summary.json" in _said(res)
