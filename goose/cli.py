@@ -270,6 +270,8 @@ def bench(
     trace: str = typer.Option("auto", help="Method whose traces feed the predictions ('auto': the first goose "
                                            "method with both sources; 'none': no predictions)."),
     out: Path = typer.Option(Path("runs/bench"), help="Results directory."),
+    pack: bool = typer.Option(True, "--pack/--no-pack", help="Pre-pack linear weights (goose.hf.pack_linears); "
+                                                           "every method, ar included, runs on the same model."),
 ) -> None:
     """Benchmark goose's methods side by side with plain decoding and transformers'
     prompt lookup: interleaved per prompt in one process; JSONL records, summary JSON,
@@ -302,7 +304,7 @@ def bench(
         if threads:
             torch.set_num_threads(threads)
         torch.manual_seed(seed)
-        lm, tok = gh.load_model(model)
+        lm, tok = gh.load_model(model, pack=pack)
         console.print(f"{len(prompts)} prompts x {len(ms)} methods: {', '.join(m.label for m in ms)}")
         records = gb.run_bench(lm, tok, prompts, ms, max_new_tokens, out, trace_method=trace_label,
                                log=lambda s: console.print(f"[red]{s}[/red]"))
@@ -312,7 +314,7 @@ def bench(
             "max_new_tokens": max_new_tokens, "threads": torch.get_num_threads(), "seed": seed,
             "machine": f"{platform.processor() or platform.machine()}, {_cpu_name()}, {torch.get_num_threads()} threads",
             "torch": torch.__version__, "transformers": transformers.__version__, "prompts": len(prompts),
-            "methods": [m.label for m in ms], "trace_method": trace_label,
+            "methods": [m.label for m in ms], "trace_method": trace_label, "packed_linears": pack,
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     summary = gb.write_outputs(out, records, meta, predictions=trace_label is not None)

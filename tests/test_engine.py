@@ -290,3 +290,30 @@ def test_custom_generate_sampling_is_seeded():
     runs = [model.generate(x, do_sample=True, temperature=0.8, top_p=0.95, max_new_tokens=20, pad_token_id=0,
                            custom_generate=custom_generate, goose_seed=s) for s in (4, 4, 5)]
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+
+
+def test_packed_linears_agree_and_keep_every_method_identical_to_generate():
+    import os
+
+    from goose.hf import pack_linears
+
+    model = tiny_llama("sdpa").float()
+    x = torch.tensor([PROMPTS[0]])
+    with torch.inference_mode():
+        before = model(input_ids=x).logits
+    assert pack_linears(model) == 2 * 7 + 1  # q, k, v, o, gate, up, down per layer + lm_head
+    assert pack_linears(model) == 0  # idempotent
+    with torch.inference_mode(), torch.profiler.profile() as prof:
+        after = model(input_ids=x).logits
+    ops = {e.key for e in prof.key_averages()}
+    assert "mkldnn::_linear_pointwise" in ops and "aten::linear" not in ops  # really the packed kernel...
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)  # ...for the same map
+    with torch.enable_grad():  # gradients fall back to F.linear, bit for bit
+        assert torch.equal(model(input_ids=x).logits.detach(), before)
+    for prompt in PROMPTS:
+        prompt = [int(t) for t in prompt]
+        ref = reference(model, prompt, 40)  # model.generate runs the packed layers too
+        for method in METHODS:
+            out = generate(model, prompt, method=method, max_new_tokens=40, eos_token_id=[])
+            assert out.tokens == ref, method
+    assert "TRANSFORMERS_SDPA_FORCE_GQA" not in os.environ  # tree passes restore the switch

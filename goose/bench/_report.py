@@ -144,15 +144,16 @@ def predict(out_dir: Path, records: Sequence[dict], steps: int = 4000, seed: int
             names = {s.name for s in m.sources}
             model = SimulationModel(fitted.chain if CONTEXT in names else None,
                                     fitted.recycled if RECYCLED in names else None)
-            if model.chain is None and model.recycled is None:
+            new = sum(r["new_tokens"] for r in mrows)
+            task_out[label] = {"measured": new / sum(r["forward_calls"] for r in mrows), "replay": new / rep_calls,
+                               "sim": None}
+            if set(model.source_names()) != names:  # a source never proposed in these traces: nothing to fit
                 continue
             make = (BalancedShaper.token_recycling if name == "tr" else
-                    (lambda nb=budget: GoosePaperShaper(node_budget=nb)) if name == "paper" else SIM_SHAPERS[sim_names[name]][0])
+                    (lambda nb=budget: GoosePaperShaper(node_budget=nb)) if name == "paper" else
+                    SIM_SHAPERS[sim_names[name]][0])
             per_step = simulate(model, make, budget, steps, seed).mat
-            new = sum(r["new_tokens"] for r in mrows)
-            measured = new / sum(r["forward_calls"] for r in mrows)
-            sim_calls = sum(1 + max(r["new_tokens"] - 1, 0) / per_step for r in mrows)
-            task_out[label] = {"measured": measured, "replay": new / rep_calls, "sim": new / sim_calls}
+            task_out[label]["sim"] = new / sum(1 + max(r["new_tokens"] - 1, 0) / per_step for r in mrows)
     return out
 
 
@@ -178,7 +179,9 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
     if meta:
         lines += ["## Protocol", "", f"- command: `{meta.get('command', '')}`",
                   (f"- model: {meta.get('model')}, {meta.get('dtype', 'float32')}, greedy, "
-                  f"{meta.get('max_new_tokens')} new tokens, batch 1, {meta.get('threads')} threads"),
+                  f"{meta.get('max_new_tokens')} new tokens, batch 1, {meta.get('threads')} threads, "
+                   f"linear weights {'pre-packed' if meta.get('packed_linears') else 'as loaded'} "
+                   "(the same model object for every method)"),
                   f"- machine: {meta.get('machine')}; torch {meta.get('torch')}, transformers {meta.get('transformers')}",
                   f"- date: {meta.get('date')}; {meta.get('prompts')} prompts",
                   ("- every method runs on every prompt in one process, after a warm-up, in alternating order "
@@ -217,9 +220,9 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
                   "| task | method | measured | replay | error | simulator | error |", "|---|---|---|---|---|---|---|"]
         for task, rows in predictions.items():
             for label, p in rows.items():
+                sim = "- | -" if p["sim"] is None else f"{p['sim']:.2f} | {p['sim'] / p['measured'] - 1:+.1%}"
                 lines.append(f"| {task} | {label} | {p['measured']:.2f} | {p['replay']:.2f} | "
-                             f"{p['replay'] / p['measured'] - 1:+.1%} | {p['sim']:.2f} | "
-                             f"{p['sim'] / p['measured'] - 1:+.1%} |")
+                             f"{p['replay'] / p['measured'] - 1:+.1%} | {sim} |")
     if summary.get("errors"):
         lines += ["", "## Failed runs", ""]
         lines += [f"- {e['question_id']} ({e['origin']}), {e['method']}: {e['error']}" for e in summary["errors"]]
