@@ -122,7 +122,7 @@ def figures(
     steps: int = typer.Option(4000, help="Simulated steps per point."),
     seed: int = typer.Option(0),
 ) -> None:
-    """Write the simulator's figures (MAT vs budget, gain vs gap, optimal trees)."""
+    """Write the simulator's figures (MAT vs budget, gain vs gap, optimal trees, spine vs balanced)."""
     from sim._figures import write_all
 
     for path in write_all(out, steps=steps, seed=seed):
@@ -317,7 +317,12 @@ def bench(
             "methods": [m.label for m in ms], "trace_method": trace_label, "packed_linears": pack,
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
-    summary = gb.write_outputs(out, records, meta, predictions=trace_label is not None)
+    predictions = None
+    if trace_label is not None:
+        from sim import predict_bench
+
+        predictions = predict_bench(out, records)
+    summary = gb.write_outputs(out, records, meta, predictions)
     table = Table(title=f"{model}: {len(prompts)} prompts, {max_new_tokens} new tokens (all tasks pooled)")
     for col in ("method", "MAT", "tok/s", "speed-up vs ar", "identical to ar"):
         table.add_column(col)

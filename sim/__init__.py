@@ -6,6 +6,7 @@
   recorded from a real greedy run.
 """
 
+from ._bench import predict_bench
 from ._fit import fit_traces
 from ._grid import SIM_SHAPERS, run_grid, sim_shaper
 from ._models import ChainModel, RecycledModel, SimulationModel, World, WorldSource
@@ -24,6 +25,7 @@ __all__ = [
     "WorldSource",
     "fit_traces",
     "load_trace",
+    "predict_bench",
     "replay",
     "replay_method",
     "run_grid",

@@ -15,7 +15,7 @@ from goose import theory  # noqa: E402
 from ._grid import run_grid  # noqa: E402
 from ._models import ChainModel, RecycledModel, SimulationModel  # noqa: E402
 
-__all__ = ["draw_tree", "plot_mat_vs_budget", "write_all"]
+__all__ = ["balanced_parents", "draw_tree", "plot_mat_vs_budget", "spine_vs_balanced", "write_all"]
 
 GAP_BETAS = (0.1, 0.05, 0.025)
 COLORS = {"chain": "#888888", "balanced": "#1f77b4", "balanced-k5": "#17becf", "spine": "#d62728",
@@ -75,7 +75,7 @@ def draw_tree(ax: plt.Axes, parents: Sequence[int], spine: Sequence[bool], title
 
 
 def write_all(out: Path, steps: int = 4000, seed: int = 0) -> list[Path]:
-    """Write the three simulator figures into ``out``; returns their paths."""
+    """Write the four simulator figures into ``out``; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     # 1. MAT vs budget at a 6x gap (alpha = 0.6, beta_1 = 0.1)
@@ -114,4 +114,34 @@ def write_all(out: Path, steps: int = 4000, seed: int = 0) -> list[Path]:
     paths.append(out / "sim_optimal_trees.png")
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
+    paths.append(spine_vs_balanced(out / "sim_spine_vs_balanced.png"))
     return paths
+
+
+def balanced_parents(budget: int, k: int) -> list[int]:
+    """Parents of the isotropic control's tree: breadth-first, ``k`` children a node."""
+    parents = [-1]
+    node = 0
+    while len(parents) <= budget:
+        parents += [node] * min(k, budget + 1 - len(parents))
+        node += 1
+    return parents
+
+
+def spine_vs_balanced(path: Path, alpha: float = 0.6, betas: Sequence[float] = GAP_BETAS, budget: int = 24) -> Path:
+    """The home page's picture: the anisotropic optimum next to a balanced k=3 tree of
+    the same budget, with their expected accepted lengths (exact, goose.theory)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharey=False)
+    shape = theory.optimal_shape(alpha, betas, budget)
+    draw_tree(axes[0], shape.parents, [k == "s" for k in shape.kinds],
+              f"goose spine (optimal), B={budget}\nE[A]={shape.value:.2f}: context spine + recycled branches")
+    bal = theory.balanced_value(betas, budget, 3)
+    parents = balanced_parents(budget, 3)
+    draw_tree(axes[1], parents, [False] * len(parents),
+              f"balanced k=3, B={budget}\nE[A]={bal:.2f}: recycled candidates only")
+    fig.suptitle(f"same budget, context acceptance alpha={alpha} vs recycled betas={'/'.join(map(str, betas))}",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -16,7 +16,7 @@ from goose.bench import (
     write_outputs,
 )
 from goose.cli import app
-from sim import fit_traces
+from sim import fit_traces, predict_bench
 
 from .tiny import tiny_llama
 
@@ -147,7 +147,8 @@ def test_bench_summary_pools_tokens_calls_and_time(tiny_run):
 
 def test_bench_outputs_predictions_and_docs_page(tiny_run, tmp_path):
     out, records, _, _ = tiny_run
-    summary = write_outputs(out, records, {"command": "goose bench (test)", "model": "tiny"})
+    summary = write_outputs(out, records, {"command": "goose bench (test)", "model": "tiny"},
+                            predict_bench(out, records))
     pred = summary["predictions"]
     assert set(pred) == {"rep", "other"}
     for rows in pred.values():
@@ -160,6 +161,7 @@ def test_bench_outputs_predictions_and_docs_page(tiny_run, tmp_path):
         assert (out / name).stat().st_size > 200, name
     md = (out / "results.md").read_text()
     assert "## Acceptance gap" in md and "## Predicted vs measured MAT" in md and "| overall |" in md
+    assert "## Either source" in md
     page = write_docs(out, tmp_path / "docs" / "benchmarks.md")
     text = page.read_text()
     assert "goose bench (test)" in text and "(figures/bench_mat.png)" in text
@@ -171,6 +173,22 @@ def test_markdown_marks_missing_speedups():
             "identical_to_ar": None, "accept": {}}]
     md = markdown(summarize(rec))
     assert "| t | 2.00 |" in md and "| t | - |" in md  # no ar: no speed-up, nothing invented
+
+
+def test_checks_compare_at_equal_budget_and_flag_shortfalls():
+    def rec(task, method, fwd):
+        return {"question_id": task, "task": task, "method": method, "new_tokens": 12, "forward_calls": fwd,
+                "wall_s": 1.0, "accept": {}}
+
+    rows = [rec(t, m, f) for t, fs in (("a", (6, 4, 5, 3, 4)), ("b", (6, 6, 4, 4, 6)))
+            for m, f in zip(("pld", "tr", "balanced-k3@8", "goose@8", "goose@auto"), fs, strict=True)]
+    md = markdown(summarize(rows))
+    # a: max(pld 2.0, tr 3.0) = 3.0 -> goose@8 4.0 ok, goose@auto 3.0 ok; b: max(2, 2) -> 3.0 ok, 2.0 ok
+    assert "| a | 3.00 | 1.33x ok | 1.00x ok |" in md and "| b | 2.00 | 1.50x ok | 1.00x ok |" in md
+    # anisotropy at budget 8 only (auto has no equal-budget balanced tree): (4/2.4 + 3/3) / 2
+    assert "| 8 | goose@8 / balanced-k3@8 | 1.33x | 1.00x |" in md and "goose@auto /" not in md
+    rows[3]["forward_calls"] = 12  # goose@8 on a: MAT 1.0 < 3.0
+    assert "| a | 3.00 | 0.33x BELOW |" in markdown(summarize(rows))
 
 
 def test_fit_traces_counts_root_frequencies(tmp_path):

@@ -29,3 +29,42 @@ def test_docs_build_strict(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     html = (tmp_path / "theory" / "index.html").read_text()
     assert "arithmatex" in html and (tmp_path / "assets" / "katex" / "katex.min.js").exists()
+
+
+PUBLIC_MODULES = ["goose", "goose.sources", "goose.trees", "goose.verify", "goose.theory", "goose.engine",
+                  "goose.hf", "goose.testing", "goose.bench", "sim"]
+
+
+def test_every_public_symbol_has_a_docstring_in_the_api_reference():
+    import importlib
+    import inspect
+
+    documented: set[int] = set()
+    for path in re.findall(r"^::: ([\w.]+)", (ROOT / "docs" / "api.md").read_text(), flags=re.M):
+        mod_name, obj = path, None
+        while obj is None:
+            try:
+                obj = importlib.import_module(mod_name)
+            except ImportError:
+                mod_name, _, attr = mod_name.rpartition(".")
+                obj = None
+                if not mod_name:
+                    raise
+                try:
+                    obj = getattr(importlib.import_module(mod_name), attr)
+                except (ImportError, AttributeError):
+                    raise AssertionError(f"api.md names {path}, which does not resolve") from None
+        documented.add(id(obj))
+        if inspect.ismodule(obj):
+            documented.update(id(getattr(obj, n)) for n in getattr(obj, "__all__", []))
+    missing, undocumented = [], []
+    for mod_name in PUBLIC_MODULES:
+        mod = importlib.import_module(mod_name)
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            if id(obj) not in documented:
+                missing.append(f"{mod_name}.{name}")
+            if (inspect.isclass(obj) or inspect.isfunction(obj)) and not inspect.getdoc(obj):
+                undocumented.append(f"{mod_name}.{name}")
+    assert not missing, f"public symbols absent from docs/api.md: {missing}"
+    assert not undocumented, f"public symbols without a docstring: {undocumented}"

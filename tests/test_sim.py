@@ -201,3 +201,19 @@ def test_user_defined_source_model_by_subclassing():
     assert "keyword" in r.accept_rate and 0.15 < r.accept_rate["keyword"] < 0.25
     se = (r.ci95[1] - r.ci95[0]) / (2 * 1.96)
     assert abs(r.mat - r.theory_mat) <= 4.42 * se
+
+
+def test_home_page_balanced_tree_has_the_value_its_caption_states(tmp_path):
+    from goose import theory
+    from sim._figures import GAP_BETAS, balanced_parents, spine_vs_balanced
+
+    parents = balanced_parents(24, 3)
+    assert len(parents) == 25 and max(parents.count(p) for p in range(25)) == 3
+    # E[A] of the drawn tree, rank = position among siblings -> the caption's balanced_value
+    prob, value = [1.0], 0.0
+    for v in range(1, 25):
+        r = parents[1:v].count(parents[v])
+        prob.append(prob[parents[v]] * GAP_BETAS[r])
+        value += prob[v]
+    assert value == pytest.approx(theory.balanced_value(GAP_BETAS, 24, 3))
+    assert spine_vs_balanced(tmp_path / "t.png").stat().st_size > 10_000

@@ -8,7 +8,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["markdown", "plot", "predict", "summarize", "write_docs", "write_outputs"]
+__all__ = ["checks", "markdown", "plot", "summarize", "write_docs", "write_outputs"]
 
 CONTEXT, RECYCLED = "context", "recycled"
 
@@ -94,71 +94,35 @@ def gap(summary: dict) -> dict:
     return out
 
 
-def predict(out_dir: Path, records: Sequence[dict], steps: int = 4000, seed: int = 0) -> dict:
-    """Predicted MAT per task and goose method from the run's traces, next to the
-    measured one: trace replay (``sim.replay``) and the Monte Carlo simulator driven
-    by source models fitted to the task's traces (``sim.fit_traces``)."""
-    from goose.engine import make_method
-    from goose.sources import ContextNGramSource
-    from goose.trees import BalancedShaper, GoosePaperShaper
-    from sim import (
-        SIM_SHAPERS,
-        SimulationModel,
-        TraceSource,
-        fit_traces,
-        load_trace,
-        replay,
-        simulate,
-    )
-
-    traces = {p.stem: p for p in (out_dir / "traces").glob("*.jsonl")} if (out_dir / "traces").is_dir() else {}
-    if not traces:
-        return {}
-    sim_names = {"pld": "chain", "balanced-k3": "balanced", "balanced-k5": "balanced-k5", "goose": "spine",
-                 "best-first": "best-first", "paper": "paper"}
-    ok = [r for r in records if "error" not in r and "@auto" not in r["method"]
-          and r["method"].split("@")[0] in (*sim_names, "tr")]
-    out: dict = {}
-    for task in _order(ok, "task"):
-        rows = [r for r in ok if r["task"] == task and _safe(r["question_id"]) in traces]
-        if not rows:
+def checks(summary: dict) -> list[str]:
+    """Markdown for two claims of the theory, measured: a tree drawing on both sources
+    against the better single-source method per task ("either source"), and spine /
+    best-first against balanced trees at equal budget, averaged over tasks."""
+    methods, tasks = summary["methods"], list(summary["tasks"])
+    both = [m for m in methods if m.split("@")[0] in ("goose", "best-first", "paper")]
+    lines: list[str] = []
+    if tasks and both and "pld" in methods and "tr" in methods:
+        lines += ["", "## Either source: combined trees vs the better single source", "",
+                  "MAT of each method drawing on both sources over max(MAT of `pld`, MAT of `tr`).", "",
+                  "| task | max(pld, tr) | " + " | ".join(both) + " |", "|---" * (len(both) + 2) + "|"]
+        for t in tasks:
+            c = summary["tasks"][t]
+            best = max(c["pld"]["mat"], c["tr"]["mat"])
+            lines.append(f"| {t} | {best:.2f} | " + " | ".join(
+                f"{c[m]['mat'] / best:.2f}x {'ok' if c[m]['mat'] >= best else 'BELOW'}" for m in both) + " |")
+    rows = []
+    for m in methods:
+        name, _, b = m.partition("@")
+        if name not in ("goose", "best-first") or not b.isdigit():
             continue
-        try:
-            fitted = fit_traces([traces[_safe(r["question_id"])] for r in rows if r["method"] == rows[0]["method"]])
-        except ValueError:
-            continue
-        task_out = out.setdefault(task, {})
-        for label in _order(rows, "method"):
-            mrows = [r for r in rows if r["method"] == label]
-            name, _, b = label.partition("@")
-            m = make_method(name)
-            budget = int(b) if b else m.budget
-            shaper = GoosePaperShaper(node_budget=budget) if name == "paper" and b else m.shaper
-            rep_calls = 0
-            for r in mrows:
-                _, steps_rec = load_trace(traces[_safe(r["question_id"])])
-                srcs = [s if isinstance(s, ContextNGramSource) else TraceSource(s.name, steps_rec) for s in m.sources]
-                rep_calls += replay(traces[_safe(r["question_id"])], shaper, srcs, budget).forward_calls
-                m = make_method(name)  # fresh, stateful objects per prompt
-                shaper = GoosePaperShaper(node_budget=budget) if name == "paper" and b else m.shaper
-            names = {s.name for s in m.sources}
-            model = SimulationModel(fitted.chain if CONTEXT in names else None,
-                                    fitted.recycled if RECYCLED in names else None)
-            new = sum(r["new_tokens"] for r in mrows)
-            task_out[label] = {"measured": new / sum(r["forward_calls"] for r in mrows), "replay": new / rep_calls,
-                               "sim": None}
-            if set(model.source_names()) != names:  # a source never proposed in these traces: nothing to fit
-                continue
-            make = (BalancedShaper.token_recycling if name == "tr" else
-                    (lambda nb=budget: GoosePaperShaper(node_budget=nb)) if name == "paper" else
-                    SIM_SHAPERS[sim_names[name]][0])
-            per_step = simulate(model, make, budget, steps, seed).mat
-            task_out[label]["sim"] = new / sum(1 + max(r["new_tokens"] - 1, 0) / per_step for r in mrows)
-    return out
-
-
-def _safe(qid: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(qid))
+        for iso in (f"balanced-k3@{b}", f"balanced-k5@{b}"):
+            if iso in methods:
+                ratios = [summary["tasks"][t][m]["mat"] / summary["tasks"][t][iso]["mat"] for t in tasks]
+                rows.append(f"| {b} | {m} / {iso} | {sum(ratios) / len(ratios):.2f}x | {min(ratios):.2f}x |")
+    if rows:
+        lines += ["", "## Anisotropy: spine and best-first vs balanced trees at equal budget", "",
+                  "| budget | MAT ratio | mean over tasks | lowest task |", "|---|---|---|---|", *rows]
+    return lines
 
 
 def _f(x: float | None, fmt: str = ".2f", suffix: str = "") -> str:
@@ -202,6 +166,7 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
         lines.append(f"| {s} | " + " | ".join(row) + " |")
     lines += ["", "## Identical to `ar` (prompts)", "", head, rule]
     lines += [f"| {s} | " + " | ".join(cell(s, m)["identical_count"] for m in methods) + " |" for s in scopes]
+    lines += checks(summary)
     if summary.get("gap"):
         lines += ["", "## Acceptance gap (context vs recycled source)", "",
                   ("Pooled over every method that ran both sources. Per node = accepted / drafted nodes; "
@@ -248,15 +213,16 @@ def plot(summary: dict, out: Path) -> list[Path]:
 
     for key, title, fname in (("mat", "MAT (tokens per target forward)", "bench_mat.png"),
                               ("speedup_vs_ar", "speed-up vs ar (wall clock)", "bench_speedup.png")):
-        fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(scopes)), 4.2))
+        fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(scopes)), 4.8))
         w = 0.8 / len(methods)
+        colors = plt.get_cmap("tab20")(np.arange(len(methods)) % 20)  # distinct up to 20 methods
         for j, m in enumerate(methods):
             vals = [cell(s, m).get(key) or 0.0 for s in scopes]
-            ax.bar(np.arange(len(scopes)) + j * w - 0.4 + w / 2, vals, w, label=m)
+            ax.bar(np.arange(len(scopes)) + j * w - 0.4 + w / 2, vals, w, label=m, color=colors[j])
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_xticks(np.arange(len(scopes)), scopes, rotation=20)
         ax.set_title(title)
-        ax.legend(fontsize=7, ncols=min(len(methods), 5))
+        ax.legend(fontsize=7, ncols=min(len(methods), 6), loc="upper center", bbox_to_anchor=(0.5, -0.2))
         fig.tight_layout()
         fig.savefig(out / fname, dpi=110)
         plt.close(fig)
@@ -296,11 +262,12 @@ def plot(summary: dict, out: Path) -> list[Path]:
     return paths
 
 
-def write_outputs(out: Path, records: Sequence[dict], meta: dict, predictions: bool = True) -> dict:
-    """summary.json, results.md and the PNG plots of a run directory."""
+def write_outputs(out: Path, records: Sequence[dict], meta: dict, predictions: dict | None = None) -> dict:
+    """summary.json, results.md and the PNG plots of a run directory; ``predictions``
+    (from ``sim.predict_bench``) go in as they are."""
     summary = summarize(records)
     summary["meta"] = meta
-    summary["predictions"] = predict(out, records) if predictions else {}
+    summary["predictions"] = predictions or {}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     pngs = plot(summary, out)
     (out / "results.md").write_text(markdown(summary, meta, summary["predictions"], [p.name for p in pngs]))
@@ -317,7 +284,11 @@ def write_docs(run: Path, docs: Path) -> Path:
     for p in sorted(run.glob("bench_*.png")):
         shutil.copy(p, figs / p.name)
         names.append(f"figures/{p.name}")
+    meta = summary.get("meta") or {}
     intro = ("# Benchmarks\n\nGenerated by `goose bench-docs` from the results directory of one `goose bench` "
-             "run; do not edit by hand. Every number below was measured in that run.\n\n")
+             "run; do not edit by hand. Every number below was measured in that run. To reproduce:\n\n"
+             f"```bash\n{meta.get('command', 'goose bench --out DIR')}\ngoose bench-docs {run}\n```\n\n"
+             "Speed on a shared CPU is noisy: compare methods within a run (same prompts, same process, "
+             "alternating order), not runs with each other.\n\n")
     docs.write_text(intro + markdown(summary, summary.get("meta"), summary.get("predictions"), names))
     return docs

@@ -73,6 +73,7 @@ METHODS: dict[str, Callable[[], Method]] = {
     "best-first": _best_first,
     "paper": _paper,
 }
+"""Named methods: name -> a factory of fresh sources, shaper and default budget."""
 
 
 def make_method(name: str) -> Method:
