@@ -7,6 +7,7 @@ import shutil
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["checks", "markdown", "plot", "summarize", "write_docs", "write_outputs"]
 
@@ -223,10 +224,7 @@ def plot(summary: dict, out: Path) -> list[Path]:
         ax.set_xticks(np.arange(len(scopes)), scopes, rotation=20)
         ax.set_title(title)
         ax.legend(fontsize=7, ncols=min(len(methods), 6), loc="upper center", bbox_to_anchor=(0.5, -0.2))
-        fig.tight_layout()
-        fig.savefig(out / fname, dpi=110)
-        plt.close(fig)
-        paths.append(out / fname)
+        paths.append(_save(fig, out / fname))
     curves: dict[str, list[tuple[int, float]]] = {}
     for m in methods:
         name, _, b = m.partition("@")
@@ -241,10 +239,7 @@ def plot(summary: dict, out: Path) -> list[Path]:
         ax.set_xlabel("budget (draft nodes per step)")
         ax.set_ylabel("MAT, all prompts")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "bench_mat_vs_budget.png", dpi=110)
-        plt.close(fig)
-        paths.append(out / "bench_mat_vs_budget.png")
+        paths.append(_save(fig, out / "bench_mat_vs_budget.png"))
     if summary.get("gap"):
         g = summary["gap"]
         fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(g)), 4))
@@ -255,11 +250,17 @@ def plot(summary: dict, out: Path) -> list[Path]:
         ax.set_ylabel("accepted / drafted")
         ax.set_title("acceptance gap per task")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "bench_gap.png", dpi=110)
-        plt.close(fig)
-        paths.append(out / "bench_gap.png")
+        paths.append(_save(fig, out / "bench_gap.png"))
     return paths
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def write_outputs(out: Path, records: Sequence[dict], meta: dict, predictions: dict | None = None) -> dict:
