@@ -2,7 +2,7 @@
 interleaved in one process, with summaries, plots and a docs page (``goose bench``)."""
 
 from ._prompts import RELEASE_DEV_IDS, TASKS, BenchPrompt, data_dir, load_prompts
-from ._report import markdown, plot, summarize, write_docs, write_outputs
+from ._report import checks, markdown, plot, summarize, write_docs, write_outputs
 from ._run import BenchMethod, parse_methods, run_bench
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "TASKS",
     "BenchMethod",
     "BenchPrompt",
+    "checks",
     "data_dir",
     "load_prompts",
     "markdown",
