@@ -73,6 +73,7 @@ class HFTarget:
             )
         self.model = model
         self.attn = attn
+        self.grouped_heads = True  # sdpa tree passes read grouped K/V heads as they are (see _SdpaGqa)
         self.max_positions = int(getattr(cfg, "max_position_embeddings", 1 << 30))
         layer_types = list(getattr(cfg, "layer_types", None) or [])
         window = getattr(cfg, "sliding_window", None)
@@ -150,7 +151,7 @@ class HFTarget:
             mask: Any = {"full_attention": self._mask(tree, None), "sliding_attention": self._mask(tree, self.window)}
         else:
             mask = self._mask(tree, self.window if self.all_sliding else None)
-        with torch.inference_mode(), _SdpaGqa(self.attn == "sdpa"):
+        with torch.inference_mode(), _SdpaGqa(self.attn == "sdpa" and self.grouped_heads):
             out = self.model(input_ids=ids, position_ids=pos, attention_mask=mask,
                              past_key_values=self.cache, use_cache=True)
         return out.logits[0].float()  # [n, vocab]
