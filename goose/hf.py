@@ -119,6 +119,7 @@ class HFTarget:
                 f"the prompt has {len(prompt)} tokens; the model's context window is {self.max_positions}"
             )
         self.cache = DynamicCache()  # full layers only: rollback always works; windows live in the masks
+        self.cache.layer_class_to_replicate = _growing_layer_class()
         ids = torch.tensor([list(prompt)], device=self.device)
         with torch.inference_mode():
             out = self.model.get_decoder()(input_ids=ids, past_key_values=self.cache, use_cache=True)
@@ -128,12 +129,13 @@ class HFTarget:
         self.past = len(prompt)
         return logits
 
-    def prefill_topk(self, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    def prefill_topk(self, k: int, positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         if self._hidden is None:
             return None
+        hidden = self._hidden if positions is None else self._hidden[torch.from_numpy(positions).to(self.device)]
         ids, probs = [], []
         with torch.inference_mode():
-            for chunk in torch.split(self._hidden, 128):
+            for chunk in torch.split(hidden, 128):
                 logits = self._logits(chunk)  # [chunk, vocab]
                 top = torch.topk(logits, k, dim=-1)
                 lse = torch.logsumexp(logits, dim=-1, keepdim=True)
@@ -171,6 +173,42 @@ class HFTarget:
 
     def cache_length(self) -> int:
         return int(self.cache.get_seq_length()) if self.cache is not None else 0
+
+
+_GROWING_LAYER: type | None = None
+
+
+def _growing_layer_class() -> type:
+    """transformers' ``DynamicLayer`` with spare room: appending ``n`` positions writes
+    them into a buffer (doubling it when full) instead of ``torch.cat``-ing a copy of
+    the whole layer on every pass. ``keys``/``values`` stay views of the used prefix,
+    so cropping, compaction and every reader of the cache work unchanged."""
+    global _GROWING_LAYER
+    if _GROWING_LAYER is None:
+        from transformers.cache_utils import DynamicLayer
+
+        class GrowingLayer(DynamicLayer):
+            def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+                       **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+                if not self.is_initialized:
+                    self.lazy_initialization(key_states, value_states)
+                    self._room = None
+                used = self.keys.shape[-2] if self.keys.dim() == key_states.dim() else 0
+                end = used + key_states.shape[-2]
+                if self._room is None or end > self._room[0].shape[-2]:
+                    shape = (*key_states.shape[:-2], max(2 * end, 256), key_states.shape[-1])
+                    room = (key_states.new_empty(shape), value_states.new_empty(shape))
+                    if used:
+                        room[0][..., :used, :] = self.keys
+                        room[1][..., :used, :] = self.values
+                    self._room = room
+                self._room[0][..., used:end, :] = key_states
+                self._room[1][..., used:end, :] = value_states
+                self.keys, self.values = self._room[0][..., :end, :], self._room[1][..., :end, :]
+                return self.keys, self.values
+
+        _GROWING_LAYER = GrowingLayer
+    return _GROWING_LAYER
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -250,11 +288,12 @@ def pack_linears(model: Any) -> int:
     (same weight and bias objects, plus a oneDNN-packed copy of the weight); returns
     how many layers were swapped. Idempotent; a no-op without oneDNN.
 
-    Why: on CPUs where MKL's small-matrix GEMM is slow (measured on a 2-core AMD EPYC:
-    a 2-token pass of SmolLM2 cost 1.8x a 1-token pass), every ``F.linear`` call packs
-    the weight panels again for a handful of rows; a pre-packed weight skips that, so
-    2-16 token tree passes get much cheaper and 1-token passes a little. Every method
-    that runs on the model, ``model.generate`` included, gets the same layers.
+    Why: on CPUs where the BLAS kernels for a handful of rows are slow (measured on a
+    2-core AMD EPYC: a 2-token pass of SmolLM2 cost 1.4-1.8x a 1-token pass, when
+    both should stream the same weights once), tree passes pay for the kernel rather
+    than for the arithmetic. :class:`PackedLinear` picks the kernel by row count.
+    Every method that runs on the model, ``model.generate`` included, gets the same
+    layers.
     """
     if not torch.backends.mkldnn.is_available():
         return 0
@@ -266,7 +305,16 @@ def pack_linears(model: Any) -> int:
 
 
 class PackedLinear(torch.nn.Linear):
-    """``nn.Linear`` whose inference forwards run on a oneDNN-packed copy of the weight.
+    """``nn.Linear`` whose float32 CPU inference forwards use the fastest kernel for
+    their number of rows (tokens).
+
+    * 1 row, or more than ``skinny_rows``: oneDNN on a pre-packed copy of the
+      weight (``F.linear`` would re-pack the weight panels on every call).
+    * 2 to ``skinny_rows`` rows (tree passes): ``W @ x.T``, weight as the left
+      operand, so the BLAS streams each weight row once for all tokens -- the
+      formulation whose cost stays at the one-token cost for 2-4 tokens instead of
+      jumping by half (``benchmarks/tree_pass_cost.py``). The result is made
+      contiguous again: a transposed output would push sdpa off its fused kernel.
 
     The same linear map with another summation order (outputs agree with ``F.linear``
     to float32 rounding; tested). It shares the original ``weight``/``bias``
@@ -275,16 +323,30 @@ class PackedLinear(torch.nn.Linear):
     snapshot: swap again after changing the weights.
     """
 
+    SKINNY_ROWS = 128
+    """Most rows that take the weight-stationary ``W @ x.T`` path..."""
+    SKINNY_ROWS_WIDE = 12
+    """...and for a layer wider than 8192 outputs (the vocabulary projection), where
+    oneDNN's packed kernel is faster from about 16 rows on (measured on SmolLM2's
+    49152 x 576 head)."""
+
     def __init__(self, linear: torch.nn.Linear) -> None:
         torch.nn.Module.__init__(self)  # no fresh weight: reuse the layer's own parameters
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight, self.bias = linear.weight, linear.bias
         self._packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), 1)  # not a buffer: CPU-only
+        self.skinny_rows = self.SKINNY_ROWS if self.out_features <= 8192 else self.SKINNY_ROWS_WIDE
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., in] -> [..., out]
         if torch.is_grad_enabled() or x.dtype != torch.float32 or x.device.type != "cpu":
             return torch.nn.functional.linear(x, self.weight, self.bias)
         bias = None if self.bias is None else self.bias.detach()
+        rows = x.numel() // self.in_features
+        if 2 <= rows <= self.skinny_rows:
+            y = torch.mm(self.weight.detach(), x.reshape(rows, self.in_features).t()).t().contiguous()  # [rows, out]
+            if bias is not None:
+                y += bias
+            return y.view(*x.shape[:-1], self.out_features)
         return torch.ops.mkldnn._linear_pointwise(x, self._packed, bias, "none", [], "")
 
 
@@ -330,7 +392,7 @@ def calibrate(
     device = next(model.parameters()).device
     packed = any(isinstance(m, PackedLinear) for m in model.modules())
     key = (f"{model.config._name_or_path}|{model.config.model_type}|{device}|{model.dtype}|"
-           f"{torch.get_num_threads()}|packed={packed}|v2")
+           f"{torch.get_num_threads()}|packed={packed}|v3")
     key += f"|{list(sizes)}|{context}"
     path = _cache_root().parent / "cost" / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
     if cache and path.exists():

@@ -135,10 +135,17 @@ def test_kv_cache_tracks_committed_length_over_1000_tokens():
         committed.extend(tokens)
         checks.append(target.cache_length() == len(committed) - 1)  # the root is not cached yet
 
+    storages = []
+
+    def recorder(step):  # where layer 0's keys live: the cache appends in place, reallocating only to grow
+        storages.append(target.cache.layers[0].keys.untyped_storage().data_ptr())
+
     m = make_method("goose")
-    out = decode(target, prompt, m.sources, m.shaper, GreedyVerifier(), 12, 1000, on_commit=on_commit)
+    out = decode(target, prompt, m.sources, m.shaper, GreedyVerifier(), 12, 1000, on_commit=on_commit,
+                 recorder=recorder)
     assert len(out.tokens) == 1000 and all(checks) and len(checks) == out.stats.steps + 1
     assert out.tokens == reference(model, prompt, 1000)
+    assert len(set(storages)) <= 4  # 256 -> 512 -> 1024 -> 2048 positions, not one copy per step (torch.cat)
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -292,6 +299,25 @@ def test_custom_generate_sampling_is_seeded():
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
 
 
+@pytest.mark.parametrize("rows", [1, 2, 5, 13, 17, 200])
+@pytest.mark.parametrize("out", [80, 9000])
+def test_packed_linear_kernel_per_row_count_is_the_same_map(rows, out):
+    from goose.hf import PackedLinear
+
+    torch.manual_seed(rows)
+    dense = torch.nn.Linear(48, out)  # with a bias (Qwen2's q/k/v have one)
+    packed = PackedLinear(dense)
+    x = torch.randn(1, rows, 48)
+    with torch.inference_mode(), torch.profiler.profile() as prof:
+        y = packed(x)
+    ops = {e.key for e in prof.key_averages()}
+    limit = PackedLinear.SKINNY_ROWS if out <= 8192 else PackedLinear.SKINNY_ROWS_WIDE
+    skinny = 2 <= rows <= limit
+    assert ("aten::mm" in ops) == skinny and ("mkldnn::_linear_pointwise" in ops) == (not skinny)
+    assert y.shape == (1, rows, out) and y.is_contiguous()  # a transposed output would push sdpa off its kernel
+    torch.testing.assert_close(y, torch.nn.functional.linear(x, dense.weight, dense.bias), atol=1e-5, rtol=1e-5)
+
+
 def test_packed_linears_agree_and_keep_every_method_identical_to_generate():
     import os
 
@@ -306,7 +332,7 @@ def test_packed_linears_agree_and_keep_every_method_identical_to_generate():
     with torch.inference_mode(), torch.profiler.profile() as prof:
         after = model(input_ids=x).logits
     ops = {e.key for e in prof.key_averages()}
-    assert "mkldnn::_linear_pointwise" in ops and "aten::linear" not in ops  # really the packed kernel...
+    assert "aten::mm" in ops and "aten::linear" not in ops  # really goose's kernels...
     torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)  # ...for the same map
     with torch.enable_grad():  # gradients fall back to F.linear, bit for bit
         assert torch.equal(model(input_ids=x).logits.detach(), before)

@@ -127,3 +127,34 @@ def test_recycling_bad_arguments():
                                   RecyclingSource, lambda: RecyclingSource(k=3, bigram=True)])
 def test_builtin_sources_conform(make):
     check_source(make)
+
+
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=40), st.booleans(), st.integers(0, 10**6))
+def test_prefill_positions_lose_nothing_for_the_recycling_table(prompt, bigram, seed):
+    from goose.engine._loop import _prefill_positions
+
+    rng = np.random.default_rng(seed)
+    tokens = np.asarray(prompt, dtype=np.int64)
+    prev = np.concatenate([[-1], tokens[:-1]])
+    top_ids = rng.integers(0, 7, (len(prompt), 3))
+    top_probs = rng.random((len(prompt), 3))
+    full, narrow = RecyclingSource(k=3, bigram=bigram), RecyclingSource(k=3, bigram=bigram)
+    full.observe(Observation(tokens, prev, top_ids, top_probs))
+    pos = _prefill_positions(list(prompt), {narrow.prefill_positions, "none"})
+    assert pos is not None and np.all(np.diff(pos) > 0)
+    narrow.observe(Observation(tokens[pos], prev[pos], top_ids[pos], top_probs[pos]))
+    assert np.array_equal(full._ids, narrow._ids) and np.array_equal(full._probs, narrow._probs)
+    assert full._bigram.keys() == narrow._bigram.keys()
+    assert all(np.array_equal(full._bigram[key][0], narrow._bigram[key][0]) for key in full._bigram)
+
+
+def test_prefill_positions_union_and_errors():
+    from goose.engine._loop import _prefill_positions
+
+    prompt = [5, 1, 5, 2, 5, 1]
+    assert _prefill_positions(prompt, {"all", "last-token"}) is None
+    assert _prefill_positions(prompt, {"last-token"}).tolist() == [3, 4, 5]
+    assert _prefill_positions(prompt, {"last-token", "last-pair"}).tolist() == [0, 2, 3, 4, 5]
+    assert _prefill_positions(prompt, {"none"}).tolist() == []
+    with pytest.raises(ValueError, match="prefill_positions"):
+        _prefill_positions(prompt, {"some"})

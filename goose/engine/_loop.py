@@ -35,9 +35,10 @@ class Target(Protocol):
     def prefill(self, prompt: Sequence[int]) -> torch.Tensor:
         """Process the prompt into a fresh cache; ``[vocab]`` logits after its last token."""
 
-    def prefill_topk(self, k: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """Top-k ids and probabilities after every prompt position of the last prefill
-        (``[len, k]`` each), or ``None`` if not available."""
+    def prefill_topk(self, k: int, positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Top-k ids and probabilities after the given prompt positions of the last
+        prefill (all when ``None``; ``[len(positions), k]`` each), or ``None`` if not
+        available."""
 
     def forward_tree(self, tree: DraftTree) -> torch.Tensor:
         """``[num_nodes, vocab]`` logits after every node of ``tree`` (root = last
@@ -129,6 +130,25 @@ class GenerationResult:
     text: str = ""
 
 
+def _prefill_positions(prompt: list[int], needs: set[str]) -> np.ndarray | None:
+    """The prompt positions the sources need to observe (ascending), ``None`` for all."""
+    unknown = needs - {"all", "last-pair", "last-token", "none"}
+    if unknown:
+        raise ValueError(f"unknown prefill_positions {sorted(unknown)}: use all, last-pair, last-token or none")
+    if "all" in needs:
+        return None
+    tokens = np.asarray(prompt, dtype=np.int64)
+    if "last-pair" in needs:
+        prev = np.concatenate([[-1], tokens[:-1]])
+        keys = prev * (int(tokens.max()) + 2) + tokens  # one integer per (prev, token) pair
+    elif "last-token" in needs:
+        keys = tokens
+    else:
+        return np.empty(0, dtype=np.int64)
+    _, first_in_reversed = np.unique(keys[::-1], return_index=True)
+    return np.sort(len(keys) - 1 - first_in_reversed)
+
+
 def _observation(tree: DraftTree, prev_root: int, logits: torch.Tensor, k: int) -> Observation:
     top = torch.topk(logits.float(), k, dim=-1)  # values/indices [n, k]
     lse = torch.logsumexp(logits.float(), dim=-1, keepdim=True)  # [n, 1]
@@ -182,10 +202,14 @@ def decode(
     shaper.reset()
     last_logits = target.prefill(committed)
     stats.forward_calls = 1
-    harvest = target.prefill_topk(observe_k)
+    positions = _prefill_positions(committed, {getattr(s, "prefill_positions", "all") for s in sources})
+    harvest = target.prefill_topk(observe_k, positions) if positions is None or len(positions) else None
     if harvest is not None:
+        tokens = np.asarray(committed, dtype=np.int64)
         prev = np.asarray([-1] + committed[:-1], dtype=np.int64)
-        obs = Observation(np.asarray(committed, dtype=np.int64), prev, *harvest)
+        if positions is not None:
+            tokens, prev = tokens[positions], prev[positions]
+        obs = Observation(tokens, prev, *harvest)
         for src in sources:
             src.observe(obs)
     first = verifier.verify(DraftTree([committed[-1]], [-1]), last_logits[None]).bonus

@@ -31,6 +31,7 @@ class RecordingSource(TokenSource):
 
     def __init__(self, inner: TokenSource, recorder: TraceRecorder) -> None:
         self.inner, self.recorder, self.name = inner, recorder, inner.name
+        self.prefill_positions = getattr(inner, "prefill_positions", "all")
 
     def reset(self, prompt: Sequence[int]) -> None:
         self.inner.reset(prompt)

@@ -104,6 +104,12 @@ class TokenSource(ABC):
     """
 
     name: str = "source"
+    prefill_positions: str = "all"
+    """Which prompt positions :meth:`observe` needs to see after the prefill: ``"all"``,
+    ``"last-token"`` (the last position of each distinct token), ``"last-pair"`` (of
+    each distinct (previous token, token) pair) or ``"none"``. A source whose table
+    keeps only the latest prediction per token (or pair) loses nothing by the narrower
+    choices, and the target skips the vocabulary projection at the other positions."""
 
     def reset(self, prompt: Sequence[int]) -> None:  # noqa: B027 - optional hook
         """Start of a new sequence whose committed context is ``prompt``."""

@@ -70,6 +70,7 @@ class ContextNGramSource(TokenSource):
         self.max_matches = int(max_matches)
         self.policy = policy
         self.name = name
+        self.prefill_positions = "none"  # it reads the context itself; nothing to learn from passes
         self._stream: list[int] = []
         self._index: dict[int, dict[tuple[int, ...], list[int]]] = {n: {} for n in self.ngram_sizes}
 

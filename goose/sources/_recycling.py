@@ -63,6 +63,7 @@ class RecyclingSource(TokenSource):
         self.min_prob = float(min_prob)
         self.renormalize = bool(renormalize)
         self.name = name
+        self.prefill_positions = "last-pair" if self.bigram else "last-token"  # what survives "last one wins"
         self._clear()
 
     def _clear(self) -> None:
