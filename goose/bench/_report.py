@@ -145,7 +145,7 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
         lines += ["## Protocol", "", f"- command: `{meta.get('command', '')}`",
                   (f"- model: {meta.get('model')}, {meta.get('dtype', 'float32')}, greedy, "
                   f"{meta.get('max_new_tokens')} new tokens, batch 1, {meta.get('threads')} threads, "
-                   f"linear weights {'pre-packed' if meta.get('packed_linears') else 'as loaded'} "
+                   f"{'goose linear layers (`goose.hf.pack_linears`)' if meta.get('packed_linears') else 'stock linear layers'} "
                    "(the same model object for every method)"),
                   f"- machine: {meta.get('machine')}; torch {meta.get('torch')}, transformers {meta.get('transformers')}",
                   f"- date: {meta.get('date')}; {meta.get('prompts')} prompts",
