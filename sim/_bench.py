@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from goose.bench import trace_path
 from goose.engine import make_method
 from goose.sources import ContextNGramSource
 from goose.trees import BalancedShaper, GoosePaperShaper
@@ -26,10 +27,6 @@ def _order(records: Sequence[dict], key: str) -> list[str]:
     return list(dict.fromkeys(r[key] for r in records))
 
 
-def _safe(qid: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(qid))
-
-
 def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, seed: int = 0,
                   progress: bool = True) -> dict:
     """Predicted MAT per task and goose method of a ``goose bench`` run, next to the
@@ -40,7 +37,8 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
 
     Returns ``{task: {method: {"measured", "replay", "sim"}}}`` (MAT, prefill counted;
     ``sim`` is None where the traces never saw one of the method's sources)."""
-    traces = {p.stem: p for p in (out_dir / "traces").glob("*.jsonl")} if (out_dir / "traces").is_dir() else {}
+    traces = {r["question_id"]: trace_path(out_dir, r["question_id"]) for r in records}
+    traces = {qid: path for qid, path in traces.items() if path.exists()}
     if not traces:
         return {}
     sim_names = {"pld": "chain", "balanced-k3": "balanced", "balanced-k5": "balanced-k5", "goose": "spine",
@@ -50,11 +48,11 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
     out: dict = {}
     bar = tqdm(total=len({(r["task"], r["method"]) for r in ok}), desc="predictions", disable=not progress)
     for task in _order(ok, "task"):
-        rows = [r for r in ok if r["task"] == task and _safe(r["question_id"]) in traces]
+        rows = [r for r in ok if r["task"] == task and r["question_id"] in traces]
         if not rows:
             continue
         try:
-            fitted = fit_traces([traces[_safe(r["question_id"])] for r in rows if r["method"] == rows[0]["method"]])
+            fitted = fit_traces([traces[r["question_id"]] for r in rows if r["method"] == rows[0]["method"]])
         except ValueError:
             continue
         task_out = out.setdefault(task, {})
@@ -67,9 +65,9 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
             shaper = GoosePaperShaper(node_budget=budget) if name == "paper" and b else m.shaper
             rep_calls = 0
             for r in mrows:
-                _, steps_rec = load_trace(traces[_safe(r["question_id"])])
+                _, steps_rec = load_trace(traces[r["question_id"]])
                 srcs = [s if isinstance(s, ContextNGramSource) else TraceSource(s.name, steps_rec) for s in m.sources]
-                rep_calls += replay(traces[_safe(r["question_id"])], shaper, srcs, budget).forward_calls
+                rep_calls += replay(traces[r["question_id"]], shaper, srcs, budget).forward_calls
                 m = make_method(name)  # fresh, stateful objects per prompt
                 shaper = GoosePaperShaper(node_budget=budget) if name == "paper" and b else m.shaper
             names = {s.name for s in m.sources}

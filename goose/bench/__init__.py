@@ -3,7 +3,7 @@ interleaved in one process, with summaries, plots and a docs page (``goose bench
 
 from ._prompts import RELEASE_DEV_IDS, TASKS, BenchPrompt, data_dir, load_prompts
 from ._report import checks, markdown, plot, summarize, write_docs, write_outputs
-from ._run import BenchMethod, parse_methods, run_bench
+from ._run import BenchMethod, parse_methods, run_bench, trace_path
 
 __all__ = [
     "RELEASE_DEV_IDS",
@@ -18,6 +18,7 @@ __all__ = [
     "plot",
     "run_bench",
     "summarize",
+    "trace_path",
     "write_docs",
     "write_outputs",
 ]

@@ -186,8 +186,7 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
                     bar.update(1)
                 if traced is not None and "error" not in got.get(traced.label, {"error": 1}):
                     (out / "traces").mkdir(exist_ok=True)
-                    _run_method(model, traced, ids, max_new_tokens, counter,
-                                trace=out / "traces" / f"{_safe(p.qid)}.jsonl")
+                    _run_method(model, traced, ids, max_new_tokens, counter, trace=trace_path(out, p.qid))
                 ref = got.get("ar", {}).get("tokens")
                 for m in methods:
                     r = got[m.label]
@@ -203,5 +202,7 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
     return records
 
 
-def _safe(qid: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in qid)
+def trace_path(out: Path, qid: str) -> Path:
+    """Where ``goose bench --out OUT`` writes the replay trace of prompt ``qid``."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(qid))
+    return Path(out) / "traces" / f"{safe}.jsonl"
