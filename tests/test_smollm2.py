@@ -50,3 +50,19 @@ def test_default_model_metadata(smollm2):
     model, tok = smollm2
     assert model.config.model_type == "llama" and model.dtype == torch.float32
     assert tok.chat_template
+
+
+def test_readme_main_job_compares_with_model_generate(tmp_path):
+    """README's main command, shortened: goose next to greedy ``model.generate`` in one process."""
+    from typer.testing import CliRunner
+
+    from goose.cli import app
+
+    out = tmp_path / "run.json"
+    res = CliRunner().invoke(app, ["generate", "--compare", "--max-new-tokens", "24", "--json", str(out),
+                                   "Write a Python function that checks whether a string is a palindrome."])
+    assert res.exit_code == 0, res.output
+    assert "model.generate, greedy" in res.output and "identical tokens" in res.output
+    rec = json.loads(out.read_text())
+    assert rec["ar"]["identical"] and rec["ar"]["tokens"] == rec["tokens"] and len(rec["tokens"]) == 24
+    assert rec["stats"]["forward_calls"] <= 24 and rec["ar"]["tokens_per_s"] > 0
