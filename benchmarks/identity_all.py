@@ -5,6 +5,12 @@ skipped, so the 322-prompt run (hours on a 2-core CPU) can be spread over severa
     python benchmarks/identity_all.py --out runs/identity.jsonl
     python benchmarks/identity_all.py --out runs/identity.jsonl --summarize-only
 
+On a 2-core CPU two one-thread shards finish sooner than one two-thread process; they may
+share ``--out`` (each record is one appended line):
+
+    python benchmarks/identity_all.py --shard 0/2 --threads 1 &
+    python benchmarks/identity_all.py --shard 1/2 --threads 1
+
 Prompts are visited round-robin over the tasks, so a partial run covers every task.
 A record per (prompt, method): ``{"qid", "task", "method", "identical", "new", "fwd"}``.
 """
@@ -18,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 import goose.hf as gh
+from goose.bench import hf_generate
 from goose.engine import METHODS
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -36,20 +43,20 @@ def prompts() -> list[dict]:
     return out
 
 
-def run(out: Path, methods: list[str], max_new_tokens: int) -> None:
-    torch.set_num_threads(2)
+def run(out: Path, methods: list[str], max_new_tokens: int, shard: tuple[int, int], threads: int) -> None:
+    torch.set_num_threads(threads)
     done = set()
     if out.exists():
         done = {(str(r["qid"]), r["method"]) for r in map(json.loads, out.open())}
     model, tok = gh.load_model("smollm2")
     out.parent.mkdir(parents=True, exist_ok=True)
     todo = [r for r in prompts() if any((str(r["question_id"]), m) not in done for m in methods)]
+    todo = todo[shard[0]::shard[1]]
     with out.open("a") as f, torch.inference_mode():
-        for r in tqdm(todo, desc="prompts"):
+        for r in tqdm(todo, desc=f"prompts (shard {shard[0]}/{shard[1]})"):
             chat = "turns" in r
             ids = gh.encode_prompt(tok, r["turns"][0] if chat else r["prompt"], chat)
-            ref = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                 do_sample=False, max_new_tokens=max_new_tokens)[0, len(ids):].tolist()
+            ref, _ = hf_generate(model, ids, max_new_tokens)
             for m in methods:
                 if (str(r["question_id"]), m) in done:
                     continue
@@ -81,8 +88,13 @@ if __name__ == "__main__":
     ap.add_argument("--out", type=Path, default=Path("runs/identity.jsonl"))
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--shard", default="0/1", help="K/N: run every N-th pending prompt from the K-th")
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--summarize-only", action="store_true")
     args = ap.parse_args()
+    k, n = map(int, args.shard.split("/"))
+    if not 0 <= k < n:
+        ap.error(f"--shard {args.shard}: need 0 <= K < N")
     if not args.summarize_only:
-        run(args.out, args.methods.split(","), args.max_new_tokens)
+        run(args.out, args.methods.split(","), args.max_new_tokens, (k, n), args.threads)
     print(summarize(args.out))

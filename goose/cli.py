@@ -136,20 +136,9 @@ def _plain_decoding(lm: object, ids: list[int], max_new_tokens: int, temperature
                     top_p: float, seed: int) -> dict:
     """The baseline of ``--compare``: greedy ``model.generate`` (the output goose must equal), or
     for sampling, transformers' own sampling with the same settings."""
-    import time
+    from goose.bench import hf_generate
 
-    import torch
-
-    x = torch.tensor([ids], device=lm.device)
-    kw: dict = {"do_sample": False}
-    if temperature > 0:
-        torch.manual_seed(seed)
-        kw = {"do_sample": True, "temperature": temperature, "top_k": top_k or None, "top_p": top_p}
-    start = time.perf_counter()
-    with torch.inference_mode():
-        seq = lm.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens, **kw)
-    wall = time.perf_counter() - start
-    tokens = seq[0, len(ids):].tolist()
+    tokens, wall = hf_generate(lm, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     return {"how": "model.generate, " + ("sampled" if temperature > 0 else "greedy"), "tokens": tokens,
             "tokens_per_s": len(tokens) / wall, "wall_s": wall}
 

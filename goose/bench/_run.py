@@ -16,7 +16,7 @@ from ..engine import METHODS
 from ..trees import GoosePaperShaper
 from ._prompts import BenchPrompt
 
-__all__ = ["BenchMethod", "parse_methods", "run_bench"]
+__all__ = ["BenchMethod", "hf_generate", "parse_methods", "run_bench"]
 
 BUDGETED = ("balanced-k3", "balanced-k5", "goose", "best-first", "paper")
 HF_PLD_KS = (4, 10)
@@ -87,6 +87,26 @@ def _budget(b: int | str | None, name: str) -> int | str | None:
     return v
 
 
+def hf_generate(model: Any, ids: Sequence[int], max_new_tokens: int, *, prompt_lookup_num_tokens: int = 0,
+                temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+                seed: int = 0) -> tuple[list[int], float]:
+    """transformers' own ``model.generate`` on one prompt, timed: greedy (the output every
+    lossless greedy method must equal), with its prompt lookup when
+    ``prompt_lookup_num_tokens`` > 0, or its own sampling when ``temperature`` > 0 (seeded
+    with ``seed``). Returns the new tokens and the wall time in seconds."""
+    x = torch.tensor([list(ids)], device=model.device)
+    kw: dict[str, Any] = {"do_sample": False}
+    if prompt_lookup_num_tokens:
+        kw["prompt_lookup_num_tokens"] = prompt_lookup_num_tokens
+    if temperature > 0:
+        torch.manual_seed(seed)
+        kw = {"do_sample": True, "temperature": temperature, "top_k": top_k or None, "top_p": top_p}
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens, **kw)
+    return out[0, len(ids):].tolist(), time.perf_counter() - t0
+
+
 class _ForwardCounter:
     """Counts the target's forward calls: a pre-hook on the decoder stack, which every
     path runs (``generate``, goose's prefill through the decoder, tree passes)."""
@@ -105,13 +125,7 @@ def _run_method(model: Any, m: BenchMethod, ids: list[int], max_new_tokens: int,
 
     counter.calls = 0
     if m.kind == "hf":
-        kw = {"prompt_lookup_num_tokens": m.k} if m.k else {}
-        x = torch.tensor([ids], device=model.device)
-        t0 = time.perf_counter()
-        out = model.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=max_new_tokens,
-                             **kw)
-        wall = time.perf_counter() - t0
-        tokens = out[0, len(ids):].tolist()
+        tokens, wall = hf_generate(model, ids, max_new_tokens, prompt_lookup_num_tokens=m.k)
         return {"tokens": tokens, "new_tokens": len(tokens), "forward_calls": counter.calls, "wall_s": wall,
                 "accept_lengths": None, "accept": {}}
     kw: dict[str, Any] = {"method": m.name}
