@@ -271,7 +271,8 @@ def bench(
     prompts_per_task: int = typer.Option(4, "--prompts-per-task", help="Prompts per task (0 = all)."),
     methods: str = typer.Option("ar,hf_pld,pld,tr,balanced-k3,balanced-k5,goose,paper,best-first",
                                 help="ar, hf_pld (K=4,10) or hf_pld_kK, pld, tr, balanced-k3, balanced-k5, goose, "
-                                     "best-first, paper; name@B fixes a budget (an integer or auto)."),
+                                     "best-first, paper; name@B fixes a budget (an integer or auto; pld@B and tr@B "
+                                     "cut the chain / recycled tree to B nodes)."),
     budget: str = typer.Option("", help="Budgets for budgeted methods given without @B: integers and/or auto."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
     seed: int = typer.Option(0, help="Seeds torch (greedy runs do not draw)."),

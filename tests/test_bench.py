@@ -35,11 +35,15 @@ def test_parse_methods_expands_budgets_and_hf_pld():
     assert [m.k for m in ms[:4]] == [0, 4, 10, 7]
     assert ms[6].budget == 8 and ms[7].budget == "auto" and ms[8].budget == 16
     assert [m.label for m in parse_methods("goose,paper")] == ["goose", "paper"]  # their default budgets
+    # single-source baselines take a budget only when it is named: the equal-budget comparisons
+    assert [(m.label, m.budget) for m in parse_methods("pld@8,tr@auto", budgets=["4"])] == [
+        ("pld@8", 8), ("tr@auto", "auto")]
 
 
 @pytest.mark.parametrize("text, message", [
     ("ar,nope", "unknown method 'nope'"), ("", "no methods"), ("goose@0", "must be >= 1"),
-    ("goose@x", "integer >= 1 or 'auto'"), ("tr@8", "takes no budget"), ("paper@auto", "node budget"),
+    ("goose@x", "integer >= 1 or 'auto'"), ("ar@8", "takes no budget"), ("hf_pld_k4@3", "takes no budget"),
+    ("paper@auto", "node budget"),
     ("goose@8,goose@8", "given twice"), ("hf_pld_k0", "unknown method"),
 ])
 def test_parse_methods_bad_input(text, message):
@@ -100,7 +104,7 @@ def tiny_run(tmp_path_factory):
         {"question_id": 5, "task": "other", "prompt": "z" * 100},
     ])
     model = tiny_llama(max_positions=96)
-    methods = parse_methods("ar,hf_pld_k4,pld,tr,goose@4,goose@8,best-first@8,paper@16")
+    methods = parse_methods("ar,hf_pld_k4,pld,tr,pld@8,tr@8,goose@4,goose@8,best-first@8,paper@16")
     ps = load_prompts([str(prompts)], per_task=None)
     logs = []
     records = run_bench(model, CharTokenizer(), ps, methods, 24, out, trace_method="goose@8", progress=False,
@@ -152,7 +156,7 @@ def test_bench_outputs_predictions_and_docs_page(tiny_run, tmp_path):
     pred = summary["predictions"]
     assert set(pred) == {"rep", "other"}
     for rows in pred.values():
-        assert {"pld", "tr", "goose@4", "goose@8", "best-first@8", "paper@16"} == set(rows)
+        assert {"pld", "tr", "pld@8", "tr@8", "goose@4", "goose@8", "best-first@8", "paper@16"} == set(rows)
         assert all(v["measured"] >= 1 and v["replay"] >= 1 and v["sim"] >= 1 for v in rows.values())
     # replaying the traced configuration itself (context exact, recycled answered from the trace) is exact
     assert pred["rep"]["goose@8"]["replay"] == pytest.approx(pred["rep"]["goose@8"]["measured"])
@@ -161,7 +165,8 @@ def test_bench_outputs_predictions_and_docs_page(tiny_run, tmp_path):
         assert (out / name).stat().st_size > 200, name
     md = (out / "results.md").read_text()
     assert "## Acceptance gap" in md and "## Predicted vs measured MAT" in md and "| overall |" in md
-    assert "## Either source" in md
+    assert "## Either source at equal budget" in md and "| goose@8 / max(pld@8, tr@8) |" in md
+    assert "## Either source: combined trees vs single sources at their own sizes" in md
     page = write_docs(out, tmp_path / "docs" / "benchmarks.md")
     text = page.read_text()
     assert "goose bench (test)" in text and "(figures/bench_mat.png)" in text
@@ -180,15 +185,20 @@ def test_checks_compare_at_equal_budget_and_flag_shortfalls():
         return {"question_id": task, "task": task, "method": method, "new_tokens": 12, "forward_calls": fwd,
                 "wall_s": 1.0, "accept": {}}
 
-    rows = [rec(t, m, f) for t, fs in (("a", (6, 4, 5, 3, 4)), ("b", (6, 6, 4, 4, 6)))
-            for m, f in zip(("pld", "tr", "balanced-k3@8", "goose@8", "goose@auto"), fs, strict=True)]
+    names = ("pld", "tr", "pld@auto", "tr@auto", "balanced-k3@8", "goose@8", "goose@auto")
+    rows = [rec(t, m, f) for t, fs in (("a", (6, 4, 6, 8, 5, 3, 6)), ("b", (6, 6, 6, 4, 4, 4, 3)))
+            for m, f in zip(names, fs, strict=True)]
     md = markdown(summarize(rows))
-    # a: max(pld 2.0, tr 3.0) = 3.0 -> goose@8 4.0 ok, goose@auto 3.0 ok; b: max(2, 2) -> 3.0 ok, 2.0 ok
-    assert "| a | 3.00 | 1.33x ok | 1.00x ok |" in md and "| b | 2.00 | 1.50x ok | 1.00x ok |" in md
+    # equal budget, auto: a: max(pld@auto 2.0, tr@auto 1.5) -> goose@auto 2.0; b: max(2.0, 3.0) -> 4.0
+    assert "| task | goose@auto / max(pld@auto, tr@auto) |" in md
+    assert "| a | 2.00 / 2.00 = 1.00x ok |" in md and "| b | 4.00 / 3.00 = 1.33x ok |" in md
+    # own sizes: a: max(pld 2.0, tr 3.0) = 3.0 -> goose@8 4.0 ok, goose@auto 2.0 below; b: max(2, 2)
+    assert "| a | 4.00 / 3.00 = 1.33x ok | 2.00 / 3.00 = 0.67x BELOW |" in md
+    assert "| b | 3.00 / 2.00 = 1.50x ok | 4.00 / 2.00 = 2.00x ok |" in md
     # anisotropy at budget 8 only (auto has no equal-budget balanced tree): (4/2.4 + 3/3) / 2
-    assert "| 8 | goose@8 / balanced-k3@8 | 1.33x | 1.00x |" in md and "goose@auto /" not in md
-    rows[3]["forward_calls"] = 12  # goose@8 on a: MAT 1.0 < 3.0
-    assert "| a | 3.00 | 0.33x BELOW |" in markdown(summarize(rows))
+    assert "| 8 | goose@8 / balanced-k3@8 | 1.33x | 1.00x |" in md and "goose@auto / balanced" not in md
+    rows[-1]["forward_calls"] = 12  # goose@auto on b: MAT 1.0 < 3.0
+    assert "| b | 1.00 / 3.00 = 0.33x BELOW |" in markdown(summarize(rows))
 
 
 def test_fit_traces_counts_root_frequencies(tmp_path):

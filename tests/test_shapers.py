@@ -130,6 +130,31 @@ def test_token_recycling_template_fills_80_nodes():
     assert np.bincount(tree.depths).tolist() == [1, 8, 21, 25, 15, 8, 3]
 
 
+@pytest.mark.parametrize("make", [
+    lambda est: ChainShaper(extend=True, estimator=est),
+    lambda est: BalancedShaper(k=3, estimator=est),
+    lambda est: BalancedShaper.token_recycling(estimator=est),
+])
+def test_estimator_corrects_confidences_never_the_shape(make):
+    rows = {t: [((t * 7 + j) % 97, 0.3) for j in range(8)] for t in range(97)}
+    ctx = [5, 6, 7, 8, 5, 6, 7, 8, 5, 6]
+    sources = [ContextNGramSource((2,), max_tokens=3), recycled_with(rows, k=8)]
+    est = AcceptanceEstimator(prior_strength=1.0)
+    plain, corrected = make(None).shape(ctx, sources, 12), make(est).shape(ctx, sources, 12)
+    for _ in range(20):  # every drafted node rejected: the estimates fall below the sources' priors
+        est.record(corrected, accepted=[])
+    later = make(est).shape(ctx, sources, 12)
+    assert later.size == plain.size > 1
+    assert later.tokens.tolist() == plain.tokens.tolist() and later.parents.tolist() == plain.parents.tolist()
+    assert corrected.confidences.tolist() == plain.confidences.tolist()  # no data yet: the sources' own
+    for v in range(1, later.num_nodes):
+        want = est.predict(later.sources[v], later.keys[v], int(later.depths[v]), float(plain.confidences[v]))
+        assert later.confidences[v] == pytest.approx(want)
+    # only the first level had opportunities (parent = root): those estimates moved down
+    first = [v for v in range(1, later.num_nodes) if later.parents[v] == 0]
+    assert all(later.confidences[v] < plain.confidences[v] for v in first)
+
+
 def test_paper_preset_worked_numbers():
     assert harmonic_split(39 // 2, 20)[:4] == [5, 2, 1, 1]
     assert harmonic_split(25, 9) == [8, 4, 2, 2, 1, 1, 1, 1, 1]

@@ -19,6 +19,9 @@ from ._prompts import BenchPrompt
 __all__ = ["BenchMethod", "hf_generate", "parse_methods", "run_bench"]
 
 BUDGETED = ("balanced-k3", "balanced-k5", "goose", "best-first", "paper")
+# single-source baselines keep their own size unless a budget is named (pld@8, tr@auto):
+# the equal-budget comparisons of the "either source" bound
+SIZED = ("pld", "tr")
 HF_PLD_KS = (4, 10)
 
 
@@ -42,13 +45,17 @@ class BenchMethod:
 def parse_methods(text: str | Sequence[str], budgets: Sequence[int | str] = ()) -> list[BenchMethod]:
     """``ar``, ``hf_pld`` (K = 4 and 10) or ``hf_pld_kK``, and goose's named methods.
     ``name@B`` fixes a budget (an integer or ``auto``); a budgeted method given
-    without one runs once per entry of ``budgets`` (or at its default budget)."""
+    without one runs once per entry of ``budgets`` (or at its default budget).
+    ``pld`` and ``tr`` keep their own size (a 10-token chain, Token Recycling's
+    80-node tree) unless named with a budget."""
     names = [x.strip() for x in (text.split(",") if isinstance(text, str) else text) if x.strip()]
     if not names:
         raise ValueError("no methods given")
     out: list[BenchMethod] = []
     for name in names:
         base, _, b = name.partition("@")
+        if b and (base == "ar" or base.startswith("hf_pld")):
+            raise ValueError(f"method {base!r} drafts no tree and takes no budget ({name!r})")
         if base == "ar":
             out.append(BenchMethod("ar", "hf", "ar"))
         elif base == "hf_pld":
@@ -56,8 +63,8 @@ def parse_methods(text: str | Sequence[str], budgets: Sequence[int | str] = ()) 
         elif base.startswith("hf_pld_k") and base[8:].isdigit() and int(base[8:]) > 0:
             out.append(BenchMethod(base, "hf", "hf_pld", k=int(base[8:])))
         elif base in METHODS and base != "ar":
-            if b and base not in BUDGETED:
-                raise ValueError(f"method {base!r} has a fixed tree and takes no budget ({name!r})")
+            if b and base not in BUDGETED + SIZED:
+                raise ValueError(f"method {base!r} takes no budget ({name!r})")
             for bb in ([b] if b else list(budgets) if base in BUDGETED and budgets else [None]):
                 budget = _budget(bb, name)
                 if base == "paper" and budget == "auto":

@@ -36,15 +36,18 @@ def _ar() -> Method:
 
 
 def _pld() -> Method:
-    return Method("pld", [ContextNGramSource((3, 2, 1), max_tokens=10)], ChainShaper(extend=False), 10)
+    shaper = ChainShaper(extend=False, estimator=AcceptanceEstimator())
+    return Method("pld", [ContextNGramSource((3, 2, 1), max_tokens=10)], shaper, 10)
 
 
 def _tr() -> Method:
-    return Method("tr", [RecyclingSource(k=8)], BalancedShaper.token_recycling(), 80)
+    shaper = BalancedShaper.token_recycling(estimator=AcceptanceEstimator())
+    return Method("tr", [RecyclingSource(k=8)], shaper, 80)
 
 
 def _balanced(k: int) -> Callable[[], Method]:
-    return lambda: Method(f"balanced-k{k}", [RecyclingSource(k=8)], BalancedShaper(k=k), 16)
+    return lambda: Method(f"balanced-k{k}", [RecyclingSource(k=8)],
+                          BalancedShaper(k=k, estimator=AcceptanceEstimator()), 16)
 
 
 def _goose() -> Method:

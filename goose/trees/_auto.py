@@ -20,7 +20,9 @@ class AutoBudgetShaper(TreeShaper):
     The inner shaper builds a tree of up to ``budget`` nodes; node order is a valid
     growth order (parents first), and for :class:`BestFirstShaper` and
     :class:`SpineShaper` it is the order of decreasing path probability, so every
-    prefix is the optimal tree of its size (``goose.theory``, Theorem 1). ``E[A]`` of
+    prefix is the optimal tree of its size (``goose.theory``, Theorem 1); for a
+    :class:`ChainShaper` the prefixes are the only subtrees there are, and for
+    :class:`BalancedShaper` they are its breadth-first (template) order. ``E[A]`` of
     a prefix is the sum of the path probabilities of its nodes, computed from the
     tree's confidences (the shaper's acceptance estimates).
 

@@ -24,6 +24,21 @@ def _require(sources: Sequence[TokenSource], name: str, who: str) -> TokenSource
     return src
 
 
+class _EstimatedShaper(TreeShaper):
+    """A shaper whose node confidences may be corrected online by an :class:`AcceptanceEstimator`."""
+
+    estimator: AcceptanceEstimator | None = None
+
+    def record(self, tree: DraftTree, accepted: Sequence[int]) -> None:
+        if self.estimator is not None:
+            self.estimator.record(tree, accepted)
+
+    def _a(self, source: str, key: str, depth: int, conf: float) -> float:
+        if self.estimator is None:
+            return conf
+        return self.estimator.predict(source, key, depth, conf)
+
+
 class NoDraftShaper(TreeShaper):
     """The root alone: every step is one plain decoding step (the ``ar`` baseline)."""
 
@@ -32,12 +47,14 @@ class NoDraftShaper(TreeShaper):
         return DraftTree([context[-1]], [-1])
 
 
-class ChainShaper(TreeShaper):
+class ChainShaper(_EstimatedShaper):
     """A single chain from one source (prompt lookup decoding's draft).
 
     The best proposal at the root is laid out as a chain; with ``extend=True`` the
     source is asked again at the end of the chain until the budget is full or it
-    has nothing more (GOOSE's chain extension).
+    has nothing more (GOOSE's chain extension). An ``estimator`` changes only the
+    confidences the nodes carry (what :class:`AutoBudgetShaper` cuts by), never
+    the chain.
 
     Example:
         >>> from goose.sources import ContextNGramSource
@@ -46,9 +63,11 @@ class ChainShaper(TreeShaper):
         [2, 3, 4, 1]
     """
 
-    def __init__(self, source: str = "context", extend: bool = True) -> None:
+    def __init__(self, source: str = "context", extend: bool = True,
+                 estimator: AcceptanceEstimator | None = None) -> None:
         self.source = source
         self.extend = extend
+        self.estimator = estimator
 
     def shape(self, context: Sequence[int], sources: Sequence[TokenSource], budget: int) -> DraftTree:
         budget = check_budget(budget)
@@ -63,20 +82,22 @@ class ChainShaper(TreeShaper):
             for tok, conf in zip(p.tokens, p.confidence, strict=True):
                 if b.size >= budget:
                     break
-                node = b.add(node, tok, p.source, conf, p.key)
+                node = b.add(node, tok, p.source, self._a(p.source, p.key, len(path) + 1, conf), p.key)
                 path.append(tok)
             if not self.extend:
                 break
         return b.build()
 
 
-class BalancedShaper(TreeShaper):
+class BalancedShaper(_EstimatedShaper):
     """Isotropic control: every node gets up to ``k`` children from one source.
 
     Breadth-first from the root: each node takes the ``k`` best proposals of the
     source (those with confidence >= ``min_confidence``), while its depth is below
     ``max_depth``, until the budget is spent. With ``template`` set, the shape is a
-    fixed tree of candidate ranks instead (see :meth:`token_recycling`).
+    fixed tree of candidate ranks instead (see :meth:`token_recycling`). An
+    ``estimator`` changes only the confidences the nodes carry (what
+    :class:`AutoBudgetShaper` cuts by), never the shape.
 
     Example:
         >>> import numpy as np
@@ -95,6 +116,7 @@ class BalancedShaper(TreeShaper):
         max_depth: int = 6,
         min_confidence: float = 0.01,
         template: Sequence[tuple[int, ...]] | None = None,
+        estimator: AcceptanceEstimator | None = None,
     ) -> None:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -105,11 +127,15 @@ class BalancedShaper(TreeShaper):
         self.max_depth = int(max_depth)
         self.min_confidence = float(min_confidence)
         self.template = tuple(tuple(p) for p in template) if template is not None else None
+        self.estimator = estimator
 
     @classmethod
-    def token_recycling(cls, source: str = "recycled") -> BalancedShaper:
-        """Token Recycling's static 80-node tree (ranks 0..7, depth 6) as a shaper."""
-        return cls(source=source, k=8, template=TOKEN_RECYCLING_TEMPLATE, min_confidence=0.0)
+    def token_recycling(cls, source: str = "recycled",
+                        estimator: AcceptanceEstimator | None = None) -> BalancedShaper:
+        """Token Recycling's static 80-node tree (ranks 0..7, depth 6) as a shaper;
+        a smaller budget keeps the template's first nodes (level order)."""
+        return cls(source=source, k=8, template=TOKEN_RECYCLING_TEMPLATE, min_confidence=0.0,
+                   estimator=estimator)
 
     def shape(self, context: Sequence[int], sources: Sequence[TokenSource], budget: int) -> DraftTree:
         budget = check_budget(budget)
@@ -128,7 +154,8 @@ class BalancedShaper(TreeShaper):
                     break
                 if p.confidence[0] < self.min_confidence or b.find(node, p.tokens[0]) is not None:
                     continue
-                child = b.add(node, p.tokens[0], p.source, p.confidence[0], p.key)
+                a = self._a(p.source, p.key, b.depths[node] + 1, p.confidence[0])
+                child = b.add(node, p.tokens[0], p.source, a, p.key)
                 queue.append((child, path + [p.tokens[0]]))
                 taken += 1
         return b.build()
@@ -152,13 +179,14 @@ class BalancedShaper(TreeShaper):
             p = props[ranks[-1]]
             if b.find(parent, p.tokens[0]) is not None:
                 continue
-            node = b.add(parent, p.tokens[0], p.source, p.confidence[0], p.key)
+            a = self._a(p.source, p.key, len(ranks), p.confidence[0])
+            node = b.add(parent, p.tokens[0], p.source, a, p.key)
             where[ranks] = node
             paths[node] = paths[parent] + [p.tokens[0]]
         return b.build()
 
 
-class BestFirstShaper(TreeShaper):
+class BestFirstShaper(_EstimatedShaper):
     """The optimal tree under the independent-acceptance model (DESIGN.md section 2).
 
     Every node's value is its path probability P(v) = product of a(u) on its path,
@@ -187,15 +215,6 @@ class BestFirstShaper(TreeShaper):
         self.estimator = estimator
         self.spine = spine
         self.min_value = float(min_value)
-
-    def record(self, tree: DraftTree, accepted: Sequence[int]) -> None:
-        if self.estimator is not None:
-            self.estimator.record(tree, accepted)
-
-    def _a(self, source: str, key: str, depth: int, conf: float) -> float:
-        if self.estimator is None:
-            return conf
-        return self.estimator.predict(source, key, depth, conf)
 
     def shape(self, context: Sequence[int], sources: Sequence[TokenSource], budget: int) -> DraftTree:
         budget = check_budget(budget)
