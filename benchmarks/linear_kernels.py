@@ -1,7 +1,7 @@
 """Linear kernels for n-row inputs at SmolLM2-135M's layer shapes (30 decoder layers, and the
 vocabulary head apart), float32, 2 threads: MKL through ``F.linear``, ``W @ x.T`` (what
-goose.hf.PackedLinear uses for 2-128 rows), and oneDNN on a weight pre-packed for a batch-size
-hint of 1 (what PackedLinear packs today) or 16. Random weights: only the time matters.
+goose.hf.PackedLinear uses for 2-4 rows in the decoder layers), and oneDNN on a weight pre-packed
+for a batch-size hint of 1 or 16 (what PackedLinear uses for every other row count). Random weights: only the time matters.
 Median of 7 rounds after 2 warm-ups, milliseconds per pass over all layers.
 
     python benchmarks/linear_kernels.py
