@@ -234,8 +234,13 @@ def calibrate(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     curve = gh.calibrate(lm, cache=False)
-    for n, s in zip(curve.tokens, curve.seconds, strict=True):
-        console.print(f"  c({int(n):>2}) = {1000 * s:7.1f} ms   ({s / curve.seconds[0]:.2f}x one token)")
+    for length in curve.contexts if curve.contexts is not None else [None]:
+        if length is not None:
+            console.print(f"after {int(length)} tokens of context:")
+        one = curve(1, context=length)
+        for n in curve.tokens:
+            c = curve(n, context=length)
+            console.print(f"  c({int(n):>2}) = {1000 * c:7.1f} ms   ({c / one:.2f}x one token)")
     if out:
         out.write_text(json.dumps(curve.to_json()))
         console.print(f"wrote {out}")

@@ -382,15 +382,18 @@ class _SdpaGqa:
 
 # -- cost curve -----------------------------------------------------------------------------
 CALIBRATION_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+CALIBRATION_CONTEXTS = (256, 1024)
 
 
 def calibrate(
-    model: Any, sizes: Sequence[int] = CALIBRATION_SIZES, context: int = 256, reps: int = 7,
-    cache: bool = True,
+    model: Any, sizes: Sequence[int] = CALIBRATION_SIZES, context: int | Sequence[int] = CALIBRATION_CONTEXTS,
+    reps: int = 7, cache: bool = True,
 ) -> CostCurve:
     """Measure the forward cost c(n) of a tree pass over n tokens (median of ``reps``)
-    after ``context`` cached tokens. Cached per model, device, dtype and thread count
-    under ``$GOOSE_CACHE/cost`` unless ``cache=False``."""
+    after ``context`` cached tokens (one length, or several: then the curve holds one
+    row per length, and :class:`AutoBudgetShaper` reads it at the current one).
+    Lengths past the model's window are left out. Cached per model, device, dtype
+    and thread count under ``$GOOSE_CACHE/cost`` unless ``cache=False``."""
     import hashlib
     import json
     import time
@@ -398,24 +401,34 @@ def calibrate(
     device = next(model.parameters()).device
     packed = any(isinstance(m, PackedLinear) for m in model.modules())
     key = (f"{model.config._name_or_path}|{model.config.model_type}|{device}|{model.dtype}|"
-           f"{torch.get_num_threads()}|packed={packed}|{PackedLinear.PACK_ROWS},{PackedLinear.SKINNY_ROWS}|v4")
+           f"{torch.get_num_threads()}|packed={packed}|{PackedLinear.PACK_ROWS},{PackedLinear.SKINNY_ROWS}|v5")
     key += f"|{list(sizes)}|{context}"
     path = _cache_root().parent / "cost" / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
     if cache and path.exists():
         return CostCurve.load(path)
     target = HFTarget(model)
+    many = not isinstance(context, int)
+    room = target.max_positions - max(sizes) - 1
+    lengths = sorted({int(c) for c in context if c <= room}) if many else [int(context)]
+    if not lengths:
+        raise ValueError(f"no calibration context fits the model's window ({target.max_positions} tokens)")
     vocab = int(model.config.vocab_size)
     rng = np.random.default_rng(0)
-    target.prefill([int(t) for t in rng.integers(0, vocab, context)])
-    times: dict[int, list[float]] = {n: [] for n in sizes}
-    for _ in range(reps + 1):  # rounds over all sizes, so drifting load hits each size alike
-        for n in sizes:
-            tree = DraftTree.chain(int(rng.integers(vocab)), [int(t) for t in rng.integers(0, vocab, n - 1)])
-            t0 = time.perf_counter()
-            target.forward_tree(tree)
-            times[n].append(time.perf_counter() - t0)
-            target.commit(tree, [])
-    curve = CostCurve(list(sizes), [float(np.median(times[n][1:])) for n in sizes])  # round 1 = warm-up
+    rows = []
+    for length in lengths:
+        target.prefill([int(t) for t in rng.integers(0, vocab, length)])
+        times: dict[int, list[float]] = {n: [] for n in sizes}
+        for _ in range(reps + 1):  # rounds over all sizes, so drifting load hits each size alike
+            for n in sizes:
+                tree = DraftTree.chain(int(rng.integers(vocab)), [int(t) for t in rng.integers(0, vocab, n - 1)])
+                t0 = time.perf_counter()
+                target.forward_tree(tree)
+                times[n].append(time.perf_counter() - t0)
+                target.commit(tree, [])
+                target.cache.crop(-1)  # back to the same length: every pass sees the same context
+                target.past -= 1
+        rows.append([float(np.median(times[n][1:])) for n in sizes])  # round 1 = warm-up
+    curve = CostCurve(list(sizes), rows, lengths) if many else CostCurve(list(sizes), rows[0])
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(curve.to_json() | {"key": key}))

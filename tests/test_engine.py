@@ -263,9 +263,12 @@ def test_auto_budget_is_lossless_and_calibration_is_cached(tmp_path, monkeypatch
     monkeypatch.setenv("GOOSE_CACHE", str(tmp_path))
     model = tiny_llama()
     curve = calibrate(model, sizes=(1, 2, 4), context=16, reps=2)
-    assert curve.tokens.tolist() == [1, 2, 4] and (curve.seconds > 0).all()
+    assert curve.tokens.tolist() == [1, 2, 4] and (curve.seconds > 0).all() and curve.contexts is None
     assert len(list((tmp_path / "cost").glob("*.json"))) == 1
     assert calibrate(model, sizes=(1, 2, 4), context=16, reps=2).seconds.tolist() == curve.seconds.tolist()
+    # several lengths: one row each; lengths past the window (2048) are left out
+    rows = calibrate(tiny_llama(max_positions=64), sizes=(1, 2), context=(8, 32, 4096), reps=1, cache=False)
+    assert rows.contexts.tolist() == [8, 32] and rows.seconds.shape == (2, 2) and (rows.seconds > 0).all()
     for prompt in PROMPTS:
         prompt = [int(t) for t in prompt]
         ref = reference(model, prompt, 40)

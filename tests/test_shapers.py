@@ -208,6 +208,27 @@ def test_estimator_learns_conditional_acceptance():
     assert est.rates()["c"] == pytest.approx(0.5)
 
 
+def test_calibration_corrects_a_source_whose_priors_are_too_high():
+    # every node a fresh bucket (no counts ever apply), priors 0.6, true rate 0.2: the
+    # bucket estimates stay at the prior; the per-source factor brings them to the rate
+    rng = np.random.default_rng(0)
+    est, plain = AcceptanceEstimator(calibrate=True), AcceptanceEstimator()
+    hits = 0
+    for t in range(400):
+        conf = est.predict("r", f"fresh{t}", 1, prior=0.6)
+        tree = DraftTree([0, 7], [-1, 0], ["root", "r"], [1.0, conf], ["", f"fresh{t}"])
+        accepted = [1] if rng.random() < 0.2 else []
+        hits += len(accepted)
+        est.record(tree, accepted)
+        plain.record(tree, accepted)
+    assert est.factor("r") == pytest.approx((hits + 5.0) / (400 * 0.6 + 5.0))  # uncorrected sum: 400 x 0.6
+    assert est.predict("r", "unseen", 1, prior=0.6) == pytest.approx(hits / 400, abs=0.03)
+    assert abs(hits / 400 - 0.2) < 0.05
+    assert plain.predict("r", "unseen", 1, prior=0.6) == 0.6 and plain.factor("r") == 1.0
+    assert est.factor("c") == 1.0 and est.predict("c", "n3", 1, prior=0.6) == 0.6  # other sources untouched
+    assert est.predict("r", "fresh0", 1, prior=1.0) <= 1.0
+
+
 def test_auto_budget_keeps_the_prefix_with_the_best_rate():
     from goose import theory
     from goose.trees import AutoBudgetShaper
@@ -226,6 +247,12 @@ def test_auto_budget_keeps_the_prefix_with_the_best_rate():
     # c(2)/c(1) = 1.5: (1 + 0.9) / 1.5 beats 1 / 1; adding 0.45 more for +0.5 cost does not
     mid = AutoBudgetShaper(BestFirstShaper(), theory.CostCurve([1, 2, 3], [1.0, 1.5, 2.0])).shape([0], src, 4)
     assert mid.tokens.tolist() == [0, 1]
+    # measured at two context lengths: tokens are cheap after a short context, dear after a long one
+    by_length = theory.CostCurve([1, 2], [[1.0, 1.0], [1.0, 3.0]], contexts=[10, 100])
+    assert AutoBudgetShaper(BestFirstShaper(), by_length).shape([0] * 5, src, 4).size == 4
+    assert AutoBudgetShaper(BestFirstShaper(), by_length).shape([0] * 100, src, 4).size == 0
+    with pytest.raises(ValueError, match="contexts"):
+        theory.CostCurve([1, 2], [[1.0, 1.0], [1.0, 3.0]], contexts=[100, 10])
 
 
 def test_auto_budget_conforms():

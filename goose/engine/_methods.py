@@ -36,28 +36,28 @@ def _ar() -> Method:
 
 
 def _pld() -> Method:
-    shaper = ChainShaper(extend=False, estimator=AcceptanceEstimator())
+    shaper = ChainShaper(extend=False, estimator=AcceptanceEstimator(calibrate=True))
     return Method("pld", [ContextNGramSource((3, 2, 1), max_tokens=10)], shaper, 10)
 
 
 def _tr() -> Method:
-    shaper = BalancedShaper.token_recycling(estimator=AcceptanceEstimator())
+    shaper = BalancedShaper.token_recycling(estimator=AcceptanceEstimator(calibrate=True))
     return Method("tr", [RecyclingSource(k=8)], shaper, 80)
 
 
 def _balanced(k: int) -> Callable[[], Method]:
     return lambda: Method(f"balanced-k{k}", [RecyclingSource(k=8)],
-                          BalancedShaper(k=k, estimator=AcceptanceEstimator()), 16)
+                          BalancedShaper(k=k, estimator=AcceptanceEstimator(calibrate=True)), 16)
 
 
 def _goose() -> Method:
     sources = [ContextNGramSource((4, 3, 2), max_tokens=16), RecyclingSource(k=8)]
-    return Method("goose", sources, SpineShaper(estimator=AcceptanceEstimator()), 8)
+    return Method("goose", sources, SpineShaper(estimator=AcceptanceEstimator(calibrate=True)), 8)
 
 
 def _best_first() -> Method:
     sources = [ContextNGramSource((4, 3, 2), max_tokens=16, max_matches=2), RecyclingSource(k=8)]
-    return Method("best-first", sources, BestFirstShaper(estimator=AcceptanceEstimator()), 8)
+    return Method("best-first", sources, BestFirstShaper(estimator=AcceptanceEstimator(calibrate=True)), 8)
 
 
 def _paper() -> Method:

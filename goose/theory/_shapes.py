@@ -157,29 +157,53 @@ class CostCurve:
     """Forward cost c(n) in seconds for a pass over n tokens, interpolated linearly
     between measured points (and extrapolated from the last two).
 
+    Optionally measured at several context lengths (``contexts``, ascending; then
+    ``seconds`` has one row per context): ``c(n, context=L)`` interpolates between
+    the rows linearly in L and extrapolates past the last two (attention over the
+    cache grows linearly with its length); below the first context, and with no
+    ``context`` given, the first row applies.
+
     Example:
         >>> c = CostCurve([1, 16, 32], [0.037, 0.068, 0.091])
         >>> round(c(8), 4)
         0.0515
+        >>> c2 = CostCurve([1, 8], [[0.040, 0.058], [0.046, 0.067]], contexts=[256, 1024])
+        >>> round(c2(8, context=640), 4), round(c2(8, context=1792), 4)
+        (0.0625, 0.076)
     """
 
-    def __init__(self, tokens: Sequence[int], seconds: Sequence[float]) -> None:
+    def __init__(self, tokens: Sequence[int], seconds: Sequence[float] | Sequence[Sequence[float]],
+                 contexts: Sequence[int] | None = None) -> None:
         t = np.asarray(tokens, dtype=np.float64)
         s = np.asarray(seconds, dtype=np.float64)
-        if t.size == 0 or t.shape != s.shape:
+        rows = s if contexts is not None else s[None] if s.ndim == 1 else s
+        if t.size == 0 or rows.ndim != 2 or rows.shape[1] != t.size:
             raise ValueError("a cost curve needs matching, non-empty tokens and seconds")
-        if (np.diff(t) <= 0).any() or (s <= 0).any():
+        if (np.diff(t) <= 0).any() or (rows <= 0).any():
             raise ValueError("tokens must increase and seconds must be positive")
+        ctx = np.asarray(contexts if contexts is not None else [0], dtype=np.float64)
+        if ctx.ndim != 1 or ctx.size != rows.shape[0] or (np.diff(ctx) <= 0).any():
+            raise ValueError("contexts must increase, one per row of seconds")
         self.tokens, self.seconds = t, s
+        self.contexts = None if contexts is None else ctx
+        self._rows = rows
 
-    def __call__(self, n: float) -> float:
-        t, s = self.tokens, self.seconds
+    def _row(self, row: np.ndarray, n: float) -> float:
+        t = self.tokens
         if t.size == 1:
-            return float(s[0])
+            return float(row[0])
         if n > t[-1]:
-            slope = (s[-1] - s[-2]) / (t[-1] - t[-2])
-            return float(s[-1] + slope * (n - t[-1]))
-        return float(np.interp(n, t, s))
+            slope = (row[-1] - row[-2]) / (t[-1] - t[-2])
+            return float(row[-1] + slope * (n - t[-1]))
+        return float(np.interp(n, t, row))
+
+    def __call__(self, n: float, context: float | None = None) -> float:
+        if self.contexts is None or context is None or self.contexts.size == 1 or context <= self.contexts[0]:
+            return self._row(self._rows[0], n)
+        c = self.contexts
+        i = min(int(np.searchsorted(c, context)), c.size - 1)  # the segment [c[i-1], c[i]], or the last one
+        lo, hi = self._row(self._rows[i - 1], n), self._row(self._rows[i], n)
+        return float(lo + (hi - lo) * (context - c[i - 1]) / (c[i] - c[i - 1]))
 
     @classmethod
     def flat(cls, seconds: float = 1.0) -> CostCurve:
@@ -188,12 +212,16 @@ class CostCurve:
 
     @classmethod
     def load(cls, path: str | Path) -> CostCurve:
-        """Read ``{"tokens": [...], "seconds": [...]}`` (what ``goose calibrate`` writes)."""
+        """Read ``{"tokens": [...], "seconds": [...]}`` (what ``goose calibrate``
+        writes; with ``"contexts"``, ``seconds`` holds one row per context)."""
         data = json.loads(Path(path).read_text())
-        return cls(data["tokens"], data["seconds"])
+        return cls(data["tokens"], data["seconds"], data.get("contexts"))
 
-    def to_json(self) -> dict[str, list[float]]:
-        return {"tokens": self.tokens.tolist(), "seconds": self.seconds.tolist()}
+    def to_json(self) -> dict[str, list]:
+        out = {"tokens": self.tokens.tolist(), "seconds": self.seconds.tolist()}
+        if self.contexts is not None:
+            out["contexts"] = self.contexts.tolist()
+        return out
 
 
 def best_budget(

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..sources._base import TokenSource
+from ..theory import CostCurve
 from ._base import TreeShaper, check_budget
 from ._tree import DraftTree
 
@@ -29,12 +30,18 @@ class AutoBudgetShaper(TreeShaper):
     Args:
         inner: the shaper whose trees are cut.
         cost: forward cost ``c(n)`` of a pass over ``n`` tokens (e.g. a
-            :class:`goose.theory.CostCurve` measured by ``goose calibrate``).
+            :class:`goose.theory.CostCurve` measured by ``goose calibrate``; a curve
+            measured at several context lengths is read at the current one).
     """
 
     def __init__(self, inner: TreeShaper, cost: Callable[[float], float]) -> None:
         self.inner = inner
         self.cost = cost
+
+    def _cost(self, n: int, past: int) -> float:
+        if isinstance(self.cost, CostCurve):  # measured at several context lengths: use this one
+            return self.cost(n, context=past)
+        return self.cost(n)
 
     def reset(self) -> None:
         self.inner.reset()
@@ -51,7 +58,8 @@ class AutoBudgetShaper(TreeShaper):
         for v in range(1, tree.num_nodes):
             prob[v] = prob[tree.parents[v]] * tree.confidences[v]
         gain = 1.0 + np.concatenate([[0.0], np.cumsum(prob[1:])])  # [size + 1] tokens per step
-        rate = [gain[b] / self.cost(1 + b) for b in range(tree.size + 1)]
+        past = len(context)
+        rate = [gain[b] / self._cost(1 + b, past) for b in range(tree.size + 1)]
         keep = int(np.argmax(rate))
         if keep == tree.size:
             return tree
