@@ -201,6 +201,34 @@ def test_checks_compare_at_equal_budget_and_flag_shortfalls():
     assert "| b | 1.00 / 3.00 = 0.33x BELOW |" in markdown(summarize(rows))
 
 
+def test_release_section_checks_fidelity_and_speed_targets_on_the_release_prompts_only():
+    from goose.bench._prompts import RELEASE_DEV_IDS
+    from goose.bench._report import RELEASE_MAT
+
+    def rec(task, qid, method, fwd, wall):
+        return {"question_id": qid, "task": task, "method": method, "new_tokens": 100, "forward_calls": fwd,
+                "wall_s": wall, "accept": {}, "identical_to_ar": True}
+
+    rows = []
+    for task, qids in RELEASE_DEV_IDS.items():
+        for q in qids:  # paper@60 exactly the release's MAT, paper@16 6% above it on translation
+            b16 = RELEASE_MAT[16][task] * (1.06 if task == "translation" else 1.0)
+            rows += [rec(task, q, "ar", 100, 10.0), rec(task, q, "hf_pld_k4", 60, 8.0),
+                     rec(task, q, "paper@60", 100 / RELEASE_MAT[60][task], 9.0),
+                     rec(task, q, "paper@16", 100 / b16, 7.0),
+                     rec(task, q, "goose@auto", 50, 10.0 / (1.6 if task != "qa" else 0.9))]
+    md = markdown(summarize(rows))
+    assert "| translation | 4.01 / 4.01 = 1.000 ok | 3.57 / 3.37 = 1.060 OFF |" in md
+    assert "| mt_bench | 2.94 / 2.94 = 1.000 ok | 2.51 / 2.51 = 1.000 ok |" in md
+    assert "fastest method drawing on both sources here is `paper@16`" not in md
+    # goose@auto: 1.6x everywhere but qa (0.9x); pooled over tasks it is the fastest
+    assert "here is `goose@auto`" in md
+    assert "| >= `ar` on every task (slowest: qa) | 0.90x | no |" in md
+    assert "(best K: `hf_pld_k4`, 1.25x) |" in md
+    # one prompt fewer: not the release's prompt set, no comparison with its numbers
+    assert "released GOOSE" not in markdown(summarize([r for r in rows if r["question_id"] != "85"]))
+
+
 def test_fit_traces_counts_root_frequencies(tmp_path):
     def step(ref, chain, ranks):
         props = {"context": [{"query": [0, 0], "depth": 0, "tokens": [chain] if chain else [],

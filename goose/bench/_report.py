@@ -70,6 +70,7 @@ def summarize(records: Sequence[dict]) -> dict:
             out["overall"] = cells
         else:
             out["tasks"][scope] = cells
+    out["question_ids"] = {t: sorted({str(r["question_id"]) for r in records if r["task"] == t}) for t in tasks}
     out["gap"] = gap(out)
     out["errors"] = [{"question_id": r["question_id"], "method": r["method"], "origin": r.get("origin"),
                       "error": r["error"]} for r in records if "error" in r]
@@ -143,6 +144,66 @@ def checks(summary: dict) -> list[str]:
     if rows:
         lines += ["", "## Anisotropy: spine and best-first vs balanced trees at equal budget", "",
                   "| budget | MAT ratio | mean over tasks | lowest task |", "|---|---|---|---|", *rows]
+    return lines + release(summary)
+
+
+# The released GOOSE's reference run on the 28 dev prompts (shared/reference/goose-release-dev.md):
+# MAT per task at node budgets 60 and 16, and the speed-up vs ar of its best CPU configuration
+# (budget 16, max_extended_chain 20) and of transformers' prompt lookup (K = 4) in that run.
+RELEASE_MAT = {
+    60: {"mt_bench": 2.94, "translation": 4.01, "summarization": 3.08, "qa": 1.77, "math_reasoning": 3.37,
+         "rag": 2.92, "humaneval": 2.92, "overall": 2.88},
+    16: {"mt_bench": 2.51, "translation": 3.37, "summarization": 2.63, "qa": 1.52, "math_reasoning": 3.03,
+         "rag": 2.50, "humaneval": 2.34, "overall": 2.45},
+}
+RELEASE_BEST_CPU_SPEEDUP = 1.32
+FIDELITY_TOLERANCE = 0.05
+COMBINED = ("goose", "best-first", "paper")  # goose's methods drawing on both sources
+
+
+def release(summary: dict) -> list[str]:
+    """Fidelity to the released GOOSE and the speed targets, for a run on exactly its
+    28 dev prompts; nothing otherwise."""
+    from ._prompts import RELEASE_DEV_IDS
+
+    ids = summary.get("question_ids", {})
+    if {t: sorted(q) for t, q in RELEASE_DEV_IDS.items()} != ids:
+        return []
+    methods, tasks = summary["methods"], list(summary["tasks"])
+    lines = ["", "## Against the released GOOSE (its reference run on these 28 prompts)", ""]
+    fid = [b for b in RELEASE_MAT if f"paper@{b}" in methods]
+    if fid:
+        lines += [f"Fidelity: the paper preset's MAT over the release's at the same node budget "
+                  f"(ok within {FIDELITY_TOLERANCE:.0%}).", "",
+                  "| task | " + " | ".join(f"paper@{b} / release b{b}" for b in fid) + " |", "|---" * (len(fid) + 1) + "|"]
+        for t in tasks + ["overall"]:
+            cells = []
+            for b in fid:
+                mat = (summary["overall"] if t == "overall" else summary["tasks"][t])[f"paper@{b}"]["mat"]
+                ratio = mat / RELEASE_MAT[b][t]
+                cells.append(f"{mat:.2f} / {RELEASE_MAT[b][t]:.2f} = {ratio:.3f} "
+                             f"{'ok' if abs(ratio - 1) <= FIDELITY_TOLERANCE else 'OFF'}")
+            lines.append(f"| {t} | " + " | ".join(cells) + " |")
+        lines.append("")
+    ov = summary["overall"]
+    ours = [m for m in methods if m.split("@")[0] in COMBINED and ov[m].get("speedup_vs_ar")]
+    hf = [m for m in methods if m.startswith("hf_pld") and ov[m].get("speedup_vs_ar")]
+    if ours:
+        best = max(ours, key=lambda m: ov[m]["speedup_vs_ar"])
+        sp = ov[best]["speedup_vs_ar"]
+        slowest = min(tasks, key=lambda t: summary["tasks"][t][best]["speedup_vs_ar"])
+        lines += [f"Speed: goose's fastest method drawing on both sources here is `{best}`, "
+                  f"{sp:.2f}x `ar` overall.", "",
+                  "| target | measured | met |", "|---|---|---|",
+                  f"| >= 1.15x the release's best CPU configuration ({RELEASE_BEST_CPU_SPEEDUP:.2f}x `ar`) | "
+                  f"{sp / RELEASE_BEST_CPU_SPEEDUP:.2f}x | {'yes' if sp >= 1.15 * RELEASE_BEST_CPU_SPEEDUP else 'no'} |"]
+        if hf:
+            top = max(hf, key=lambda m: ov[m]["speedup_vs_ar"])
+            r = sp / ov[top]["speedup_vs_ar"]
+            lines.append(f"| >= 1.25x transformers' prompt lookup (best K: `{top}`, {ov[top]['speedup_vs_ar']:.2f}x) | "
+                         f"{r:.2f}x | {'yes' if r >= 1.25 else 'no'} |")
+        low = summary["tasks"][slowest][best]["speedup_vs_ar"]
+        lines.append(f"| >= `ar` on every task (slowest: {slowest}) | {low:.2f}x | {'yes' if low >= 1.0 else 'no'} |")
     return lines
 
 
@@ -299,6 +360,9 @@ def write_docs(run: Path, docs: Path) -> Path:
     """Regenerate the docs' benchmark page (``docs``, a .md file) from a run directory:
     tables, plots (copied next to it under ``figures/``) and the protocol."""
     summary = json.loads((run / "summary.json").read_text())
+    if (run / "records.jsonl").exists():  # tables from the records, with this version's report
+        records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines() if line.strip()]
+        summary = summarize(records) | {"meta": summary.get("meta"), "predictions": summary.get("predictions")}
     figs = docs.parent / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     names = []
