@@ -31,10 +31,12 @@ __all__ = [
     "calibrate",
     "custom_generate",
     "encode_prompt",
+    "LINEAR_KERNELS",
     "generate",
     "load_model",
     "model_path",
     "pack_linears",
+    "tune_linears",
 ]
 
 SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma3_text")
@@ -88,6 +90,12 @@ class HFTarget:
         self.cache: Any = None
         self.past = 0
         self._hidden: torch.Tensor | None = None
+        # The prompt's seeding pass (top-k after every prompt position, for the recycling
+        # table) only shapes drafts, never what is emitted, so on a CPU with native
+        # bfloat16 matmuls it runs in bfloat16: ~3.5x less time on a 1k-token prompt
+        # (it costs a third of the prefill in float32). Verification stays in float32.
+        self.seed_dtype = (torch.bfloat16 if self.device.type == "cpu" and self.dtype == torch.float32
+                           and _cpu_has_fast_bf16() else self.dtype)
 
     # -- helpers ---------------------------------------------------------------------
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -135,14 +143,32 @@ class HFTarget:
         hidden = self._hidden if positions is None else self._hidden[torch.from_numpy(positions).to(self.device)]
         ids, probs = [], []
         with torch.inference_mode():
-            for chunk in torch.split(hidden, 128):
-                logits = self._logits(chunk)  # [chunk, vocab]
+            head = self._seed_head()
+            for chunk in torch.split(hidden, 256):
+                if head is None:
+                    logits = self._logits(chunk)  # [chunk, vocab]
+                else:
+                    logits = torch.nn.functional.linear(chunk.to(head.dtype), head).float()
+                    if self.softcap:
+                        logits = torch.tanh(logits / self.softcap) * self.softcap
                 top = torch.topk(logits, k, dim=-1)
                 lse = torch.logsumexp(logits, dim=-1, keepdim=True)
                 ids.append(top.indices.cpu())
                 probs.append((top.values - lse).exp().cpu())
         self._hidden = None
         return torch.cat(ids).numpy(), torch.cat(probs).numpy()
+
+    def _seed_head(self) -> torch.Tensor | None:
+        """The output projection's weight in ``seed_dtype`` (cached on the model), or
+        ``None`` to seed with the model's own head (same dtype, or a head with a bias)."""
+        head = self.model.get_output_embeddings()
+        if self.seed_dtype == self.dtype or getattr(head, "bias", None) is not None:
+            return None
+        cached = getattr(self.model, "_goose_seed_head", None)
+        if cached is None or cached[0] != (head.weight.data_ptr(), self.seed_dtype):
+            cached = ((head.weight.data_ptr(), self.seed_dtype), head.weight.detach().to(self.seed_dtype))
+            self.model._goose_seed_head = cached
+        return cached[1]
 
     def forward_tree(self, tree: DraftTree) -> torch.Tensor:
         if self.past + int(tree.depths.max()) >= self.max_positions:
@@ -173,6 +199,14 @@ class HFTarget:
 
     def cache_length(self) -> int:
         return int(self.cache.get_seq_length()) if self.cache is not None else 0
+
+
+def _cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 matmuls natively here (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 _GROWING_LAYER: type | None = None
@@ -279,19 +313,22 @@ def load_model(
         raise ValueError(f"could not load model {name!r} (no such path, or the hub is unreachable): {err}") from None
     model = model.to(device).eval()
     if pack:
-        pack_linears(model)
+        pack_linears(model, tune=True)
     return model, tok
 
 
-def pack_linears(model: Any) -> int:
+def pack_linears(model: Any, tune: bool = False) -> int:
     """Swap every float32 CPU ``nn.Linear`` of ``model`` for a :class:`PackedLinear`
     (same weight and bias objects, plus a oneDNN-packed copy of the weight); returns
-    how many layers were swapped. Idempotent; a no-op without oneDNN.
+    how many were swapped (0 when oneDNN is unavailable or already swapped).
 
-    Why: on CPUs where the BLAS kernels for a handful of rows are slow (measured on a
-    2-core AMD EPYC: a 2-token pass of SmolLM2 cost 1.4-1.8x a 1-token pass, when
-    both should stream the same weights once), tree passes pay for the kernel rather
-    than for the arithmetic. :class:`PackedLinear` picks the kernel by row count.
+    Tree passes feed a handful of rows through every layer. At such sizes the kernel
+    (how it streams the weights, whether it re-packs them per call) matters more than
+    the arithmetic, and which kernel wins depends on the CPU: on a 2-core AMD EPYC a
+    weight-stationary ``W @ x.T`` makes 2-4 rows cost what one does, on a 2-core
+    Xeon (AMX) the same kernel costs twice as much there as oneDNN's. ``tune=True``
+    measures the candidates per weight shape and row count on this machine
+    (:func:`tune_linears`, a few seconds, cached); otherwise :data:`PackedLinear.DEFAULT_PLAN`.
     Every method that runs on the model, ``model.generate`` included, gets the same
     layers.
     """
@@ -301,59 +338,161 @@ def pack_linears(model: Any) -> int:
             if type(mod) is torch.nn.Linear and mod.weight.dtype == torch.float32 and mod.weight.device.type == "cpu"]
     for name, mod in swap:
         model.set_submodule(name, PackedLinear(mod))
+    if tune and swap:
+        tune_linears(model)
     return len(swap)
 
 
+LINEAR_KERNELS = ("mkl", "weight-left", "onednn")
+"""The kernels :class:`PackedLinear` chooses from: ``F.linear`` (MKL), ``W @ x.T``
+(weight as the left operand: the BLAS streams each weight row once for all tokens),
+and oneDNN on the weight packed once for ``PACK_ROWS`` rows."""
+
+
 class PackedLinear(torch.nn.Linear):
-    """``nn.Linear`` whose float32 CPU inference forwards use the fastest kernel for
-    their number of rows (tokens).
+    """``nn.Linear`` whose float32 CPU inference forwards use, for each row (token)
+    count, the kernel of its ``plan`` (one of :data:`LINEAR_KERNELS`).
 
-    * By default: oneDNN on a copy of the weight packed once for batches of about
-      ``PACK_ROWS`` rows (``F.linear`` would re-pack the weight panels on every call;
-      a copy packed for one row is slower from two rows on).
-    * 2 to ``skinny_rows`` rows in layers up to 8192 outputs (short tree passes
-      through the decoder layers): ``W @ x.T``, weight as the left operand, so the
-      BLAS streams each weight row once for all tokens and 2-4 tokens cost what one
-      does. The result is made contiguous again: a transposed output would push sdpa
-      off its fused kernel.
+    ``plan[r]`` names the kernel for ``r`` rows, ``r`` = 1 .. ``len(plan) - 1``; more
+    rows (prefill) take oneDNN. :func:`tune_linears` fills the plans by measurement;
+    the default is the one measured best on a 2-core AMD EPYC
+    (``benchmarks/linear_kernels.py``): 30 SmolLM2 decoder layers at 1/2/4/8/16 rows in
+    20.6/19.4/20.0/29.4/40.9 ms against 35.6/42.1/47.1/41.7/51.7 ms with ``F.linear``.
 
-    Measured on a 2-core AMD EPYC at SmolLM2's shapes (``benchmarks/linear_kernels.py``):
-    30 decoder layers at 1/2/4/8/16 rows take 20.6/19.4/20.0/29.4/40.9 ms this way,
-    against 35.6/42.1/47.1/41.7/51.7 ms with ``F.linear``; the 49152 x 576 vocabulary
-    head 3.7/3.5/4.4/5.5/8.6 ms against 7.5/16.4/17.1/16.4/19.4 ms.
-
-    The same linear map with another summation order (outputs agree with ``F.linear``
-    to float32 rounding; tested). It shares the original ``weight``/``bias``
-    parameters, so tied embeddings stay tied; forwards that need gradients, or inputs
-    of another dtype or device, run ``F.linear`` on them. The packed copy is a
-    snapshot: swap again after changing the weights.
+    Every kernel computes the same linear map with its own summation order (outputs
+    agree with ``F.linear`` to float32 rounding; tested). It shares the original
+    ``weight``/``bias`` parameters, so tied embeddings stay tied; forwards that need
+    gradients, or inputs of another dtype or device, run ``F.linear``. The packed copy
+    is a snapshot: swap again after changing the weights.
     """
 
     PACK_ROWS = 16
     """Batch size the oneDNN copy of the weight is packed for."""
-    SKINNY_ROWS = 4
-    """Most rows that take the weight-stationary ``W @ x.T`` path in layers up to
-    8192 outputs; wider layers (the vocabulary projection) never take it."""
+    PLAN_ROWS = 32
+    """Row counts a plan covers (1 .. PLAN_ROWS)."""
 
-    def __init__(self, linear: torch.nn.Linear) -> None:
+    @classmethod
+    def default_plan(cls, out_features: int) -> tuple[str, ...]:
+        """oneDNN, except ``W @ x.T`` for 2-4 rows in layers up to 8192 outputs."""
+        skinny = 4 if out_features <= 8192 else 1
+        return ("onednn",) + tuple("weight-left" if 2 <= r <= skinny else "onednn"
+                                   for r in range(1, cls.PLAN_ROWS + 1))
+
+    def __init__(self, linear: torch.nn.Linear, plan: Sequence[str] | None = None) -> None:
         torch.nn.Module.__init__(self)  # no fresh weight: reuse the layer's own parameters
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight, self.bias = linear.weight, linear.bias
         # not a buffer: CPU-only
         self._packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), self.PACK_ROWS)
-        self.skinny_rows = self.SKINNY_ROWS if self.out_features <= 8192 else 1
+        self.set_plan(plan or self.default_plan(self.out_features))
+
+    def set_plan(self, plan: Sequence[str]) -> None:
+        """Use ``plan[r]`` for ``r`` rows (index 0 unused)."""
+        bad = sorted(set(plan[1:]) - set(LINEAR_KERNELS))
+        if bad:
+            raise ValueError(f"unknown linear kernels {bad}: use {', '.join(LINEAR_KERNELS)}")
+        self.plan = ("onednn",) + tuple(plan[1:])
+
+    def kernel(self, rows: int) -> str:
+        """The kernel used for ``rows`` rows."""
+        return self.plan[rows] if rows < len(self.plan) else "onednn"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., in] -> [..., out]
         if torch.is_grad_enabled() or x.dtype != torch.float32 or x.device.type != "cpu":
             return torch.nn.functional.linear(x, self.weight, self.bias)
-        bias = None if self.bias is None else self.bias.detach()
         rows = x.numel() // self.in_features
-        if 2 <= rows <= self.skinny_rows:
+        return self._run(self.kernel(rows), x, rows)
+
+    def _run(self, kernel: str, x: torch.Tensor, rows: int) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.detach()
+        if kernel == "weight-left":
+            # a transposed output would push sdpa off its fused kernel: make it contiguous
             y = torch.mm(self.weight.detach(), x.reshape(rows, self.in_features).t()).t().contiguous()  # [rows, out]
             if bias is not None:
                 y += bias
             return y.view(*x.shape[:-1], self.out_features)
+        if kernel == "mkl":
+            return torch.nn.functional.linear(x, self.weight.detach(), bias)
         return torch.ops.mkldnn._linear_pointwise(x, self._packed, bias, "none", [], "")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def tune_linears(model: Any, reps: int = 5, cache: bool = True) -> dict[str, list[str]]:
+    """Measure, on this machine, the fastest kernel of :data:`LINEAR_KERNELS` for every
+    weight shape of ``model``'s :class:`PackedLinear` layers and every row count of a
+    plan, and give each layer its shape's plan. Returns ``{"out x in": plan}``.
+
+    Each candidate is timed over all the model's layers of one shape in a row (as a
+    forward streams them, not one weight hot in cache), median of ``reps`` rounds with
+    the kernels interleaved. Rows are measured at 1, 2, 3, 4, 6, 8, 12, 16, 24 and 32;
+    counts in between take the choice of the measured count below. The plans are
+    cached per CPU, thread count, torch version and shapes under ``$GOOSE_CACHE``.
+    """
+    import hashlib
+    import json
+    import statistics
+    import time
+
+    groups: dict[tuple[int, int], list[PackedLinear]] = {}
+    for mod in model.modules():
+        if isinstance(mod, PackedLinear):
+            groups.setdefault((mod.out_features, mod.in_features), []).append(mod)
+    if not groups:
+        return {}
+    shapes = sorted(groups)
+    key = (f"{_cpu_name()}|{os.cpu_count()}|{torch.get_num_threads()}|{torch.__version__}|"
+           f"{[(s, len(groups[s])) for s in shapes]}|{PackedLinear.PACK_ROWS}|{PackedLinear.PLAN_ROWS}|v1")
+    path = _cache_root().parent / "kernels" / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
+    plans: dict[str, list[str]] = {}
+    if cache and path.exists():
+        plans = json.loads(path.read_text())["plans"]
+    else:
+        measured = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32]
+        gen = torch.Generator().manual_seed(0)
+        with torch.inference_mode():
+            for shape in shapes:
+                mods = groups[shape]
+                best = {}
+                for rows in measured:
+                    x = torch.randn(1, rows, shape[1], generator=gen)
+                    times: dict[str, list[float]] = {k: [] for k in LINEAR_KERNELS}
+                    for _ in range(reps + 1):  # round 0 warms up
+                        for k in LINEAR_KERNELS:
+                            t0 = time.perf_counter()
+                            for m in mods:
+                                m._run(k, x, rows)
+                            times[k].append(time.perf_counter() - t0)
+                    best[rows] = min(LINEAR_KERNELS, key=lambda k: statistics.median(times[k][1:]))
+                plan = ["onednn"]
+                for r in range(1, PackedLinear.PLAN_ROWS + 1):
+                    plan.append(best[max(m for m in measured if m <= r)])
+                plans[f"{shape[0]}x{shape[1]}"] = plan
+        if cache:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"key": key, "plans": plans}))
+    for shape in shapes:
+        for mod in groups[shape]:
+            mod.set_plan(plans[f"{shape[0]}x{shape[1]}"])
+    return plans
+
+
+def linear_plan_digest(model: Any) -> str:
+    """A short digest of the kernel plans of ``model``'s layers (``""`` if none are packed)."""
+    import hashlib
+
+    plans = sorted({(m.out_features, m.in_features, m.plan) for m in model.modules() if isinstance(m, PackedLinear)})
+    return hashlib.sha1(repr(plans).encode()).hexdigest()[:10] if plans else ""
 
 
 class _SdpaGqa:
@@ -399,9 +538,9 @@ def calibrate(
     import time
 
     device = next(model.parameters()).device
-    packed = any(isinstance(m, PackedLinear) for m in model.modules())
+    packed = linear_plan_digest(model)
     key = (f"{model.config._name_or_path}|{model.config.model_type}|{device}|{model.dtype}|"
-           f"{torch.get_num_threads()}|packed={packed}|{PackedLinear.PACK_ROWS},{PackedLinear.SKINNY_ROWS}|v5")
+           f"{torch.get_num_threads()}|packed={packed}|{PackedLinear.PACK_ROWS}|v6")
     key += f"|{list(sizes)}|{context}"
     path = _cache_root().parent / "cost" / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
     if cache and path.exists():

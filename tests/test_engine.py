@@ -1,5 +1,6 @@
 """End-to-end exactness of the engine on tiny float64 models built from configs."""
 
+import json
 from collections import Counter
 
 import numpy as np
@@ -327,22 +328,59 @@ def test_custom_generate_sampling_is_seeded():
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
 
 
+KERNEL_OPS = {"mkl": "aten::linear", "weight-left": "aten::mm", "onednn": "mkldnn::_linear_pointwise"}
+
+
 @pytest.mark.parametrize("rows", [1, 2, 4, 5, 13, 17, 200])
-@pytest.mark.parametrize("out", [80, 9000])
-def test_packed_linear_kernel_per_row_count_is_the_same_map(rows, out):
+@pytest.mark.parametrize("kernel", ["mkl", "weight-left", "onednn"])
+def test_packed_linear_runs_its_plans_kernel_for_the_same_map(rows, kernel):
     from goose.hf import PackedLinear
 
     torch.manual_seed(rows)
-    dense = torch.nn.Linear(48, out)  # with a bias (Qwen2's q/k/v have one)
-    packed = PackedLinear(dense)
+    dense = torch.nn.Linear(48, 80)  # with a bias (Qwen2's q/k/v have one)
+    packed = PackedLinear(dense, plan=["onednn"] + [kernel] * PackedLinear.PLAN_ROWS)
     x = torch.randn(1, rows, 48)
     with torch.inference_mode(), torch.profiler.profile() as prof:
         y = packed(x)
     ops = {e.key for e in prof.key_averages()}
-    skinny = 2 <= rows <= PackedLinear.SKINNY_ROWS and out <= 8192  # the vocabulary head never goes skinny
-    assert ("aten::mm" in ops) == skinny and ("mkldnn::_linear_pointwise" in ops) == (not skinny)
-    assert y.shape == (1, rows, out) and y.is_contiguous()  # a transposed output would push sdpa off its kernel
+    used = kernel if rows <= PackedLinear.PLAN_ROWS else "onednn"  # past the plan (prefill): oneDNN
+    assert packed.kernel(rows) == used
+    assert {k for k, op in KERNEL_OPS.items() if op in ops} == {used}
+    assert y.shape == (1, rows, 80) and y.is_contiguous()  # a transposed output would push sdpa off its kernel
     torch.testing.assert_close(y, torch.nn.functional.linear(x, dense.weight, dense.bias), atol=1e-5, rtol=1e-5)
+
+
+def test_packed_linear_default_plan_and_bad_plans():
+    from goose.hf import PackedLinear
+
+    small, head = PackedLinear.default_plan(576), PackedLinear.default_plan(49152)
+    assert [small[r] for r in (1, 2, 4, 5, 16)] == ["onednn", "weight-left", "weight-left", "onednn", "onednn"]
+    assert set(head[1:]) == {"onednn"}  # the vocabulary head never goes weight-left by default
+    with pytest.raises(ValueError, match="unknown linear kernels"):
+        PackedLinear(torch.nn.Linear(4, 4), plan=["onednn", "cublas"])
+
+
+def test_tune_linears_measures_a_plan_per_shape_and_caches_it(tmp_path, monkeypatch):
+    from goose.hf import LINEAR_KERNELS, PackedLinear, pack_linears, tune_linears
+
+    monkeypatch.setenv("GOOSE_CACHE", str(tmp_path))
+    model = tiny_llama("sdpa").float()
+    pack_linears(model)
+    plans = tune_linears(model, reps=1)
+    shapes = {(m.out_features, m.in_features) for m in model.modules() if isinstance(m, PackedLinear)}
+    assert set(plans) == {f"{o}x{i}" for o, i in shapes}
+    for plan in plans.values():
+        assert len(plan) == PackedLinear.PLAN_ROWS + 1 and set(plan[1:]) <= set(LINEAR_KERNELS)
+    for m in model.modules():
+        if isinstance(m, PackedLinear):
+            assert list(m.plan) == plans[f"{m.out_features}x{m.in_features}"]
+    saved = list((tmp_path / "kernels").glob("*.json"))
+    assert len(saved) == 1
+    # a second tune reads the cache: a doctored file is taken as it is
+    doctored = {k: ["onednn"] + ["weight-left"] * PackedLinear.PLAN_ROWS for k in plans}
+    saved[0].write_text(json.dumps({"plans": doctored}))
+    assert tune_linears(model) == doctored
+    assert all(m.kernel(3) == "weight-left" for m in model.modules() if isinstance(m, PackedLinear))
 
 
 def test_packed_linears_agree_and_keep_every_method_identical_to_generate():
@@ -370,3 +408,32 @@ def test_packed_linears_agree_and_keep_every_method_identical_to_generate():
             out = generate(model, prompt, method=method, max_new_tokens=40, eos_token_id=[])
             assert out.tokens == ref, method
     assert "TRANSFORMERS_SDPA_FORCE_GQA" not in os.environ  # tree passes restore the switch
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])  # gemma3: soft-capped logits
+def test_bfloat16_prompt_seeding_only_shapes_drafts(arch):
+    make = {"llama": tiny_llama, "gemma3": tiny_gemma3}[arch]
+    model = make("sdpa", vocab=256).float()
+    with torch.no_grad():  # peaked distributions, as a trained model's are
+        model.get_output_embeddings().weight.mul_(30)
+    prompt = [int(t) for t in torch.randint(1, 256, (60,), generator=torch.Generator().manual_seed(3))]
+    exact = HFTarget(model)
+    exact.seed_dtype = torch.float32
+    exact.prefill(prompt)
+    ids, probs = exact.prefill_topk(10)
+    fast = HFTarget(model)
+    fast.seed_dtype = torch.bfloat16
+    fast.prefill(prompt)
+    ids16, probs16 = fast.prefill_topk(10)
+    assert ids16.shape == ids.shape == (60, 10)
+    # bfloat16 rounding moves probabilities a little and may swap near-ties, no more
+    assert probs[:, 0].mean() > 0.3
+    np.testing.assert_allclose(np.log(probs16[:, 0]), np.log(probs[:, 0]), atol=0.1)
+    assert (ids16[:, 0] == ids[:, 0]).mean() >= 0.9
+    # drafts seeded either way verify to the same tokens: plain greedy's
+    for seed_dtype in (torch.float32, torch.bfloat16):
+        target = HFTarget(model)
+        target.seed_dtype = seed_dtype
+        m = make_method("goose")
+        out = decode(target, prompt, m.sources, m.shaper, GreedyVerifier(), 8, 24)
+        assert out.tokens == reference(model, prompt, 24)
