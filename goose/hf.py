@@ -328,7 +328,7 @@ def pack_linears(model: Any, tune: bool = False) -> int:
     weight-stationary ``W @ x.T`` makes 2-4 rows cost what one does, on a 2-core
     Xeon (AMX) the same kernel costs twice as much there as oneDNN's. ``tune=True``
     measures the candidates per weight shape and row count on this machine
-    (:func:`tune_linears`, a few seconds, cached); otherwise :data:`PackedLinear.DEFAULT_PLAN`.
+    (:func:`tune_linears`, a few seconds, cached); otherwise :meth:`PackedLinear.default_plan`.
     Every method that runs on the model, ``model.generate`` included, gets the same
     layers.
     """
@@ -429,61 +429,60 @@ def _cpu_name() -> str:
 
 
 def tune_linears(model: Any, reps: int = 5, cache: bool = True) -> dict[str, list[str]]:
-    """Measure, on this machine, the fastest kernel of :data:`LINEAR_KERNELS` for every
-    weight shape of ``model``'s :class:`PackedLinear` layers and every row count of a
-    plan, and give each layer its shape's plan. Returns ``{"out x in": plan}``.
+    """Measure, on this machine, the fastest kernel of :data:`LINEAR_KERNELS` for each
+    row count of a plan, and give it to ``model``'s :class:`PackedLinear` layers.
+    Returns ``{"layers": plan, "head": plan}``.
 
-    Each candidate is timed over all the model's layers of one shape in a row (as a
-    forward streams them, not one weight hot in cache), median of ``reps`` rounds with
-    the kernels interleaved. Rows are measured at 1, 2, 3, 4, 6, 8, 12, 16, 24 and 32;
-    counts in between take the choice of the measured count below. The plans are
-    cached per CPU, thread count, torch version and shapes under ``$GOOSE_CACHE``.
+    One plan serves the decoder layers, timed over all of them in forward order (as a
+    forward streams them: one weight hot in cache or one shape alone misleads, and
+    mixing libraries from layer to layer costs more than either alone); the output
+    projection gets its own. Median of ``reps`` rounds with the kernels interleaved;
+    rows are measured at 1, 2, 3, 4, 6, 8, 12, 16, 24 and 32, and counts in between
+    take the choice of the measured count below. The plans are cached per CPU,
+    thread count, torch version and layer shapes under ``$GOOSE_CACHE``.
     """
     import hashlib
     import json
     import statistics
     import time
 
-    groups: dict[tuple[int, int], list[PackedLinear]] = {}
-    for mod in model.modules():
-        if isinstance(mod, PackedLinear):
-            groups.setdefault((mod.out_features, mod.in_features), []).append(mod)
+    mods = [m for m in model.modules() if isinstance(m, PackedLinear)]
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    groups = {"layers": [m for m in mods if m is not head], "head": [m for m in mods if m is head]}
+    groups = {g: ms for g, ms in groups.items() if ms}
     if not groups:
         return {}
-    shapes = sorted(groups)
-    key = (f"{_cpu_name()}|{os.cpu_count()}|{torch.get_num_threads()}|{torch.__version__}|"
-           f"{[(s, len(groups[s])) for s in shapes]}|{PackedLinear.PACK_ROWS}|{PackedLinear.PLAN_ROWS}|v1")
+    shapes = {g: [(m.out_features, m.in_features) for m in ms] for g, ms in groups.items()}
+    key = (f"{_cpu_name()}|{os.cpu_count()}|{torch.get_num_threads()}|{torch.__version__}|{shapes}|"
+           f"{PackedLinear.PACK_ROWS}|{PackedLinear.PLAN_ROWS}|v2")
     path = _cache_root().parent / "kernels" / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
     plans: dict[str, list[str]] = {}
     if cache and path.exists():
         plans = json.loads(path.read_text())["plans"]
     else:
-        measured = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32]
+        measured = [r for r in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32) if r <= PackedLinear.PLAN_ROWS]
         gen = torch.Generator().manual_seed(0)
         with torch.inference_mode():
-            for shape in shapes:
-                mods = groups[shape]
+            for g, ms in groups.items():
                 best = {}
                 for rows in measured:
-                    x = torch.randn(1, rows, shape[1], generator=gen)
+                    xs = {i: torch.randn(1, rows, i, generator=gen) for i in {m.in_features for m in ms}}
                     times: dict[str, list[float]] = {k: [] for k in LINEAR_KERNELS}
                     for _ in range(reps + 1):  # round 0 warms up
                         for k in LINEAR_KERNELS:
                             t0 = time.perf_counter()
-                            for m in mods:
-                                m._run(k, x, rows)
+                            for m in ms:
+                                m._run(k, xs[m.in_features], rows)
                             times[k].append(time.perf_counter() - t0)
                     best[rows] = min(LINEAR_KERNELS, key=lambda k: statistics.median(times[k][1:]))
-                plan = ["onednn"]
-                for r in range(1, PackedLinear.PLAN_ROWS + 1):
-                    plan.append(best[max(m for m in measured if m <= r)])
-                plans[f"{shape[0]}x{shape[1]}"] = plan
+                plans[g] = ["onednn"] + [best[max(m for m in measured if m <= r)]
+                                         for r in range(1, PackedLinear.PLAN_ROWS + 1)]
         if cache:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"key": key, "plans": plans}))
-    for shape in shapes:
-        for mod in groups[shape]:
-            mod.set_plan(plans[f"{shape[0]}x{shape[1]}"])
+    for g, ms in groups.items():
+        for m in ms:
+            m.set_plan(plans[g])
     return plans
 
 
