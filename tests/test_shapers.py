@@ -255,6 +255,30 @@ def test_auto_budget_keeps_the_prefix_with_the_best_rate():
         theory.CostCurve([1, 2], [[1.0, 1.0], [1.0, 3.0]], contexts=[100, 10])
 
 
+def test_auto_budget_maximises_the_generations_rate_not_each_steps():
+    from goose import theory
+    from goose.trees import AutoBudgetShaper
+
+    class Fixed(TokenSource):
+        name = "context"
+
+        def propose(self, context, path=()):
+            return [Proposal((1, 2, 3, 4), (0.9, 0.5, 0.5, 0.5), "context")] if not path else []
+
+    auto = AutoBudgetShaper(BestFirstShaper(), theory.CostCurve([1, 2, 3], [1.0, 1.5, 2.0]))
+    first = auto.shape([0], [Fixed()], 4)
+    assert first.size == 1 and auto.rate is None  # no history: the step's own best ratio, 1.9 / 1.5
+    auto.record(first, [])  # the draft failed: 1 token for a cost of 1.5
+    assert auto.rate == pytest.approx(1 / 1.5)
+    # at that rate a second node (+0.45 tokens for +0.5 cost) earns more than the generation
+    # does, though it lowers the step's own ratio (2.35 / 2.0 < 1.9 / 1.5)
+    assert auto.shape([0], [Fixed()], 4).tokens.tolist() == [0, 1, 2]
+    auto.reset()
+    assert auto.rate is None and auto.shape([0], [Fixed()], 4).size == 1
+    with pytest.raises(ValueError, match="horizon"):
+        AutoBudgetShaper(BestFirstShaper(), theory.CostCurve.flat(), horizon=0)
+
+
 def test_auto_budget_conforms():
     from goose import theory
     from goose.trees import AutoBudgetShaper

@@ -15,8 +15,8 @@ __all__ = ["AutoBudgetShaper"]
 
 
 class AutoBudgetShaper(TreeShaper):
-    """Wraps a shaper and keeps, each step, the prefix of its tree that maximises
-    predicted tokens per second ``(1 + E[A]) / c(1 + B)`` (``B = 0``: a plain step).
+    """Wraps a shaper and keeps, each step, the prefix of its tree that maximises the
+    generation's tokens per second under a measured cost curve.
 
     The inner shaper builds a tree of up to ``budget`` nodes; node order is a valid
     growth order (parents first), and for :class:`BestFirstShaper` and
@@ -27,40 +27,71 @@ class AutoBudgetShaper(TreeShaper):
     a prefix is the sum of the path probabilities of its nodes, computed from the
     tree's confidences (the shaper's acceptance estimates).
 
+    The objective is the rate of the whole generation, total tokens over total time,
+    not each step's own ``(1 + E[A]) / c(1 + B)``: by the renewal-reward argument a
+    step should keep the prefix maximising ``1 + E[A] - R c(1 + B)``, where ``R`` is
+    the rate the generation achieves (Dinkelbach's method for a ratio objective). A
+    confident step then grows its tree while one more node still earns more than ``R``
+    tokens per second of its cost, though the step's own ratio falls. ``R`` is the
+    accepted-plus-bonus tokens over the predicted cost of recent steps (an average
+    that forgets with a ``horizon`` of steps); the first step, with no history, takes
+    the best ratio of its own, which is the same rule with ``R`` at that ratio.
+
     Args:
         inner: the shaper whose trees are cut.
         cost: forward cost ``c(n)`` of a pass over ``n`` tokens (e.g. a
             :class:`goose.theory.CostCurve` measured by ``goose calibrate``; a curve
             measured at several context lengths is read at the current one).
+        horizon: steps the running rate ``R`` remembers (>= 1); 1 uses the last step only.
     """
 
-    def __init__(self, inner: TreeShaper, cost: Callable[[float], float]) -> None:
+    def __init__(self, inner: TreeShaper, cost: Callable[[float], float], horizon: int = 16) -> None:
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
         self.inner = inner
         self.cost = cost
+        self.horizon = int(horizon)
+        self._tokens = self._seconds = 0.0
+        self._last_cost: float | None = None
 
     def _cost(self, n: int, past: int) -> float:
         if isinstance(self.cost, CostCurve):  # measured at several context lengths: use this one
             return self.cost(n, context=past)
         return self.cost(n)
 
+    @property
+    def rate(self) -> float | None:
+        """The running rate ``R`` (tokens per unit of cost), ``None`` before the first step."""
+        return self._tokens / self._seconds if self._seconds > 0 else None
+
     def reset(self) -> None:
         self.inner.reset()
+        self._tokens = self._seconds = 0.0
+        self._last_cost = None
 
     def record(self, tree: DraftTree, accepted: Sequence[int]) -> None:
         self.inner.record(tree, accepted)
+        if self._last_cost is not None:
+            keep = 1.0 - 1.0 / self.horizon
+            self._tokens = keep * self._tokens + 1.0 + len(accepted)
+            self._seconds = keep * self._seconds + self._last_cost
+            self._last_cost = None
 
     def shape(self, context: Sequence[int], sources: Sequence[TokenSource], budget: int) -> DraftTree:
         budget = check_budget(budget)
         tree = self.inner.shape(context, sources, budget)
+        past = len(context)
         if tree.size == 0:
+            self._last_cost = self._cost(1, past)
             return tree
         prob = np.ones(tree.num_nodes)
         for v in range(1, tree.num_nodes):
             prob[v] = prob[tree.parents[v]] * tree.confidences[v]
         gain = 1.0 + np.concatenate([[0.0], np.cumsum(prob[1:])])  # [size + 1] tokens per step
-        past = len(context)
-        rate = [gain[b] / self._cost(1 + b, past) for b in range(tree.size + 1)]
-        keep = int(np.argmax(rate))
+        cost = np.array([self._cost(1 + b, past) for b in range(tree.size + 1)])
+        rate = self.rate
+        keep = int(np.argmax(gain / cost if rate is None else gain - rate * cost))
+        self._last_cost = float(cost[keep])
         if keep == tree.size:
             return tree
         k = keep + 1
