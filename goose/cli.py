@@ -330,6 +330,7 @@ def bench(
             "machine": f"{platform.processor() or platform.machine()}, {_cpu_name()}, {torch.get_num_threads()} threads",
             "torch": torch.__version__, "transformers": transformers.__version__, "prompts": len(prompts),
             "methods": [m.label for m in ms], "trace_method": trace_label, "packed_linears": pack,
+            "linear_kernels": gh.describe_linear_plans(lm),
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     predictions = None

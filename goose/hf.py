@@ -486,6 +486,30 @@ def tune_linears(model: Any, reps: int = 5, cache: bool = True) -> dict[str, lis
     return plans
 
 
+def describe_linear_plans(model: Any) -> str:
+    """The kernels ``model``'s packed layers use by row count, e.g.
+    ``"layers: mkl 1-3, onednn 4+; head: weight-left 1, mkl 2-3, onednn 4+"`` (``""`` if none)."""
+    mods = [m for m in model.modules() if isinstance(m, PackedLinear)]
+    if not mods:
+        return ""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    parts = []
+    for name, plan in (("layers", next((m.plan for m in mods if m is not head), None)),
+                       ("head", head.plan if isinstance(head, PackedLinear) else None)):
+        if plan is None:
+            continue
+        runs: list[list] = []
+        for r in range(1, len(plan)):
+            if runs and runs[-1][0] == plan[r]:
+                runs[-1][2] = r
+            else:
+                runs.append([plan[r], r, r])
+        runs[-1][2] = None if runs[-1][0] == "onednn" else runs[-1][2]
+        text = ", ".join(f"{k} {a}+" if b is None else f"{k} {a}" if a == b else f"{k} {a}-{b}" for k, a, b in runs)
+        parts.append(f"{name}: {text}" + ("" if runs[-1][2] is None else f", onednn {len(plan)}+"))
+    return "; ".join(parts)
+
+
 def linear_plan_digest(model: Any) -> str:
     """A short digest of the kernel plans of ``model``'s layers (``""`` if none are packed)."""
     import hashlib

@@ -436,3 +436,19 @@ def test_bfloat16_prompt_seeding_only_shapes_drafts(arch):
         m = make_method("goose")
         out = decode(target, prompt, m.sources, m.shaper, GreedyVerifier(), 8, 24)
         assert out.tokens == reference(model, prompt, 24)
+
+
+def test_linear_plans_are_described_by_row_ranges():
+    from goose.hf import PackedLinear, describe_linear_plans
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = PackedLinear(torch.nn.Linear(8, 8), plan=["onednn"] + ["mkl"] * 3 + ["onednn"] * 29)
+            self.head = PackedLinear(torch.nn.Linear(8, 8), plan=["onednn", "weight-left"] + ["mkl"] * 32)
+
+        def get_output_embeddings(self):
+            return self.head
+
+    assert describe_linear_plans(Model()) == "layers: mkl 1-3, onednn 4+; head: weight-left 1, mkl 2-32, onednn 33+"
+    assert describe_linear_plans(torch.nn.Linear(2, 2)) == ""

@@ -229,6 +229,8 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
                    f"{'goose linear layers (`goose.hf.pack_linears`)' if meta.get('packed_linears') else 'stock linear layers'} "
                    "(the same model object for every method)"),
                   f"- machine: {meta.get('machine')}; torch {meta.get('torch')}, transformers {meta.get('transformers')}",
+                  *([f"- linear kernels by row count (tuned on the machine): {meta['linear_kernels']}"]
+                    if meta.get("linear_kernels") else []),
                   f"- date: {meta.get('date')}; {meta.get('prompts')} prompts",
                   ("- every method runs on every prompt in one process, after a warm-up, in alternating order "
                   "(A B C on even prompts, C B A on odd ones); `ar` is `model.generate(do_sample=False)`, "
