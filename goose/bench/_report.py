@@ -186,24 +186,41 @@ def release(summary: dict) -> list[str]:
             lines.append(f"| {t} | " + " | ".join(cells) + " |")
         lines.append("")
     ov = summary["overall"]
-    ours = [m for m in methods if m.split("@")[0] in COMBINED and ov[m].get("speedup_vs_ar")]
+    goose_methods = [m for m in methods if m != "ar" and not m.startswith("hf_") and ov[m].get("speedup_vs_ar")]
+    combined = [m for m in goose_methods if m.split("@")[0] in COMBINED]
     hf = [m for m in methods if m.startswith("hf_pld") and ov[m].get("speedup_vs_ar")]
-    if ours:
-        best = max(ours, key=lambda m: ov[m]["speedup_vs_ar"])
-        sp = ov[best]["speedup_vs_ar"]
-        slowest = min(tasks, key=lambda t: summary["tasks"][t][best]["speedup_vs_ar"])
-        lines += [f"Speed: goose's fastest method drawing on both sources here is `{best}`, "
-                  f"{sp:.2f}x `ar` overall.", "",
-                  "| target | measured | met |", "|---|---|---|",
-                  f"| >= 1.15x the release's best CPU configuration ({RELEASE_BEST_CPU_SPEEDUP:.2f}x `ar`) | "
-                  f"{sp / RELEASE_BEST_CPU_SPEEDUP:.2f}x | {'yes' if sp >= 1.15 * RELEASE_BEST_CPU_SPEEDUP else 'no'} |"]
-        if hf:
-            top = max(hf, key=lambda m: ov[m]["speedup_vs_ar"])
-            r = sp / ov[top]["speedup_vs_ar"]
-            lines.append(f"| >= 1.25x transformers' prompt lookup (best K: `{top}`, {ov[top]['speedup_vs_ar']:.2f}x) | "
-                         f"{r:.2f}x | {'yes' if r >= 1.25 else 'no'} |")
-        low = summary["tasks"][slowest][best]["speedup_vs_ar"]
-        lines.append(f"| >= `ar` on every task (slowest: {slowest}) | {low:.2f}x | {'yes' if low >= 1.0 else 'no'} |")
+    if not goose_methods:
+        return lines
+    fastest = max(goose_methods, key=lambda m: ov[m]["speedup_vs_ar"])
+    cands = [fastest]
+    text = f"Speed: goose's fastest method here is `{fastest}`, {ov[fastest]['speedup_vs_ar']:.2f}x `ar` overall"
+    if combined:
+        best = max(combined, key=lambda m: ov[m]["speedup_vs_ar"])
+        if best != fastest:
+            cands.append(best)
+            text += (f"; its fastest drawing on both sources is `{best}`, "
+                     f"{ov[best]['speedup_vs_ar']:.2f}x")
+    lines += [text + ".", "", "| target | " + " | ".join(f"`{m}`" for m in cands) + " |",
+              "|---" * (len(cands) + 1) + "|"]
+
+    def verdict(value: float, ok: bool) -> str:
+        return f"{value:.2f}x {'yes' if ok else 'no'}"
+
+    lines.append(f"| >= 1.15x the release's best CPU configuration ({RELEASE_BEST_CPU_SPEEDUP:.2f}x `ar`) | "
+                 + " | ".join(verdict(ov[m]["speedup_vs_ar"] / RELEASE_BEST_CPU_SPEEDUP,
+                                      ov[m]["speedup_vs_ar"] >= 1.15 * RELEASE_BEST_CPU_SPEEDUP) for m in cands) + " |")
+    if hf:
+        top = max(hf, key=lambda m: ov[m]["speedup_vs_ar"])
+        ref = ov[top]["speedup_vs_ar"]
+        lines.append(f"| >= 1.25x transformers' prompt lookup (best K: `{top}`, {ref:.2f}x) | "
+                     + " | ".join(verdict(ov[m]["speedup_vs_ar"] / ref, ov[m]["speedup_vs_ar"] >= 1.25 * ref)
+                                  for m in cands) + " |")
+    cells = []
+    for m in cands:
+        slowest = min(tasks, key=lambda t: summary["tasks"][t][m]["speedup_vs_ar"])
+        low = summary["tasks"][slowest][m]["speedup_vs_ar"]
+        cells.append(f"{verdict(low, low >= 1.0)} (slowest: {slowest})")
+    lines.append("| >= `ar` on every task | " + " | ".join(cells) + " |")
     return lines
 
 
