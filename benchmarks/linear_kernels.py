@@ -1,7 +1,7 @@
 """Linear kernels for n-row inputs at SmolLM2-135M's layer shapes (30 decoder layers, and the
 vocabulary head apart), float32, 2 threads: MKL through ``F.linear``, ``W @ x.T`` (weight on the
 left) and oneDNN on a weight pre-packed for a batch-size hint of 1 or 16: the candidates
-goose.hf.tune_linears chooses among per shape and row count (the fastest one differs between CPUs).
+goose.hf.tune_linears chooses among by row count (the fastest one differs between CPUs).
 Random weights: only the time matters.
 Median of 7 rounds after 2 warm-ups, milliseconds per pass over all layers.
 
