@@ -327,7 +327,7 @@ def bench(
         raise typer.BadParameter(str(err)) from None
     meta = {"command": "goose " + " ".join(sys.argv[1:]), "model": model, "dtype": str(lm.dtype).replace("torch.", ""),
             "max_new_tokens": max_new_tokens, "threads": torch.get_num_threads(), "seed": seed,
-            "machine": f"{platform.processor() or platform.machine()}, {_cpu_name()}, {torch.get_num_threads()} threads",
+            "machine": f"{platform.processor() or platform.machine()}, {gh._cpu_name()}, {torch.get_num_threads()} threads",
             "torch": torch.__version__, "transformers": transformers.__version__, "prompts": len(prompts),
             "methods": [m.label for m in ms], "trace_method": trace_label, "packed_linears": pack,
             "linear_kernels": gh.describe_linear_plans(lm),
@@ -349,16 +349,6 @@ def bench(
     if summary["errors"]:
         console.print(f"[red]{len(summary['errors'])} failed run(s): see {out / 'results.md'}[/red]")
     console.print(f"wrote {out}/records.jsonl, summary.json, results.md and plots")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 @app.command("bench-docs")

@@ -24,6 +24,7 @@ from .trees import AutoBudgetShaper, DraftTree, TreeShaper
 from .verify import GreedyVerifier, SamplingVerifier, Verifier
 
 __all__ = [
+    "LINEAR_KERNELS",
     "SUPPORTED_ARCHITECTURES",
     "HFTarget",
     "PackedLinear",
@@ -31,7 +32,6 @@ __all__ = [
     "calibrate",
     "custom_generate",
     "encode_prompt",
-    "LINEAR_KERNELS",
     "generate",
     "load_model",
     "model_path",
@@ -430,6 +430,15 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _linear_groups(model: Any) -> dict[str, list[PackedLinear]]:
+    """``model``'s packed layers that share a plan: ``"layers"`` (the decoder's) and
+    ``"head"`` (the output projection), each only if present."""
+    mods = [m for m in model.modules() if isinstance(m, PackedLinear)]
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    groups = {"layers": [m for m in mods if m is not head], "head": [m for m in mods if m is head]}
+    return {g: ms for g, ms in groups.items() if ms}
+
+
 def tune_linears(model: Any, reps: int = 5, cache: bool = True) -> dict[str, list[str]]:
     """Measure, on this machine, the fastest kernel of :data:`LINEAR_KERNELS` for each
     row count of a plan, and give it to ``model``'s :class:`PackedLinear` layers.
@@ -448,10 +457,7 @@ def tune_linears(model: Any, reps: int = 5, cache: bool = True) -> dict[str, lis
     import statistics
     import time
 
-    mods = [m for m in model.modules() if isinstance(m, PackedLinear)]
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    groups = {"layers": [m for m in mods if m is not head], "head": [m for m in mods if m is head]}
-    groups = {g: ms for g, ms in groups.items() if ms}
+    groups = _linear_groups(model)
     if not groups:
         return {}
     shapes = {g: [(m.out_features, m.in_features) for m in ms] for g, ms in groups.items()}
@@ -491,15 +497,9 @@ def tune_linears(model: Any, reps: int = 5, cache: bool = True) -> dict[str, lis
 def describe_linear_plans(model: Any) -> str:
     """The kernels ``model``'s packed layers use by row count, e.g.
     ``"layers: mkl 1-3, onednn 4+; head: weight-left 1, mkl 2-3, onednn 4+"`` (``""`` if none)."""
-    mods = [m for m in model.modules() if isinstance(m, PackedLinear)]
-    if not mods:
-        return ""
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     parts = []
-    for name, plan in (("layers", next((m.plan for m in mods if m is not head), None)),
-                       ("head", head.plan if isinstance(head, PackedLinear) else None)):
-        if plan is None:
-            continue
+    for name, mods in _linear_groups(model).items():
+        plan = mods[0].plan
         runs: list[list] = []
         for r in range(1, len(plan)):
             if runs and runs[-1][0] == plan[r]:
