@@ -331,6 +331,7 @@ def bench(
             "torch": torch.__version__, "transformers": transformers.__version__, "prompts": len(prompts),
             "methods": [m.label for m in ms], "trace_method": trace_label, "packed_linears": pack,
             "linear_kernels": gh.describe_linear_plans(lm),
+            "verify_head": gh.describe_verify_head(lm),
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     predictions = None

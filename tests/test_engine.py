@@ -15,6 +15,12 @@ from goose.testing import chi_square_pvalue, random_tree
 
 from .tiny import reference, tiny_gemma3, tiny_llama, tiny_qwen2
 
+
+def _fast_bf16() -> bool:
+    from goose.hf import _cpu_has_fast_bf16
+
+    return _cpu_has_fast_bf16()
+
 pytestmark = pytest.mark.model
 
 MODELS = {"llama": tiny_llama, "gemma3": tiny_gemma3, "qwen2": tiny_qwen2}
@@ -328,22 +334,27 @@ def test_custom_generate_sampling_is_seeded():
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
 
 
-KERNEL_OPS = {"mkl": "aten::linear", "weight-left": "aten::mm", "onednn": "mkldnn::_linear_pointwise"}
+KERNEL_OPS = {"mkl": "aten::linear", "weight-left": "aten::mm", "onednn": "mkldnn::_linear_pointwise",
+              "mkl-packed": "mkl::_mkl_linear"}
 
 
 @pytest.mark.parametrize("rows", [1, 2, 4, 5, 13, 17, 200])
-@pytest.mark.parametrize("kernel", ["mkl", "weight-left", "onednn"])
+@pytest.mark.parametrize("kernel", ["mkl", "weight-left", "onednn", "mkl-packed"])
 def test_packed_linear_runs_its_plans_kernel_for_the_same_map(rows, kernel):
-    from goose.hf import PackedLinear
+    from goose.hf import PackedLinear, _mkl_packed_available
 
+    if kernel == "mkl-packed" and not _mkl_packed_available():
+        pytest.skip("this torch build has no MKL packed GEMM")
     torch.manual_seed(rows)
     dense = torch.nn.Linear(48, 80)  # with a bias (Qwen2's q/k/v have one)
-    packed = PackedLinear(dense, plan=["onednn"] + [kernel] * PackedLinear.PLAN_ROWS)
+    # MKL's packed copies serve up to MKL_PACK_ROWS[-1] rows (padded up to the next count)
+    upto = PackedLinear.MKL_PACK_ROWS[-1] if kernel == "mkl-packed" else PackedLinear.PLAN_ROWS
+    packed = PackedLinear(dense, plan=["onednn"] + [kernel] * upto + ["onednn"] * (PackedLinear.PLAN_ROWS - upto))
     x = torch.randn(1, rows, 48)
     with torch.inference_mode(), torch.profiler.profile() as prof:
         y = packed(x)
     ops = {e.key for e in prof.key_averages()}
-    used = kernel if rows <= PackedLinear.PLAN_ROWS else "onednn"  # past the plan (prefill): oneDNN
+    used = kernel if rows <= upto else "onednn"  # past the plan (prefill): oneDNN
     assert packed.kernel(rows) == used
     assert {k for k, op in KERNEL_OPS.items() if op in ops} == {used}
     assert y.shape == (1, rows, 80) and y.is_contiguous()  # a transposed output would push sdpa off its kernel
@@ -358,6 +369,25 @@ def test_packed_linear_default_plan_and_bad_plans():
     assert set(head[1:]) == {"onednn"}  # the vocabulary head never goes weight-left by default
     with pytest.raises(ValueError, match="unknown linear kernels"):
         PackedLinear(torch.nn.Linear(4, 4), plan=["onednn", "cublas"])
+
+
+def test_mkl_packed_plans_keep_only_the_copies_they_use():
+    from goose.hf import PackedLinear, _mkl_packed_available
+
+    if not _mkl_packed_available():
+        pytest.skip("this torch build has no MKL packed GEMM")
+    layer = PackedLinear(torch.nn.Linear(16, 24))
+    assert layer._mkl_packed == {}  # the default plan uses none
+    plan = ["onednn", "mkl", "mkl", "mkl", "mkl-packed", "mkl-packed", "onednn", "mkl-packed"] + ["onednn"] * 25
+    layer.set_plan(plan)
+    assert sorted(layer._mkl_packed) == [4, 6, 8]  # 4 -> 4, 5 -> 6, 7 -> 8 rows
+    x = torch.randn(5, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+    layer.set_plan(["onednn"] * 33)
+    assert layer._mkl_packed == {}
+    with pytest.raises(ValueError, match="at most 16 rows"):
+        layer.set_plan(["onednn"] + ["mkl-packed"] * 32)
 
 
 def test_tune_linears_measures_a_plan_per_shape_and_caches_it(tmp_path, monkeypatch):
@@ -452,3 +482,90 @@ def test_linear_plans_are_described_by_row_ranges():
 
     assert describe_linear_plans(Model()) == "layers: mkl 1-3, onednn 4+; head: weight-left 1, mkl 2-32, onednn 33+"
     assert describe_linear_plans(torch.nn.Linear(2, 2)) == ""
+
+
+def _near_tie_hidden(weight: torch.Tensor, rows: int, margin: float, seed: int) -> torch.Tensor:
+    """Hidden states whose two best logits (tokens a < b) differ by ``margin`` in b's
+    favour, far below bfloat16's resolution, and far above every other logit."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(rows):
+        a, b = sorted(torch.randperm(weight.shape[0], generator=g)[:2].tolist())
+        wa, wb = weight[a].double(), weight[b].double()
+        x = 4.0 * (wa + wb) / (wa + wb).norm() ** 2 * weight.shape[1] ** 0.5
+        d = wb - wa
+        x = x + (margin - float(d @ x)) / float(d @ d) * d  # now (wb - wa) . x == margin
+        out.append(x.float())
+    return torch.stack(out)
+
+
+@pytest.mark.skipif(not _fast_bf16(), reason="needs a CPU with native bfloat16 (AVX512-BF16 or AMX)")
+def test_argmax_only_logits_are_exact_at_the_argmax(monkeypatch):
+    model = tiny_llama("sdpa", vocab=512).float()
+    target = HFTarget(model)
+    assert target.argmax_only_logits
+    weight = model.get_output_embeddings().weight.detach()
+    g = torch.Generator().manual_seed(1)
+    hidden = torch.cat([torch.randn(32, weight.shape[1], generator=g) * 4,  # ordinary rows
+                        _near_tie_hidden(weight, 96, 2e-3, seed=2)])  # near-ties bfloat16 cannot order
+    with torch.inference_mode():
+        exact = target._logits(hidden)
+        fast = target._argmax_exact_logits(hidden)
+        bf16 = hidden.bfloat16() @ weight.bfloat16().t()
+    # the near-ties do trip bfloat16 on its own, so the exact fix-up is what this checks
+    assert (bf16.argmax(-1) != exact.argmax(-1)).sum() >= 10
+    assert torch.equal(fast.argmax(-1), exact.argmax(-1))
+    top = exact.argmax(-1)
+    torch.testing.assert_close(fast[torch.arange(len(top)), top], exact[torch.arange(len(top)), top],
+                               rtol=1e-6, atol=1e-5)
+    # approximate entries sit within the bound of the exact ones
+    err = (fast - exact).abs()
+    bound = (target.BF16_DOT_ERROR * weight.norm(dim=-1)[None] * hidden.norm(dim=-1)[:, None]
+             + target.BF16_OUT_ERROR * fast.abs())
+    assert bool((err <= bound).all())
+    # nearly flat rows take the float32 head whole
+    monkeypatch.setattr(HFTarget, "EXACT_ENTRIES_MAX", 0)
+    with torch.inference_mode():
+        assert torch.equal(target._argmax_exact_logits(hidden[:8]), exact[:8])
+
+
+@pytest.mark.skipif(not _fast_bf16(), reason="needs a CPU with native bfloat16 (AVX512-BF16 or AMX)")
+def test_greedy_decoding_reads_argmax_only_logits_and_stays_identical(monkeypatch):
+    model = tiny_llama("sdpa", vocab=256).float()
+    with torch.no_grad():  # peaked distributions, as a trained model's are
+        model.get_output_embeddings().weight.mul_(30)
+    calls = []
+    fast = HFTarget._argmax_exact_logits
+    monkeypatch.setattr(HFTarget, "_argmax_exact_logits", lambda self, h: calls.append(len(h)) or fast(self, h))
+    prompt = [int(t) for t in torch.randint(1, 256, (40,), generator=torch.Generator().manual_seed(4))]
+    for name in ("pld", "goose", "best-first"):
+        m = make_method(name)
+        out = decode(HFTarget(model), prompt, m.sources, m.shaper, GreedyVerifier(), m.budget, 32)
+        assert out.tokens == reference(model, prompt, 32)
+    assert len(calls) > 20  # every tree pass went through the bfloat16 head
+    # sampling reads whole distributions: it never gets the argmax-only head
+    calls.clear()
+    m = make_method("goose")
+    from goose.verify import SamplingVerifier
+
+    decode(HFTarget(model), prompt, m.sources, m.shaper, SamplingVerifier(1.0, generator=torch.Generator().manual_seed(0)),
+           m.budget, 8)
+    assert calls == []
+
+
+def test_passes_are_summarised_only_for_sources_that_learn_from_them(monkeypatch):
+    import goose.engine._loop as loop
+
+    model = tiny_llama("sdpa", vocab=128).float()
+    seen = Counter()
+    summarise, harvest = loop._observation, HFTarget.prefill_topk
+    monkeypatch.setattr(loop, "_observation", lambda *a: seen.update(["pass"]) or summarise(*a))
+    monkeypatch.setattr(HFTarget, "prefill_topk", lambda self, *a: seen.update(["prompt"]) or harvest(self, *a))
+    prompt = [5, 9, 3, 5, 9, 3, 5, 9] * 3
+    m = make_method("pld")  # the context source reads the text itself: top-k summaries would be wasted
+    assert decode(HFTarget(model), prompt, m.sources, m.shaper, GreedyVerifier(), m.budget, 12).tokens == \
+        reference(model, prompt, 12)
+    assert seen == Counter()
+    m = make_method("goose")  # the recycling table is filled from them
+    out = decode(HFTarget(model), prompt, m.sources, m.shaper, GreedyVerifier(), m.budget, 12)
+    assert seen["prompt"] == 1 and seen["pass"] == out.stats.steps

@@ -248,6 +248,7 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
                   f"- machine: {meta.get('machine')}; torch {meta.get('torch')}, transformers {meta.get('transformers')}",
                   *([f"- linear kernels by row count (tuned on the machine): {meta['linear_kernels']}"]
                     if meta.get("linear_kernels") else []),
+                  *([f"- goose's greedy verification head: {meta['verify_head']}"] if meta.get("verify_head") else []),
                   f"- date: {meta.get('date')}; {meta.get('prompts')} prompts",
                   ("- every method runs on every prompt in one process, after a warm-up, in alternating order "
                   "(A B C on even prompts, C B A on odd ones); `ar` is `model.generate(do_sample=False)`, "

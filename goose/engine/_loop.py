@@ -42,7 +42,12 @@ class Target(Protocol):
 
     def forward_tree(self, tree: DraftTree) -> torch.Tensor:
         """``[num_nodes, vocab]`` logits after every node of ``tree`` (root = last
-        committed token, not yet cached). Appends the nodes to the cache."""
+        committed token, not yet cached). Appends the nodes to the cache.
+
+        A target whose ``argmax_only_logits`` attribute is true also takes
+        ``argmax_only=True``: the loop passes it when the verifier reads only each
+        row's argmax (:attr:`Verifier.argmax_only`), and the logits need then be exact
+        only at each row's argmax (any other entry below it)."""
 
     def commit(self, tree: DraftTree, accepted: Sequence[int]) -> None:
         """Keep only the root and the ``accepted`` nodes of the last tree in the cache."""
@@ -194,6 +199,8 @@ def decode(
         raise ValueError(f"max_new_tokens must be > 0, got {max_new_tokens}")
     budget = check_budget(budget)
     eos = {int(e) for e in eos_token_ids}
+    argmax_only = bool(getattr(verifier, "argmax_only", False) and getattr(target, "argmax_only_logits", False))
+    watchers = [s for s in sources if type(s).observe is not TokenSource.observe]  # the others learn nothing
     stats = GenerationStats(lossless=bool(verifier.lossless))
     t_start = time.perf_counter()
     committed = [int(t) for t in prompt]
@@ -202,15 +209,17 @@ def decode(
     shaper.reset()
     last_logits = target.prefill(committed)
     stats.forward_calls = 1
-    positions = _prefill_positions(committed, {getattr(s, "prefill_positions", "all") for s in sources})
-    harvest = target.prefill_topk(observe_k, positions) if positions is None or len(positions) else None
+    _prefill_positions(committed[:1], {getattr(s, "prefill_positions", "all") for s in sources})  # validates them
+    positions = _prefill_positions(committed, {getattr(s, "prefill_positions", "all") for s in watchers})
+    harvest = (target.prefill_topk(observe_k, positions)
+               if watchers and (positions is None or len(positions)) else None)
     if harvest is not None:
         tokens = np.asarray(committed, dtype=np.int64)
         prev = np.asarray([-1] + committed[:-1], dtype=np.int64)
         if positions is not None:
             tokens, prev = tokens[positions], prev[positions]
         obs = Observation(tokens, prev, *harvest)
-        for src in sources:
+        for src in watchers:
             src.observe(obs)
     first = verifier.verify(DraftTree([committed[-1]], [-1]), last_logits[None]).bonus
     stats.time_prefill = time.perf_counter() - t_start
@@ -230,7 +239,7 @@ def decode(
         if int(tree.depths.max()) > depth_cap:
             tree = tree.truncated(depth_cap)
         t1 = time.perf_counter()
-        logits = target.forward_tree(tree)  # [num_nodes, vocab]
+        logits = target.forward_tree(tree, argmax_only=True) if argmax_only else target.forward_tree(tree)
         t2 = time.perf_counter()
         verdict = verifier.verify(tree, logits)
         t3 = time.perf_counter()
@@ -261,10 +270,11 @@ def decode(
         if recorder is not None:
             recorder({"context_len": len(committed), "tree_size": tree.size,
                       "accepted": len(verdict.accepted), "emitted": step_tokens})
-        prev_root = committed[-2] if len(committed) > 1 else -1
-        obs = _observation(tree, prev_root, logits, min(observe_k, logits.shape[-1]))
-        for src in sources:
-            src.observe(obs)
+        if watchers:
+            prev_root = committed[-2] if len(committed) > 1 else -1
+            obs = _observation(tree, prev_root, logits, min(observe_k, logits.shape[-1]))
+            for src in watchers:
+                src.observe(obs)
         shaper.record(tree, verdict.accepted)
         committed.extend(step_tokens)
         new.extend(step_tokens)

@@ -92,6 +92,10 @@ class Verifier(ABC):
     """
 
     lossless: bool = True
+    argmax_only: bool = False
+    """Whether :meth:`verify` reads nothing of a row of logits but its argmax. The decode
+    loop then lets a target that can (``HFTarget`` on a CPU with native bfloat16) return
+    logits that are exact at each row's argmax and approximate elsewhere."""
 
     @abstractmethod
     def verify(self, tree: DraftTree, logits: torch.Tensor) -> Verdict:

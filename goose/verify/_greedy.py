@@ -24,6 +24,8 @@ class GreedyVerifier(Verifier):
         (5, 6, 1)
     """
 
+    argmax_only = True
+
     def verify(self, tree: DraftTree, logits: torch.Tensor) -> Verdict:
         check_logits(tree, logits)
         pred = logits.argmax(dim=-1).tolist()  # [num_nodes]
