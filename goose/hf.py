@@ -25,12 +25,14 @@ from .verify import GreedyVerifier, SamplingVerifier, Verifier
 
 __all__ = [
     "LINEAR_KERNELS",
+    "MKL_PACK_MAX_BYTES",
     "SUPPORTED_ARCHITECTURES",
     "HFTarget",
     "PackedLinear",
     "ProcessorVerifier",
     "calibrate",
     "custom_generate",
+    "describe_verify_head",
     "encode_prompt",
     "generate",
     "load_model",
@@ -98,7 +100,7 @@ class HFTarget:
         self.seed_dtype = (torch.bfloat16 if self.device.type == "cpu" and self.dtype == torch.float32
                            and _cpu_has_fast_bf16() else self.dtype)
         # Greedy verification reads only each node's argmax: there the head runs in
-        # bfloat16 and the argmax is then made exact (see _argmax_exact_logits).
+        # bfloat16 and the argmax (and top 10) are then made exact (see _argmax_exact_logits).
         self.argmax_only_logits = (self.dtype == torch.float32 and self.seed_dtype == torch.bfloat16
                                    and getattr(model.get_output_embeddings(), "bias", None) is None)
 
@@ -179,7 +181,10 @@ class HFTarget:
     BF16_DOT_ERROR = 2.0**-6
     BF16_OUT_ERROR = 2.0**-7
     EXACT_ENTRIES_MAX = 256
-    """Past this many entries that could be a row's argmax, the row takes the float32 head."""
+    """Past this many entries that could be among a row's largest, the row takes the float32 head."""
+    EXACT_TOP_K = 10
+    """The largest entries of each row made exact (the decode loop summarises passes by
+    their top 10 for the drafting sources)."""
 
     def _bf16_head(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The output projection packed by oneDNN in bfloat16, and the Euclidean norms
@@ -195,48 +200,48 @@ class HFTarget:
 
     def _argmax_exact_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """``[n, vocab]`` float32 logits of ``hidden`` ``[n, d]`` that are exact (float32)
-        at each row's argmax and at every entry that could be it; the others hold the
-        bfloat16 head's values, which lie below it. Greedy verification reads the
-        argmax only, so it sees what the float32 head gives.
+        at each row's ``EXACT_TOP_K`` largest entries and at every entry that could be
+        one of them; the others hold the bfloat16 head's values, which lie below them.
+        Greedy verification reads the argmax only, and the drafting statistics the top
+        entries, so both see what the float32 head gives.
 
-        Why the argmax is exact: the bfloat16 value ``a_j`` of a logit ``l_j = w_j . x``
-        errs by at most ``E |w_j| |x| + F |a_j|``. Rounding ``w`` and ``x`` to bfloat16
-        (unit roundoff ``u = 2^-8``) moves each product by at most ``(2u + u^2)|w_i x_i|``,
-        summing in float32 adds at most ``d 2^-24`` times the sum of ``|w_i x_i|``, which
-        is at most ``|w_j| |x|`` (Cauchy-Schwarz); rounding the output to bfloat16 adds
-        ``u |a_j| / (1 - u)``. ``E = 2^-6`` and ``F = 2^-7`` are twice these for any
-        ``d`` up to 65536. Let ``c`` be the row's bfloat16 argmax and ``e_c`` its exact
-        logit: every ``j`` with ``a_j + F |a_j| + E |w_j| |x| < e_c`` has ``l_j < e_c``,
-        so it cannot be the argmax. The others, a few per row on real text, are computed
-        exactly in float32, and the argmax over them is the argmax of the float32 head
-        up to float32 rounding (which differs from one BLAS kernel to another anyway).
-        A row with more than ``EXACT_ENTRIES_MAX`` of them (a nearly flat distribution)
-        takes the float32 head whole.
+        Why those entries are exact: the bfloat16 value ``a_j`` of a logit
+        ``l_j = w_j . x`` errs by at most ``E |w_j| |x| + F |a_j|``. Rounding ``w`` and
+        ``x`` to bfloat16 (unit roundoff ``u = 2^-8``) moves each product by at most
+        ``(2u + u^2)|w_i x_i|``, summing in float32 adds at most ``d 2^-24`` times the
+        sum of ``|w_i x_i|``, which is at most ``|w_j| |x|`` (Cauchy-Schwarz); rounding
+        the output to bfloat16 adds ``u |a_j| / (1 - u)``. ``E = 2^-6`` and ``F = 2^-7``
+        are twice these for any ``d`` up to 65536. Take the row's ``k`` best entries by
+        bfloat16, compute them in float32, and let ``m`` be the least of those: every
+        ``j`` with ``a_j + F |a_j| + E |w_j| |x| < m`` has ``l_j < m`` (and ``a_j < m``),
+        so it is not among the ``k`` largest. The others, a few dozen per row on real
+        text, are computed in float32 too, so the ``k`` largest entries, the argmax first,
+        are the float32 head's up to float32 rounding (which differs from one BLAS kernel
+        to another anyway). A row with more than ``EXACT_ENTRIES_MAX`` of them (a nearly
+        flat distribution) takes the float32 head whole.
         """
         packed, norms = self._bf16_head()
         head = self.model.get_output_embeddings()
         weight = head.weight.detach()
         approx = torch.ops.mkldnn._linear_pointwise(hidden.to(torch.bfloat16), packed, None, "none", [], "").float()
-        n = hidden.shape[0]
-        at = torch.arange(n)
-        top = approx.argmax(dim=-1)  # [n]
-        exact_top = (weight[top] * hidden).sum(dim=-1)  # [n]
+        n, k = hidden.shape[0], min(self.EXACT_TOP_K, approx.shape[-1])
+        best = approx.topk(k, dim=-1).indices  # [n, k]
+        floor = (weight[best] * hidden[:, None]).sum(dim=-1).min(dim=-1).values  # [n] exact k-th of these
         x_norm = hidden.norm(dim=-1)  # [n]
-        # coarse cut, one comparison per entry: the largest row norm for every row, then
+        # coarse cut, one comparison per entry (the largest row norm for every row):
         # a + F|a| >= reach  <=>  a >= reach / (1 +- F) by the sign of reach
-        reach = exact_top - self.BF16_DOT_ERROR * norms.max() * x_norm
+        reach = floor - self.BF16_DOT_ERROR * norms.max() * x_norm
         coarse = torch.where(reach > 0, reach / (1 + self.BF16_OUT_ERROR), reach / (1 - self.BF16_OUT_ERROR))
         rows, cols = (approx >= coarse[:, None]).nonzero(as_tuple=True)
         a = approx[rows, cols]
-        could = a + self.BF16_OUT_ERROR * a.abs() + self.BF16_DOT_ERROR * norms[cols] * x_norm[rows] >= exact_top[rows]
-        rows, cols = rows[could], cols[could]
+        could = a + self.BF16_OUT_ERROR * a.abs() + self.BF16_DOT_ERROR * norms[cols] * x_norm[rows] >= floor[rows]
+        rows, cols = rows[could], cols[could]  # the k best themselves included
         flat = torch.bincount(rows, minlength=n) > self.EXACT_ENTRIES_MAX  # [n]
         if bool(flat.any()):
             rows, cols = rows[~flat[rows]], cols[~flat[rows]]
             approx[flat] = head(hidden[flat]).float()
         approx[rows, cols] = (weight[cols] * hidden[rows]).sum(dim=-1)
-        approx[at[~flat], top[~flat]] = exact_top[~flat]
-        if self.softcap:  # monotone: keeps the argmax
+        if self.softcap:  # monotone: keeps the order
             approx = torch.tanh(approx / self.softcap) * self.softcap
         return approx
 
@@ -642,8 +647,8 @@ def describe_linear_plans(model: Any) -> str:
 def describe_verify_head(model: Any) -> str:
     """How goose's greedy tree passes compute the vocabulary projection on ``model``."""
     if HFTarget(model).argmax_only_logits:
-        return ("bfloat16, then float32 for every entry that could be a row's argmax "
-                "(exact argmax; `HFTarget._argmax_exact_logits`)")
+        return ("bfloat16, then float32 for every entry that could be among a row's 10 largest "
+                "(exact argmax and top 10; `HFTarget._argmax_exact_logits`)")
     return "float32 (the model's own head)"
 
 
