@@ -47,7 +47,9 @@ class Target(Protocol):
         A target whose ``argmax_only_logits`` attribute is true also takes
         ``argmax_only=True``: the loop passes it when the verifier reads only each
         row's argmax (:attr:`Verifier.argmax_only`), and the logits need then be exact
-        only at each row's argmax (any other entry below it)."""
+        only at each row's argmax (any other entry below it). The sources' summaries of
+        the pass read the top entries, so drafts are best when those are exact too, as
+        ``HFTarget`` makes its top 10."""
 
     def commit(self, tree: DraftTree, accepted: Sequence[int]) -> None:
         """Keep only the root and the ``accepted`` nodes of the last tree in the cache."""
