@@ -4,12 +4,14 @@ One decoding step: token sources propose candidates (:mod:`goose.sources`), a tr
 shaper turns them into a draft tree under a node budget (:mod:`goose.trees`), the
 target scores every node in one forward pass, and a verifier keeps the accepted
 path plus one bonus token (:mod:`goose.verify`). :mod:`goose.theory` says what a
-tree is worth; :mod:`goose.testing` checks plug-ins against the contracts.
+tree is worth; :mod:`goose.methods` names the ready-made combinations (and yours);
+:mod:`goose.testing` checks plug-ins against the contracts.
 """
 
-from ._registry import SHAPERS, SOURCES, make_shaper, make_source
-from .sources import ContextNGramSource, Observation, Proposal, RecyclingSource, TokenSource
+from .methods import Drafting, Memory, Method, MethodContext, get_method, register_method
+from .sources import ContextNGramSource, Lifecycle, Observation, Proposal, RecyclingSource, TokenSource
 from .trees import (
+    SHAPERS,
     AcceptanceEstimator,
     BalancedShaper,
     BestFirstShaper,
@@ -19,6 +21,7 @@ from .trees import (
     SpineShaper,
     TreeBuilder,
     TreeShaper,
+    make_shaper,
 )
 from .verify import GreedyVerifier, LooseVerifier, SamplingVerifier, Verdict, Verifier
 
@@ -27,7 +30,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # the transformers adapter is imported only when used
-    if name in ("generate", "load_model", "HFTarget"):
+    if name in ("generate", "load_model", "HFTarget", "Session"):
         from . import hf
 
         return getattr(hf, name)
@@ -35,21 +38,26 @@ def __getattr__(name: str):
 
 __all__ = [
     "SHAPERS",
-    "SOURCES",
     "AcceptanceEstimator",
     "BalancedShaper",
     "BestFirstShaper",
     "ChainShaper",
     "ContextNGramSource",
     "DraftTree",
+    "Drafting",
     "GoosePaperShaper",
     "GreedyVerifier",
     "HFTarget",
+    "Lifecycle",
     "LooseVerifier",
+    "Memory",
+    "Method",
+    "MethodContext",
     "Observation",
     "Proposal",
     "RecyclingSource",
     "SamplingVerifier",
+    "Session",
     "SpineShaper",
     "TokenSource",
     "TreeBuilder",
@@ -57,7 +65,8 @@ __all__ = [
     "Verdict",
     "Verifier",
     "generate",
+    "get_method",
     "load_model",
     "make_shaper",
-    "make_source",
+    "register_method",
 ]

@@ -37,7 +37,8 @@ def simulate(
     overlap: float = typer.Option(0.0, help="Probability the rank-0 recycled token equals the spine token."),
     budget: str = typer.Option("16,32,64", help="Draft-node budgets, comma-separated."),
     shapers: str = typer.Option("chain,balanced,spine,best-first",
-                                help="chain, balanced, balanced-k5, spine, best-first, paper, or a dotted path."),
+                                help="Names of goose.trees.SHAPERS (chain, balanced, balanced-k5, tr-template, spine, "
+                                     "best-first, paper) or dotted paths package.module:Class."),
     steps: int = typer.Option(20000, help="Simulated steps per configuration."),
     seed: int = typer.Option(0, help="Seed of all randomness."),
     cost_curve: Path | None = typer.Option(None, "--cost-curve", help="JSON {tokens, seconds} (goose calibrate)."),
@@ -47,7 +48,7 @@ def simulate(
 ) -> None:
     """Predict tokens per step (MAT) of tree shapes from source acceptance rates."""
     from goose import theory
-    from sim import ChainModel, RecycledModel, SimulationModel, run_grid
+    from sim import ChainModel, RecycledModel, SimulationModel, closed_form, run_grid
 
     beta_list = _floats(betas, "--betas")
     budgets = _ints(budget, "--budget")
@@ -68,7 +69,7 @@ def simulate(
         table.add_column("speed-up")
     rows = []
     for r in results:
-        closed = _closed_form(r.shaper, alpha, beta_list, r.budget, match_prob, decay, overlap)
+        closed = closed_form(r.shaper, alpha, beta_list, r.budget, match_prob, decay, overlap)
         rec = r.to_json() | {"theory_mat": closed}
         rec["simulated_tree_mat"] = r.theory_mat
         rows.append(rec)
@@ -87,33 +88,10 @@ def simulate(
                                                    "seed": seed}, "results": rows}, indent=1))
         console.print(f"wrote {json_out}")
     if plot:
-        from sim._figures import plot_mat_vs_budget
+        from sim import plot_mat_vs_budget
 
         plot_mat_vs_budget(rows, plot, title=f"alpha={alpha}, betas={beta_list}")
         console.print(f"wrote {plot}")
-
-
-def _closed_form(shaper: str, alpha: float, betas: list[float], budget: int,
-                 match_prob: float, decay: float, overlap: float) -> float | None:
-    """goose.theory's value where it applies (no overlap); ``None`` elsewhere."""
-    from goose import theory
-
-    if overlap > 0:
-        return None
-    if shaper == "best-first":
-        with_match = theory.optimal_shape(alpha, betas, budget, decay).value
-        without = theory.optimal_shape(0.0, betas, budget).value
-    elif shaper in ("balanced", "balanced-k5"):
-        k = 5 if shaper == "balanced-k5" else 3
-        with_match = without = theory.balanced_value(betas, budget, k)
-    elif shaper == "spine":  # best-first over spine + branches; balanced k=3 with no match
-        with_match = theory.optimal_shape(alpha, betas, budget, decay).value
-        without = theory.balanced_value(betas, budget, 3)
-    elif shaper == "chain":
-        with_match, without = theory.chain_value(alpha, budget, decay), 0.0
-    else:
-        return None
-    return 1.0 + match_prob * with_match + (1 - match_prob) * without
 
 
 @app.command()
@@ -123,9 +101,9 @@ def figures(
     seed: int = typer.Option(0),
 ) -> None:
     """Write the simulator's figures (MAT vs budget, gain vs gap, optimal trees, spine vs balanced)."""
-    from sim._figures import write_all
+    from sim import write_figures
 
-    for path in write_all(out, steps=steps, seed=seed):
+    for path in write_figures(out, steps=steps, seed=seed):
         console.print(f"wrote {path}")
 
 
@@ -147,9 +125,12 @@ def _plain_decoding(lm: object, ids: list[int], max_new_tokens: int, temperature
 def generate(
     prompt: str = typer.Argument(..., help="The prompt."),
     model: str = typer.Option("smollm2", help="smollm2 (default), gemma3-270m, a local path or a hub id."),
-    method: str = typer.Option("goose", help="ar, pld, tr, balanced-k3, balanced-k5, goose, best-first, paper."),
-    budget: str = typer.Option("auto", help="Draft nodes per step, 'auto' (from the measured cost curve), "
-                                            "or 'default' (the method's fixed budget)."),
+    method: str = typer.Option("goose", help="A registered method (ar, pld, tr, balanced-k3, balanced-k5, goose, "
+                                             "best-first, paper), name@B, or package.module:factory."),
+    budget: str = typer.Option("auto", help="Draft nodes per step, 'auto' (from the measured cost curve; methods "
+                                            "that size their own trees keep their default), or 'default'."),
+    memory: str = typer.Option("lean", help="Kernel memory policy (goose.kernels.KERNEL_MEMORY): lean (no weight "
+                                            "copies), one-copy, fast (several copies of the weights)."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
     temperature: float = typer.Option(0.0, help="0 = greedy (token-identical to plain decoding)."),
     top_p: float = typer.Option(1.0, "--top-p"),
@@ -159,21 +140,19 @@ def generate(
     json_out: Path | None = typer.Option(None, "--json", help="Write tokens, text and stats here."),
     stats: bool = typer.Option(False, "--stats", help="Print the time split and per-source acceptance."),
     compare: bool = typer.Option(False, "--compare", help="Also run plain decoding (ar) and show the speed-up."),
+    stats_memory: bool = typer.Option(False, "--memory-stats", help="With --stats: also measure stock transformers' "
+                                                                  "peak RSS on this prompt (a second process)."),
     trace: Path | None = typer.Option(None, help="Record a replay trace (JSONL) for goose replay / sim."),
 ) -> None:
     """Generate text with speculative decoding, streaming it as it is committed
     (green: accepted spine tokens, cyan: accepted branch tokens, plain: the target's own)."""
     import goose.hf as gh
+    from goose.bench import peak_rss_mb, stock_peak_rss_mb
 
-    use_budget: int | str | None
-    if budget == "auto":  # plain decoding has no tree; the paper preset sizes its own
-        use_budget = None if method in ("ar", "paper") else "auto"
-    elif budget == "default":
-        use_budget = None
-    else:
-        use_budget = _ints(budget, "--budget")[0]
     try:
-        lm, tok = gh.load_model(model)
+        m, at = gh.resolve_method(method, None)
+        use_budget = at if at is not None else None if budget == "default" else m.requested_budget(budget)
+        lm, tok = gh.load_model(model, memory=memory)
         ids = gh.encode_prompt(tok, prompt, chat)
         shown = [""]
         new_ids: list[int] = []
@@ -185,11 +164,14 @@ def generate(
                 piece, shown[0] = text[len(shown[0]):], text
                 console.print(piece, style=KIND_STYLE[kind], end="", markup=False, highlight=False)
 
-        out = gh.generate(lm, ids, tokenizer=tok, method=method, budget=use_budget, max_new_tokens=max_new_tokens,
+        out = gh.generate(lm, ids, tokenizer=tok, method=m, budget=use_budget, max_new_tokens=max_new_tokens,
                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, on_commit=stream,
                           trace=trace)
         console.print()
         plain = _plain_decoding(lm, ids, max_new_tokens, temperature, top_k, top_p, seed) if compare else None
+        rss = {"goose_peak_mb": peak_rss_mb()}
+        if stats and stats_memory:
+            rss["stock_peak_mb"] = stock_peak_rss_mb(gh.local_source(model), ids, max_new_tokens)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     s = out.stats
@@ -211,10 +193,14 @@ def generate(
         console.print(f"  time: prefill {t['prefill']:.3f}s, draft {t['draft']:.3f}s, forward {t['forward']:.3f}s, "
                       f"verify {t['verify']:.3f}s, other {t['other']:.3f}s; non-forward step work = "
                       f"{j['overhead_vs_forward']:.1%} of forward time; mean tree {j['mean_tree_size']:.1f} nodes")
+        stock = rss.get("stock_peak_mb")
+        console.print(f"  memory: peak RSS {rss['goose_peak_mb']:.0f} MiB (this process, kernels: {memory})"
+                      + ("" if stock is None else f"; stock transformers generate {stock:.0f} MiB -> "
+                                                  f"{rss['goose_peak_mb'] / stock:.2f}x"))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         rec = {"model": model, "method": method, "prompt": prompt, "prompt_ids": ids, "tokens": out.tokens,
-               "kinds": out.kinds, "text": out.text, "stats": s.to_json()}
+               "kinds": out.kinds, "text": out.text, "stats": s.to_json(), "memory": rss}
         if plain is not None:
             rec["ar"] = plain | {"identical": plain["tokens"] == out.tokens}
         json_out.write_text(json.dumps(rec, indent=1))
@@ -225,12 +211,13 @@ def generate(
 def calibrate(
     model: str = typer.Option("smollm2", help="Named model, local path or hub id."),
     out: Path | None = typer.Option(None, help="Also write the curve (JSON) here, for goose simulate --cost-curve."),
+    memory: str = typer.Option("lean", help="Kernel memory policy: lean, one-copy, fast."),
 ) -> None:
     """Measure the forward cost c(n) of tree passes over n tokens on this device."""
     import goose.hf as gh
 
     try:
-        lm, _ = gh.load_model(model)
+        lm, _ = gh.load_model(model, memory=memory)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     curve = gh.calibrate(lm, cache=False)
@@ -250,13 +237,14 @@ def calibrate(
 def replay(
     trace: Path = typer.Argument(..., help="A trace written by goose generate --trace."),
     method: str | None = typer.Option(None, help="Method to replay (default: the recorded one)."),
-    budget: str | None = typer.Option(None, help="Budgets, comma-separated (default: the recorded one)."),
+    budget: str | None = typer.Option(None, help="Budgets, comma-separated: integers and/or auto (default: the "
+                                                 "recorded one)."),
 ) -> None:
     """Replay a recorded greedy run with other methods or budgets, offline."""
     from sim import replay_method
 
     try:
-        budgets = _ints(budget, "--budget") if budget else [None]
+        budgets: list[int | str | None] = [b.strip() for b in budget.split(",") if b.strip()] if budget else [None]
         for b in budgets:
             r = replay_method(trace, method, b)
             console.print(f"{method or 'recorded method'} budget={b or 'recorded'}: replayed MAT {r.mat:.3f} "
@@ -275,9 +263,9 @@ def bench(
                                      "released GOOSE's reference run); default: the first --prompts-per-task."),
     prompts_per_task: int = typer.Option(4, "--prompts-per-task", help="Prompts per task (0 = all)."),
     methods: str = typer.Option("ar,hf_pld,pld,tr,balanced-k3,balanced-k5,goose,paper,best-first",
-                                help="ar, hf_pld (K=4,10) or hf_pld_kK, pld, tr, balanced-k3, balanced-k5, goose, "
-                                     "best-first, paper; name@B fixes a budget (an integer or auto; pld@B and tr@B "
-                                     "cut the chain / recycled tree to B nodes)."),
+                                help="ar, hf_pld (K=4,10) or hf_pld_kK, and goose methods: registered names (pld, tr, "
+                                     "balanced-k3, balanced-k5, goose, best-first, paper) or package.module:factory; "
+                                     "name@B fixes a budget (an integer or auto)."),
     budget: str = typer.Option("", help="Budgets for budgeted methods given without @B: integers and/or auto."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
     seed: int = typer.Option(0, help="Seeds torch (greedy runs do not draw)."),
@@ -285,54 +273,48 @@ def bench(
     trace: str = typer.Option("auto", help="Method whose traces feed the predictions ('auto': the first goose "
                                            "method with both sources; 'none': no predictions)."),
     out: Path = typer.Option(Path("runs/bench"), help="Results directory."),
-    pack: bool = typer.Option(True, "--pack/--no-pack", help="Pre-pack linear weights (goose.hf.pack_linears); "
+    pack: bool = typer.Option(True, "--pack/--no-pack", help="Swap in goose's linear layers (goose.kernels); "
                                                            "every method, ar included, runs on the same model."),
+    memory: str = typer.Option("lean", help="Kernel memory policy: lean (no weight copies), one-copy, fast."),
+    measure_memory: bool = typer.Option(True, "--measure-memory/--no-measure-memory",
+                                        help="Record this run's peak RSS and stock transformers' on the first prompt."),
 ) -> None:
     """Benchmark goose's methods side by side with plain decoding and transformers'
     prompt lookup: interleaved per prompt in one process; JSONL records, summary JSON,
     markdown and PNG plots under --out."""
-    import datetime
-    import platform
     import sys
 
     import torch
-    import transformers
 
     import goose.hf as gh
     from goose import bench as gb
-    from goose.engine import make_method
 
     try:
         id_list = [x.strip() for x in ids.split(",") if x.strip()]
         task_list = [t.strip() for t in tasks.split(",") if t.strip()]
-        if id_list == ["release-dev"]:
-            task_list, id_list = list(gb.TASKS), [q for qs in gb.RELEASE_DEV_IDS.values() for q in qs]
+        ref = gb.find_reference(id_list[0]) if len(id_list) == 1 else None  # a reference run's prompts
+        if ref is not None:
+            task_list, id_list = list(ref["ids"]), [q for qs in ref["ids"].values() for q in qs]
         budgets = [b.strip() for b in budget.split(",") if b.strip()]
         ms = gb.parse_methods(methods, budgets)
         prompts = gb.load_prompts(task_list, id_list, prompts_per_task or None)
-        if trace == "auto":
-            both = [m for m in ms if m.kind == "goose" and isinstance(m.budget, int | None)
-                    and {s.name for s in make_method(m.name).sources} == {"context", "recycled"}]
-            trace_label = both[0].label if both else None
-        else:
-            trace_label = None if trace == "none" else trace
+        trace_label = gb.default_trace_label(ms) if trace == "auto" else None if trace == "none" else trace
         if threads:
             torch.set_num_threads(threads)
         torch.manual_seed(seed)
-        lm, tok = gh.load_model(model, pack=pack)
+        lm, tok = gh.load_model(model, pack=pack, memory=memory)
         console.print(f"{len(prompts)} prompts x {len(ms)} methods: {', '.join(m.label for m in ms)}")
         records = gb.run_bench(lm, tok, prompts, ms, max_new_tokens, out, trace_method=trace_label,
                                log=lambda s: console.print(f"[red]{s}[/red]"))
+        rss = {"goose_bench_peak_mb": gb.peak_rss_mb()}
+        if measure_memory and prompts:
+            first = gh.encode_prompt(tok, prompts[0].text, prompts[0].chat)
+            rss["stock_generate_peak_mb"] = gb.stock_peak_rss_mb(gh.local_source(model), first, max_new_tokens,
+                                                                 torch.get_num_threads())
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
-    meta = {"command": "goose " + " ".join(sys.argv[1:]), "model": model, "dtype": str(lm.dtype).replace("torch.", ""),
-            "max_new_tokens": max_new_tokens, "threads": torch.get_num_threads(), "seed": seed,
-            "machine": f"{platform.processor() or platform.machine()}, {gh._cpu_name()}, {torch.get_num_threads()} threads",
-            "torch": torch.__version__, "transformers": transformers.__version__, "prompts": len(prompts),
-            "methods": [m.label for m in ms], "trace_method": trace_label, "packed_linears": pack,
-            "linear_kernels": gh.describe_linear_plans(lm),
-            "verify_head": gh.describe_verify_head(lm),
-            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}
+    meta = gb.run_meta(lm, model, "goose " + " ".join(sys.argv[1:]), ms, len(prompts), max_new_tokens, seed,
+                       trace_label, pack, memory, rss)
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     predictions = None
     if trace_label is not None:

@@ -20,15 +20,15 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from .sources._base import Observation, Proposal, TokenSource
-from .trees._base import TreeShaper
-from .trees._tree import DraftTree
-from .verify._base import Verifier
-from .verify._greedy import GreedyVerifier
-from .verify._reference import naive_greedy, target_law
+from .sources import Observation, Proposal, TokenSource
+from .trees import DraftTree, TreeShaper
+from .verify import GreedyVerifier, Verifier, naive_greedy, target_law
 
 __all__ = [
+    "OracleSource",
     "RandomSource",
+    "ToyTarget",
+    "check_method",
     "check_shaper",
     "check_source",
     "check_verifier",
@@ -88,14 +88,17 @@ def _random_streams(rng: np.random.Generator, count: int, vocab: int) -> list[li
 
 def check_source(make: Callable[[], TokenSource], vocab: int = 16, trials: int = 30, seed: int = 0) -> None:
     """A source: proposes nothing for an empty context; returns valid ``Proposal`` s of
-    tokens in range; is deterministic; survives ``reset`` and ``observe``."""
+    tokens in range; is deterministic; survives ``begin``, ``commit`` and ``observe``."""
     rng = np.random.default_rng(seed)
     src = make()
     assert isinstance(src, TokenSource), "make() must return a TokenSource"
-    src.reset([])
+    src.begin([])
     assert src.propose([]) == [], "a source must propose nothing for an empty context"
     for stream in _random_streams(rng, trials, vocab):
-        src.reset(stream[:1])
+        src.begin(stream[:1])
+        src.commit(stream[1:] or stream[:1])
+        if len(stream) == 1:
+            src.begin(stream)
         n = len(stream)
         obs = Observation(
             np.asarray(stream, dtype=np.int64),
@@ -133,7 +136,7 @@ def check_shaper(
         sources = make_sources(seed + trial)
         shaper = make()
         for src in sources:
-            src.reset(stream)
+            src.begin(stream)
         for budget in budgets:
             tree = shaper.shape(stream, sources, budget)
             assert isinstance(tree, DraftTree), "shape must return a DraftTree"
@@ -217,3 +220,142 @@ def chi_square_pvalue(counts: Counter, law: dict) -> float:
     if exp.size < 2:
         return 1.0
     return float(stats.chisquare(obs, exp * obs.sum() / exp.sum()).pvalue)
+
+
+class OracleSource(TokenSource):
+    """Knows the true continuation: proposes, after ``context + path``, the next
+    ``max_len`` tokens of ``reference`` when ``context + path`` is a prefix of it (with
+    confidence 1), else nothing. Standing in for a method's sources (same names and
+    kinds) it forces every draft to be accepted, so an identity test also proves
+    that accepted drafts were emitted right (MAT > 1)."""
+
+    def __init__(self, reference: Sequence[int], name: str = "oracle", kind: str = "branch", max_len: int = 4) -> None:
+        self.reference, self.name, self.kind, self.max_len = [int(t) for t in reference], name, kind, max_len
+
+    def propose(self, context: Sequence[int], path: Sequence[int] = ()) -> list[Proposal]:
+        seen = len(context) + len(path)
+        if not context or seen >= len(self.reference):
+            return []
+        if list(context[-4:]) != self.reference[len(context) - min(4, len(context)) : len(context)] or \
+                list(path) != self.reference[len(context) : seen]:
+            return []
+        tokens = tuple(self.reference[seen : seen + self.max_len])
+        return [Proposal(tokens, (1.0,) * len(tokens), self.name, "oracle")]
+
+
+class ToyTarget:
+    """A tiny deterministic language model as a decode-loop target, for method checks
+    without transformers: the next-token logits after a sequence depend on its last
+    two tokens (a peaked random table plus noise keyed on the last three), so greedy
+    text falls into loops that context sources can match. Keeps no cache: each node's
+    logits are computed from its own path, so it is exact by construction."""
+
+    argmax_only_logits = False
+
+    def __init__(self, vocab: int = 24, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.vocab, self.seed = vocab, seed
+        self.table = rng.integers(0, vocab, (vocab, vocab))  # [prev, token] -> preferred next
+        self.history: list[int] = []
+        self.pending: list[int] | None = None
+
+    def logits_after(self, seq: Sequence[int]) -> torch.Tensor:
+        """``[vocab]`` float64 logits after ``seq``."""
+        a, b = (int(seq[-2]) if len(seq) > 1 else 0), int(seq[-1])
+        c = int(seq[-3]) if len(seq) > 2 else 0
+        noise = np.random.default_rng([self.seed, a, b, c]).normal(size=self.vocab)
+        out = noise * 0.5
+        out[self.table[a, b]] += 3.0
+        return torch.from_numpy(out)
+
+    def prefill(self, prompt: Sequence[int]) -> torch.Tensor:
+        self.history = [int(t) for t in prompt]
+        return self.logits_after(self.history)
+
+    def prefill_topk(self, k: int, positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        return None
+
+    def forward_tree(self, tree: DraftTree, argmax_only: bool = False) -> torch.Tensor:
+        rows = [self.logits_after(self.history + [int(tree.tokens[u]) for u in [0, *tree.path_to(v)]])
+                for v in range(tree.num_nodes)]
+        return torch.stack(rows)  # [num_nodes, vocab]
+
+    def commit(self, tree: DraftTree, accepted: Sequence[int]) -> None:
+        self.history += [int(tree.tokens[0])] + [int(tree.tokens[v]) for v in accepted]
+
+    def rewind(self, n: int) -> None:
+        del self.history[len(self.history) - n :]
+
+    def cache_length(self) -> int:
+        return len(self.history)
+
+    def greedy(self, prompt: Sequence[int], max_new_tokens: int) -> list[int]:
+        """Plain greedy decoding: the tokens every lossless greedy method must emit."""
+        seq = [int(t) for t in prompt]
+        for _ in range(max_new_tokens):
+            seq.append(int(self.logits_after(seq).argmax()))
+        return seq[len(prompt):]
+
+
+def _spied(method: object, ctx: object, log: list[tuple]) -> tuple[list[TokenSource], TreeShaper, int]:
+    """A method's fresh parts, with every lifecycle call logged as (who, hook, tokens)."""
+    drafting = method.build(ctx)  # type: ignore[attr-defined]
+    for i, obj in enumerate([*drafting.sources, drafting.shaper]):
+        who = f"source{i}" if i < len(drafting.sources) else "shaper"
+        for hook in ("begin", "commit", "end"):
+            inner = getattr(obj, hook)
+            setattr(obj, hook, lambda tokens, _h=hook, _w=who, _i=inner: (log.append((_w, _h, list(tokens))),
+                                                                           _i(tokens))[1])
+        if who == "shaper":
+            shape, record = obj.shape, obj.record
+            obj.shape = lambda c, s, b, _f=shape: (lambda t: (log.append(("shaper", "shape", t.size)), t)[1])(
+                _f(c, s, b))
+            obj.record = lambda t, a, _f=record: (log.append(("shaper", "record", len(a))), _f(t, a))[1]
+    return drafting.sources, drafting.shaper, drafting.budget
+
+
+def check_method(method: object, prompts: Sequence[Sequence[int]] = ((1, 2, 3, 4, 1, 2, 3), (5, 6, 7, 5, 6)),
+                 max_new_tokens: int = 24, vocab: int = 24) -> None:
+    """A method (:class:`goose.methods.Method`) on :class:`ToyTarget`:
+
+    * lifecycle: every source and the shaper get ``begin(prompt)`` first, then per step
+      ``shape`` .. ``record`` .. ``commit``, and ``end(tokens)`` last; the commits add
+      up to exactly the generated tokens (EOS and length cuts included);
+    * budget: no tree has more nodes than the method's budget;
+    * identity: the output equals plain greedy decoding;
+    * no cross-request leak by default: for a method that is not ``cross_request``,
+      the same prompt twice, with one memory object passed both times, gives identical
+      statistics and leaves that memory empty.
+    """
+    from .engine import decode
+    from .methods import Memory
+
+    target = ToyTarget(vocab)
+    for prompt in prompts:
+        ref = target.greedy(prompt, max_new_tokens)
+        eos = [ref[len(ref) // 2]] if len(prompts) > 1 and prompt is prompts[-1] else []  # an EOS cut too
+        if eos:
+            ref = ref[: ref.index(eos[0]) + 1]
+        memory, runs = Memory(), []
+        for _ in range(2):
+            log: list[tuple] = []
+            sources, shaper, budget = _spied(method, method.context(budget=None, memory=memory), log)  # type: ignore[attr-defined]
+            out = decode(target, prompt, sources, shaper, GreedyVerifier(), budget, max_new_tokens, eos)
+            assert out.tokens == ref, f"{method.name}: output differs from plain greedy decoding"  # type: ignore[attr-defined]
+            for who in {w for w, _, _ in log}:
+                hooks = [(h, t) for w, h, t in log if w == who and h in ("begin", "commit", "end")]
+                assert hooks[0] == ("begin", list(prompt)), f"{who}: begin(prompt) must come first"
+                assert hooks[-1] == ("end", list(prompt) + out.tokens), f"{who}: end(all tokens) must come last"
+                committed = [t for h, toks in hooks[1:-1] for t in toks if h == "commit"]
+                assert committed == out.tokens, f"{who}: the commits must add up to the generated tokens"
+            sizes = [t for w, h, t in log if h == "shape"]
+            assert all(size <= budget for size in sizes), f"a tree exceeded the budget of {budget}: {max(sizes)}"
+            calls = [h for w, h, _ in log if w == "shaper" and h in ("shape", "record", "commit")]
+            steps = (len(calls) - 1) // 3
+            assert calls == ["commit"] + ["shape", "record", "commit"] * steps, \
+                f"the shaper must see commit(first token), then shape, record, commit per step: {calls[:7]}"
+            stats = out.stats.to_json()
+            runs.append({k: v for k, v in stats.items() if k not in ("time", "tokens_per_s", "overhead_vs_forward")})
+        if not method.cross_request:  # type: ignore[attr-defined]
+            assert runs[0] == runs[1], f"{method.name}: the same prompt twice gave different statistics (a leak?)"  # type: ignore[attr-defined]
+            assert len(memory) == 0, f"{method.name}: wrote into the caller's memory without cross_request"  # type: ignore[attr-defined]

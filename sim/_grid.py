@@ -1,4 +1,4 @@
-"""Sweeps over shapers and budgets, and the shapers the simulator knows by name."""
+"""Sweeps over shapers and budgets (shapers by the names of ``goose.trees.SHAPERS``)."""
 
 from __future__ import annotations
 
@@ -6,33 +6,44 @@ from collections.abc import Callable, Sequence
 
 from tqdm.auto import tqdm
 
-from goose._registry import resolve
+from goose.methods import Method, MethodContext
 from goose.theory import CostCurve
-from goose.trees import BalancedShaper, BestFirstShaper, ChainShaper, GoosePaperShaper, SpineShaper, TreeShaper
+from goose.trees import TreeShaper, shaper_spec
 
 from ._models import SimulationModel
 from ._montecarlo import SimResult, simulate
 
-__all__ = ["SIM_SHAPERS", "run_grid", "sim_shaper"]
-
-# name -> (factory, stateless). Oracle sources make estimators unnecessary here.
-SIM_SHAPERS: dict[str, tuple[Callable[[], TreeShaper], bool]] = {
-    "chain": (ChainShaper, True),
-    "balanced": (BalancedShaper, True),
-    "balanced-k5": (lambda: BalancedShaper(k=5), True),
-    "spine": (SpineShaper, True),
-    "best-first": (BestFirstShaper, True),
-    "paper": (GoosePaperShaper, False),
-}
+__all__ = ["closed_form", "method_sim_shaper", "run_grid", "sim_shaper"]
 
 
 def sim_shaper(name: str) -> tuple[Callable[[], TreeShaper], bool]:
-    """A simulator shaper by name, or a dotted path to a TreeShaper class (built
-    with no arguments; treated as stateful)."""
-    if name in SIM_SHAPERS:
-        return SIM_SHAPERS[name]
-    cls = resolve(name, {k: v[0] for k, v in SIM_SHAPERS.items()}, "shaper")
-    return cls, False
+    """``(factory, stateless)`` of a shaper by registered name or dotted path
+    (``package.module:Class``, built with no arguments and treated as stateful).
+    Registered shapers come without acceptance estimators: the simulator's oracle
+    sources make them unnecessary."""
+    spec = shaper_spec(name)
+    return spec.make, spec.stateless
+
+
+def method_sim_shaper(method: Method, ctx: MethodContext) -> tuple[Callable[[], TreeShaper], bool]:
+    """``(factory, stateless)`` of the shaper that simulates ``method`` in context
+    ``ctx``: its registered shaper name, or its own ``sim_shaper(ctx)`` (stateful)."""
+    if method.sim_shaper is None:
+        raise ValueError(f"method {method.name!r} names no simulator shaper")
+    if callable(method.sim_shaper):
+        return (lambda: method.sim_shaper(ctx)), False
+    return sim_shaper(method.sim_shaper)
+
+
+def closed_form(shaper: str, alpha: float, betas: Sequence[float], budget: int, match_prob: float = 1.0,
+                decay: float = 1.0, overlap: float = 0.0) -> float | None:
+    """``goose.theory``'s tokens per step for a registered shaper under the
+    simulator's source model, where one is known and applies (no overlap); else ``None``."""
+    spec = shaper_spec(shaper)
+    if overlap > 0 or spec.closed_form is None:
+        return None
+    with_match, without = spec.closed_form(alpha, list(betas), budget, decay)
+    return 1.0 + match_prob * with_match + (1 - match_prob) * without
 
 
 def run_grid(

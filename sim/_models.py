@@ -157,6 +157,7 @@ class WorldSource(TokenSource):
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.kind = "spine" if name == "context" else "branch"
         self.world: World | None = None
 
     def propose(self, context: Sequence[int], path: Sequence[int] = ()) -> list[Proposal]:

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from goose.engine import make_method
+from goose.methods import get_method
 from goose.sources import ContextNGramSource, Proposal, TokenSource
+from goose.theory import CostCurve
 from goose.trees import TreeShaper
 
 __all__ = ["ReplayResult", "TraceSource", "load_trace", "replay", "replay_method"]
@@ -31,9 +32,9 @@ class TraceSource(TokenSource):
     def __init__(self, name: str, steps: Sequence[dict]) -> None:
         self.name = name
         self._steps = sorted(steps, key=lambda s: s["context_len"])
-        self.reset(())
+        self.begin(())
 
-    def reset(self, prompt: Sequence[int]) -> None:
+    def begin(self, prompt: Sequence[int]) -> None:
         self._next = 0
         self._rows: dict[int, list[Proposal]] = {}
 
@@ -70,17 +71,23 @@ class ReplayResult:
 
 def replay(path: str | Path, shaper: TreeShaper, sources: Sequence[TokenSource], budget: int) -> ReplayResult:
     """Re-run decoding on the recorded greedy continuation: each step the shaper
-    builds a tree, and the accepted path is the longest one that follows the
-    recorded tokens (what the greedy target chose), plus the bonus."""
+    builds a tree (cut, as the decode loop cuts it, to what the token limit can
+    still emit), and the accepted path is the longest one that follows the recorded
+    tokens (what the greedy target chose), plus the bonus. Sources and shaper get
+    the same lifecycle calls as in the decode loop."""
     header, _ = load_trace(path)
     prompt, tokens = header["prompt"], header["tokens"]
     full = prompt + tokens
-    for s in sources:
-        s.reset(prompt)
-    shaper.reset()
-    pos, calls = len(prompt) + 1, 1  # prefill committed the first token
+    hooks = [*sources, shaper]
+    for h in hooks:
+        h.begin(list(prompt))
+    for h in hooks:  # prefill committed the first token
+        h.commit(full[len(prompt) : len(prompt) + 1])
+    pos, calls = len(prompt) + 1, 1
     while pos < len(full):
         tree = shaper.shape(full[:pos], sources, budget)
+        if int(tree.depths.max()) > len(full) - pos - 1:
+            tree = tree.truncated(len(full) - pos - 1)
         node, accepted = 0, []
         while pos + len(accepted) < len(full):
             child = tree.child_with_token(node, full[pos + len(accepted)])
@@ -89,15 +96,33 @@ def replay(path: str | Path, shaper: TreeShaper, sources: Sequence[TokenSource],
             node = child
             accepted.append(child)
         shaper.record(tree, accepted)
+        for h in hooks:
+            h.commit(full[pos : pos + len(accepted) + 1])
         pos += len(accepted) + 1
         calls += 1
+    for h in hooks:
+        h.end(full)
     return ReplayResult(len(tokens) / calls, calls, header["mat"], header["forward_calls"])
 
 
-def replay_method(path: str | Path, method: str | None = None, budget: int | None = None) -> ReplayResult:
-    """Replay a named method (default: the recorded one). Context sources are rebuilt
-    exactly; every other source answers from the trace (:class:`TraceSource`)."""
+def replay_method(path: str | Path, method: str | None = None, budget: int | str | None = None) -> ReplayResult:
+    """Replay a method (default: the recorded one) at ``budget`` (default: what the
+    recorded run was asked for, ``auto`` included: its trees are then cut by the cost
+    curve the trace recorded). Context sources are rebuilt exactly; every other
+    source answers from the trace (:class:`TraceSource`). For a run whose sources
+    are all context sources the replay reproduces the recorded run's forward calls."""
     header, steps = load_trace(path)
-    m = make_method(method or header["method"])
-    sources = [s if isinstance(s, ContextNGramSource) else TraceSource(s.name, steps) for s in m.sources]
-    return replay(path, m.shaper, sources, budget if budget is not None else header["budget"])
+    m = get_method(method or header["method"])
+    same = method is None or method == header["method"]
+    want = budget if budget is not None else header.get("requested") if same else None
+    if want is None and same and header.get("version", 1) < 2:
+        want = header["budget"]  # version 1 traces recorded the node budget only
+    ctx = m.context(budget=want)
+    cost = None
+    if ctx.auto:
+        if not header.get("cost_curve"):
+            raise ValueError(f"{path}: replaying budget 'auto' needs the cost curve, and the trace has none")
+        cost = CostCurve.from_json(header["cost_curve"])
+    d = m.build(ctx, cost)
+    sources = [s if isinstance(s, ContextNGramSource) else TraceSource(s.name, steps) for s in d.sources]
+    return replay(path, d.shaper, sources, d.budget)

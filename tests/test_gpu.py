@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from goose.engine import METHODS
+from goose.methods import METHODS
 from goose.hf import generate
 
 from .test_engine import check_tree_logits

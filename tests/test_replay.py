@@ -6,7 +6,7 @@ import pytest
 from goose.hf import generate
 from sim import load_trace, replay, replay_method
 from sim._replay import TraceSource
-from goose.engine import make_method
+from goose.methods import make_method
 
 from .tiny import tiny_llama
 
@@ -54,3 +54,21 @@ def test_bad_trace_is_refused(tmp_path):
     bad.write_text(json.dumps({"type": "step"}) + "\n")
     with pytest.raises(ValueError, match="not a goose trace"):
         load_trace(bad)
+
+
+def test_replay_of_a_default_auto_run_reproduces_it_for_context_sources(tmp_path, monkeypatch):
+    # goose generate's default is --budget auto: the trace records that and the cost curve
+    # its trees were cut by, so the replay cuts them the same way (exactly, for pld)
+    monkeypatch.setenv("GOOSE_CACHE", str(tmp_path))
+    model = tiny_llama()
+    path = tmp_path / "auto.jsonl"
+    out = generate(model, PROMPTS[0], method="pld", budget="auto", max_new_tokens=80, eos_token_id=[], trace=path)
+    header, _ = load_trace(path)
+    assert header["requested"] == "auto" and header["cost_curve"]["tokens"]
+    r = replay_method(path)
+    assert r.forward_calls == out.stats.forward_calls and r.mat == out.stats.mat
+    header["cost_curve"] = None
+    broken = tmp_path / "no_curve.jsonl"
+    broken.write_text("\n".join(json.dumps(x) for x in [header]) + "\n")
+    with pytest.raises(ValueError, match="cost curve"):
+        replay_method(broken)

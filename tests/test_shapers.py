@@ -174,7 +174,7 @@ def test_paper_preset_ema_tiers_follow_spine_acceptance():
     for _ in range(10):
         shaper.record(tree, accepted=[])
     assert shaper.ema < 0.2
-    shaper.reset()
+    shaper.begin([])
     assert shaper.ema == 0.5
 
 
@@ -273,7 +273,7 @@ def test_auto_budget_maximises_the_generations_rate_not_each_steps():
     # at that rate a second node (+0.45 tokens for +0.5 cost) earns more than the generation
     # does, though it lowers the step's own ratio (2.35 / 2.0 < 1.9 / 1.5)
     assert auto.shape([0], [Fixed()], 4).tokens.tolist() == [0, 1, 2]
-    auto.reset()
+    auto.begin([])
     assert auto.rate is None and auto.shape([0], [Fixed()], 4).size == 1
     with pytest.raises(ValueError, match="horizon"):
         AutoBudgetShaper(BestFirstShaper(), theory.CostCurve.flat(), horizon=0)

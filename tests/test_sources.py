@@ -14,12 +14,10 @@ class OffByOneIndex(ContextNGramSource):
     """Deliberately broken: forgets the n-grams that straddle the old end of the
     stream when the context grows (a classic incremental-index bug)."""
 
-    def _sync(self, context):
-        s, old = self._stream, len(self._stream)
-        if old > len(context) or (old and context[old - 1] != s[-1]):
-            self.reset(())
-            s, old = self._stream, 0
-        s.extend(int(t) for t in context[old:])
+    def _extend(self, tokens):
+        s = self._stream
+        old = len(s)
+        s.extend(int(t) for t in tokens)
         for n, table in self._index.items():
             for i in range(old, len(s) - n):
                 table.setdefault(tuple(s[i : i + n]), []).append(i)
@@ -112,7 +110,7 @@ def test_recycling_cold_and_hot_start():
     cold, hot = RecyclingSource(k=1), RecyclingSource(k=1, hot_start=True)
     for src in (cold, hot):
         src.observe(obs([3], [-1], [[4]], [[0.9]]))
-        src.reset([1, 2])
+        src.begin([1, 2])
     assert cold.propose([3]) == [] and hot.propose([3])[0].tokens == (4,)
 
 
@@ -131,7 +129,7 @@ def test_builtin_sources_conform(make):
 
 @given(st.lists(st.integers(0, 6), min_size=1, max_size=40), st.booleans(), st.integers(0, 10**6))
 def test_prefill_positions_lose_nothing_for_the_recycling_table(prompt, bigram, seed):
-    from goose.engine._loop import _prefill_positions
+    from goose.engine import prefill_positions as _prefill_positions
 
     rng = np.random.default_rng(seed)
     tokens = np.asarray(prompt, dtype=np.int64)
@@ -149,7 +147,7 @@ def test_prefill_positions_lose_nothing_for_the_recycling_table(prompt, bigram, 
 
 
 def test_prefill_positions_union_and_errors():
-    from goose.engine._loop import _prefill_positions
+    from goose.engine import prefill_positions as _prefill_positions
 
     prompt = [5, 1, 5, 2, 5, 1]
     assert _prefill_positions(prompt, {"all", "last-token"}) is None

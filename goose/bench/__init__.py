@@ -1,23 +1,33 @@
 """Benchmarks: goose's methods next to plain decoding and transformers' prompt lookup,
 interleaved in one process, with summaries, plots and a docs page (``goose bench``)."""
 
-from ._prompts import RELEASE_DEV_IDS, TASKS, BenchPrompt, data_dir, load_prompts
+from ._memory import peak_rss_mb, stock_peak_rss_mb
+from ._meta import default_trace_label, run_meta
+from ._prompts import TASKS, BenchPrompt, data_dir, find_reference, load_prompts, load_reference
+from ._release import matching_reference, release
 from ._report import checks, markdown, plot, summarize, write_docs, write_outputs
 from ._run import BenchMethod, hf_generate, parse_methods, run_bench, trace_path
 
 __all__ = [
-    "RELEASE_DEV_IDS",
     "TASKS",
     "BenchMethod",
     "BenchPrompt",
     "checks",
     "data_dir",
+    "default_trace_label",
+    "find_reference",
     "hf_generate",
     "load_prompts",
+    "load_reference",
     "markdown",
+    "matching_reference",
     "parse_methods",
+    "peak_rss_mb",
     "plot",
+    "release",
     "run_bench",
+    "run_meta",
+    "stock_peak_rss_mb",
     "summarize",
     "trace_path",
     "write_docs",

@@ -8,18 +8,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RELEASE_DEV_IDS", "TASKS", "BenchPrompt", "data_dir", "load_prompts"]
+__all__ = ["TASKS", "BenchPrompt", "data_dir", "find_reference", "load_prompts", "load_reference"]
 
 TASKS = ("mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag", "humaneval")
 TASK_FILES = {"humaneval": "humaneval_dev.jsonl"}  # every other task lives in spec_bench_dev.jsonl
 
-# the 28 development prompts the released GOOSE was measured on (shared/reference/goose-release-dev.md)
-RELEASE_DEV_IDS = {
-    "mt_bench": ["85", "113", "129", "133"], "translation": ["199", "211", "223", "225"],
-    "summarization": ["267", "285", "301", "315"], "qa": ["333", "337", "357", "385"],
-    "math_reasoning": ["433", "469", "477", "479"], "rag": ["489", "493", "499", "519"],
-    "humaneval": ["humaneval-24", "humaneval-84", "humaneval-120", "humaneval-142"],
-}
+REFERENCES = Path(__file__).parent / "reference"
+
+
+def find_reference(name: str) -> dict | None:
+    """The reference run ``name`` names (shipped, or a ``.json`` file), else ``None``."""
+    if name.endswith(".json") or (REFERENCES / f"{name}.json").is_file():
+        return load_reference(name)
+    return None
+
+
+def load_reference(name_or_path: str | Path) -> dict:
+    """A reference run's data (prompt ids per task, its numbers, the targets set
+    against it): a name shipped in ``goose/bench/reference`` (``release-dev``) or a
+    JSON file of the same form."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = REFERENCES / f"{name_or_path}.json"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in REFERENCES.glob("*.json")))
+        raise ValueError(f"no reference run {str(name_or_path)!r}: use {known} or a JSON file")
+    return json.loads(path.read_text())
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._release import release
+
 __all__ = ["checks", "markdown", "plot", "summarize", "write_docs", "write_outputs"]
 
 CONTEXT, RECYCLED = "context", "recycled"
+
+
+def _tags(records: Sequence[dict]) -> dict[str, list[str]]:
+    """Each column's method tags (``Method.tags``), as recorded; records written
+    before tags were recorded take the registered method's."""
+    from ..methods import METHODS
+
+    out: dict[str, list[str]] = {}
+    for r in records:
+        if r["method"] not in out or (not out[r["method"]] and r.get("tags")):
+            base = r["method"].rpartition("@")[0] or r["method"]
+            out[r["method"]] = list(r.get("tags") or (METHODS[base].tags if base in METHODS else ()))
+    return out
 
 
 def _order(records: Sequence[dict], key: str) -> list[str]:
@@ -62,7 +77,7 @@ def summarize(records: Sequence[dict]) -> dict:
     same prompts (pooled and median per prompt)."""
     methods = _order(records, "method")
     tasks = _order(records, "task")
-    out: dict = {"methods": methods, "tasks": {}, "overall": {}}
+    out: dict = {"methods": methods, "tags": _tags(records), "tasks": {}, "overall": {}}
     for scope, rows in [(t, [r for r in records if r["task"] == t]) for t in tasks] + [("overall", list(records))]:
         ar_rows = [r for r in rows if r["method"] == "ar"]
         cells = {m: _pool([r for r in rows if r["method"] == m], ar_rows) for m in methods}
@@ -96,12 +111,17 @@ def gap(summary: dict) -> dict:
     return out
 
 
-def checks(summary: dict) -> list[str]:
+def checks(summary: dict, reference: dict | None = None) -> list[str]:
     """Markdown for two claims of the theory, measured: a tree drawing on both sources
     against the better single-source method per task ("either source"), and spine /
-    best-first against balanced trees at equal budget, averaged over tasks."""
-    methods, tasks = summary["methods"], list(summary["tasks"])
-    both = [m for m in methods if m.split("@")[0] in ("goose", "best-first", "paper")]
+    best-first against balanced trees at equal budget, averaged over tasks; then the
+    comparison with a reference run (:func:`release`) when the prompts are its own."""
+    methods, tasks, tags = summary["methods"], list(summary["tasks"]), summary.get("tags", {})
+
+    def tagged(tag: str, budget: str | None = None) -> list[str]:
+        return [m for m in methods if tag in tags.get(m, ()) and (budget is None or m.partition("@")[2] == budget)]
+
+    both = tagged("both-sources")
     lines: list[str] = []
 
     def either(title: str, note: str, pairs: list[tuple[str, str, str]]) -> None:
@@ -120,108 +140,30 @@ def checks(summary: dict) -> list[str]:
                              f"{'ok' if c[m]['mat'] >= best else 'BELOW'}")
             lines.append(f"| {t} | " + " | ".join(cells) + " |")
 
-    same = [(m, f"pld@{b}", f"tr@{b}") for m in both for b in [m.partition("@")[2]]
-            if b and f"pld@{b}" in methods and f"tr@{b}" in methods]
+    same = [(m, tagged("context-only", b)[0], tagged("recycled-only", b)[0]) for m in both
+            for b in [m.partition("@")[2]] if b and tagged("context-only", b) and tagged("recycled-only", b)]
+    own = [m for m in tagged("context-only") if "@" not in m][:1] + [m for m in tagged("recycled-only") if "@" not in m][:1]
     either("## Either source at equal budget: combined trees vs the better single source",
            "MAT of each method drawing on both sources over the larger MAT of the two single-source "
            "methods (`pld`: a context chain, `tr`: Token Recycling's tree) run at the same budget "
            "(`auto`: each method cuts its own trees by the same cost curve). This is the setting of "
            "the theory's union-dominance bound (docs/theory.md, section 4).", same)
-    if "pld" in methods and "tr" in methods:
+    if len(own) == 2:
         either("## Either source: combined trees vs single sources at their own sizes",
-               "The same ratio against `pld` (a chain of up to 10 tokens) and `tr` (Token Recycling's "
-               "80-node tree) at their own sizes: not an equal-budget comparison, so the bound need not "
-               "hold where the combined method drafts fewer nodes.", [(m, "pld", "tr") for m in both])
+               f"The same ratio against `{own[0]}` and `{own[1]}` at their own sizes (for the built-ins: a "
+               "chain of up to 10 tokens, Token Recycling's 80-node tree): not an equal-budget comparison, "
+               "so the bound need not hold where the combined method drafts fewer nodes.",
+               [(m, own[0], own[1]) for m in both])
     rows = []
-    for m in methods:
-        name, _, b = m.partition("@")
-        if name not in ("goose", "best-first") or not b.isdigit():
-            continue
-        for iso in (f"balanced-k3@{b}", f"balanced-k5@{b}"):
-            if iso in methods:
-                ratios = [summary["tasks"][t][m]["mat"] / summary["tasks"][t][iso]["mat"] for t in tasks]
-                rows.append(f"| {b} | {m} / {iso} | {sum(ratios) / len(ratios):.2f}x | {min(ratios):.2f}x |")
+    for m in tagged("anisotropic"):
+        b = m.partition("@")[2]
+        for iso in tagged("isotropic", b) if b.isdigit() else []:
+            ratios = [summary["tasks"][t][m]["mat"] / summary["tasks"][t][iso]["mat"] for t in tasks]
+            rows.append(f"| {b} | {m} / {iso} | {sum(ratios) / len(ratios):.2f}x | {min(ratios):.2f}x |")
     if rows:
         lines += ["", "## Anisotropy: spine and best-first vs balanced trees at equal budget", "",
                   "| budget | MAT ratio | mean over tasks | lowest task |", "|---|---|---|---|", *rows]
-    return lines + release(summary)
-
-
-# The released GOOSE's reference run on the 28 dev prompts (shared/reference/goose-release-dev.md):
-# MAT per task at node budgets 60 and 16, and the speed-up vs ar of its best CPU configuration
-# (budget 16, max_extended_chain 20) and of transformers' prompt lookup (K = 4) in that run.
-RELEASE_MAT = {
-    60: {"mt_bench": 2.94, "translation": 4.01, "summarization": 3.08, "qa": 1.77, "math_reasoning": 3.37,
-         "rag": 2.92, "humaneval": 2.92, "overall": 2.88},
-    16: {"mt_bench": 2.51, "translation": 3.37, "summarization": 2.63, "qa": 1.52, "math_reasoning": 3.03,
-         "rag": 2.50, "humaneval": 2.34, "overall": 2.45},
-}
-RELEASE_BEST_CPU_SPEEDUP = 1.32
-FIDELITY_TOLERANCE = 0.05
-COMBINED = ("goose", "best-first", "paper")  # goose's methods drawing on both sources
-
-
-def release(summary: dict) -> list[str]:
-    """Fidelity to the released GOOSE and the speed targets, for a run on exactly its
-    28 dev prompts; nothing otherwise."""
-    from ._prompts import RELEASE_DEV_IDS
-
-    ids = summary.get("question_ids", {})
-    if {t: sorted(q) for t, q in RELEASE_DEV_IDS.items()} != ids:
-        return []
-    methods, tasks = summary["methods"], list(summary["tasks"])
-    lines = ["", "## Against the released GOOSE (its reference run on these 28 prompts)", ""]
-    fid = [b for b in RELEASE_MAT if f"paper@{b}" in methods]
-    if fid:
-        lines += [f"Fidelity: the paper preset's MAT over the release's at the same node budget "
-                  f"(ok within {FIDELITY_TOLERANCE:.0%}).", "",
-                  "| task | " + " | ".join(f"paper@{b} / release b{b}" for b in fid) + " |", "|---" * (len(fid) + 1) + "|"]
-        for t in tasks + ["overall"]:
-            cells = []
-            for b in fid:
-                mat = (summary["overall"] if t == "overall" else summary["tasks"][t])[f"paper@{b}"]["mat"]
-                ratio = mat / RELEASE_MAT[b][t]
-                cells.append(f"{mat:.2f} / {RELEASE_MAT[b][t]:.2f} = {ratio:.3f} "
-                             f"{'ok' if abs(ratio - 1) <= FIDELITY_TOLERANCE else 'OFF'}")
-            lines.append(f"| {t} | " + " | ".join(cells) + " |")
-        lines.append("")
-    ov = summary["overall"]
-    goose_methods = [m for m in methods if m != "ar" and not m.startswith("hf_") and ov[m].get("speedup_vs_ar")]
-    combined = [m for m in goose_methods if m.split("@")[0] in COMBINED]
-    hf = [m for m in methods if m.startswith("hf_pld") and ov[m].get("speedup_vs_ar")]
-    if not goose_methods:
-        return lines
-    fastest = max(goose_methods, key=lambda m: ov[m]["speedup_vs_ar"])
-    cands = [fastest]
-    text = f"Speed: goose's fastest method here is `{fastest}`, {ov[fastest]['speedup_vs_ar']:.2f}x `ar` overall"
-    if combined:
-        best = max(combined, key=lambda m: ov[m]["speedup_vs_ar"])
-        if best != fastest:
-            cands.append(best)
-            text += (f"; its fastest drawing on both sources is `{best}`, "
-                     f"{ov[best]['speedup_vs_ar']:.2f}x")
-    lines += [text + ".", "", "| target | " + " | ".join(f"`{m}`" for m in cands) + " |",
-              "|---" * (len(cands) + 1) + "|"]
-
-    def verdict(value: float, ok: bool) -> str:
-        return f"{value:.2f}x {'yes' if ok else 'no'}"
-
-    lines.append(f"| >= 1.15x the release's best CPU configuration ({RELEASE_BEST_CPU_SPEEDUP:.2f}x `ar`) | "
-                 + " | ".join(verdict(ov[m]["speedup_vs_ar"] / RELEASE_BEST_CPU_SPEEDUP,
-                                      ov[m]["speedup_vs_ar"] >= 1.15 * RELEASE_BEST_CPU_SPEEDUP) for m in cands) + " |")
-    if hf:
-        top = max(hf, key=lambda m: ov[m]["speedup_vs_ar"])
-        ref = ov[top]["speedup_vs_ar"]
-        lines.append(f"| >= 1.25x transformers' prompt lookup (best K: `{top}`, {ref:.2f}x) | "
-                     + " | ".join(verdict(ov[m]["speedup_vs_ar"] / ref, ov[m]["speedup_vs_ar"] >= 1.25 * ref)
-                                  for m in cands) + " |")
-    cells = []
-    for m in cands:
-        slowest = min(tasks, key=lambda t: summary["tasks"][t][m]["speedup_vs_ar"])
-        low = summary["tasks"][slowest][m]["speedup_vs_ar"]
-        cells.append(f"{verdict(low, low >= 1.0)} (slowest: {slowest})")
-    lines.append("| >= `ar` on every task | " + " | ".join(cells) + " |")
-    return lines
+    return lines + release(summary, reference)
 
 
 def _f(x: float | None, fmt: str = ".2f", suffix: str = "") -> str:

@@ -12,16 +12,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..engine import METHODS
-from ..trees import GoosePaperShaper
+from ..methods import Memory, Method, parse_method
 from ._prompts import BenchPrompt
 
 __all__ = ["BenchMethod", "hf_generate", "parse_methods", "run_bench"]
 
-BUDGETED = ("balanced-k3", "balanced-k5", "goose", "best-first", "paper")
-# single-source baselines keep their own size unless a budget is named (pld@8, tr@auto):
-# the equal-budget comparisons of the "either source" bound
-SIZED = ("pld", "tr")
 HF_PLD_KS = (4, 10)
 
 
@@ -30,9 +25,8 @@ class BenchMethod:
     """One column of a benchmark.
 
     ``kind`` is ``"hf"`` (transformers' own ``generate``: plain when ``k == 0``, prompt
-    lookup with ``k`` tokens otherwise) or ``"goose"`` (a named goose method at
-    ``budget``: an int, ``"auto"`` or None for the method's default; for ``paper`` the
-    budget is the release's node budget).
+    lookup with ``k`` tokens otherwise) or ``"goose"`` (``method`` at ``budget``: an
+    int, ``"auto"`` or None for the method's default).
     """
 
     label: str
@@ -40,21 +34,25 @@ class BenchMethod:
     name: str
     budget: int | str | None = None
     k: int = 0
+    method: Method | None = None
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self.method.tags if self.method is not None else ()
 
 
 def parse_methods(text: str | Sequence[str], budgets: Sequence[int | str] = ()) -> list[BenchMethod]:
-    """``ar``, ``hf_pld`` (K = 4 and 10) or ``hf_pld_kK``, and goose's named methods.
-    ``name@B`` fixes a budget (an integer or ``auto``); a budgeted method given
-    without one runs once per entry of ``budgets`` (or at its default budget).
-    ``pld`` and ``tr`` keep their own size (a 10-token chain, Token Recycling's
-    80-node tree) unless named with a budget."""
+    """``ar``, ``hf_pld`` (K = 4 and 10) or ``hf_pld_kK``, and goose's methods by
+    registered name or dotted path (``package.module:factory``). ``name@B`` fixes a
+    budget (an integer or ``auto``); a method whose rules say ``budgeted`` runs,
+    without ``@B``, once per entry of ``budgets`` (or at its default budget)."""
     names = [x.strip() for x in (text.split(",") if isinstance(text, str) else text) if x.strip()]
     if not names:
         raise ValueError("no methods given")
     out: list[BenchMethod] = []
     for name in names:
-        base, _, b = name.partition("@")
-        if b and (base == "ar" or base.startswith("hf_pld")):
+        base, at, b = name.rpartition("@") if "@" in name else (name, "", "")
+        if at and (base == "ar" or base.startswith("hf_pld")):
             raise ValueError(f"method {base!r} drafts no tree and takes no budget ({name!r})")
         if base == "ar":
             out.append(BenchMethod("ar", "hf", "ar"))
@@ -62,36 +60,17 @@ def parse_methods(text: str | Sequence[str], budgets: Sequence[int | str] = ()) 
             out += [BenchMethod(f"hf_pld_k{k}", "hf", "hf_pld", k=k) for k in HF_PLD_KS]
         elif base.startswith("hf_pld_k") and base[8:].isdigit() and int(base[8:]) > 0:
             out.append(BenchMethod(base, "hf", "hf_pld", k=int(base[8:])))
-        elif base in METHODS and base != "ar":
-            if b and base not in BUDGETED + SIZED:
-                raise ValueError(f"method {base!r} takes no budget ({name!r})")
-            for bb in ([b] if b else list(budgets) if base in BUDGETED and budgets else [None]):
-                budget = _budget(bb, name)
-                if base == "paper" and budget == "auto":
-                    raise ValueError("the paper preset sizes its own trees: give it a node budget, not 'auto'")
-                out.append(BenchMethod(base if budget is None else f"{base}@{budget}", "goose", base, budget))
         else:
-            known = ["ar", "hf_pld", "hf_pld_kK"] + [m for m in METHODS if m != "ar"]
-            raise ValueError(f"unknown method {name!r}: use one of {', '.join(known)} (optionally name@budget)")
+            method, budget = parse_method(name)
+            todo = [budget] if at else [method.check_budget(x) for x in budgets] if method.budgeted and budgets \
+                else [None]
+            out += [BenchMethod(base if bb is None else f"{base}@{bb}", "goose", base, bb, method=method)
+                    for bb in todo]
     labels = [m.label for m in out]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise ValueError(f"method(s) given twice: {', '.join(dup)}")
     return out
-
-
-def _budget(b: int | str | None, name: str) -> int | str | None:
-    if b is None or b == "":
-        return None
-    if b == "auto":
-        return "auto"
-    try:
-        v = int(b)
-    except ValueError:
-        raise ValueError(f"budget of {name!r} must be an integer >= 1 or 'auto', got {b!r}") from None
-    if v < 1:
-        raise ValueError(f"budget of {name!r} must be >= 1, got {v}")
-    return v
 
 
 def hf_generate(model: Any, ids: Sequence[int], max_new_tokens: int, *, prompt_lookup_num_tokens: int = 0,
@@ -126,22 +105,19 @@ class _ForwardCounter:
         self.calls += 1
 
 
-def _run_method(model: Any, m: BenchMethod, ids: list[int], max_new_tokens: int, counter: _ForwardCounter,
-                trace: Path | None = None) -> dict:
-    import goose.hf as gh
-
+def _run_method(session: Any, m: BenchMethod, ids: list[int], max_new_tokens: int, counter: _ForwardCounter,
+                trace: Path | None = None, memory: Memory | None = None, warmup: bool = False) -> dict:
     counter.calls = 0
     if m.kind == "hf":
-        tokens, wall = hf_generate(model, ids, max_new_tokens, prompt_lookup_num_tokens=m.k)
+        tokens, wall = hf_generate(session.model, ids, max_new_tokens, prompt_lookup_num_tokens=m.k)
         return {"tokens": tokens, "new_tokens": len(tokens), "forward_calls": counter.calls, "wall_s": wall,
                 "accept_lengths": None, "accept": {}}
-    kw: dict[str, Any] = {"method": m.name}
-    if m.name == "paper" and m.budget is not None:
-        kw["shaper"] = GoosePaperShaper(node_budget=int(m.budget))
-    else:
-        kw["budget"] = m.budget
     t0 = time.perf_counter()
-    res = gh.generate(model, ids, max_new_tokens=max_new_tokens, trace=trace, **kw)
+    import goose.hf as gh
+
+    # the column's own memory, or (warm-up, trace runs) a fresh one: never another column's
+    res = gh.generate(session.model, ids, method=m.method, budget=m.budget, max_new_tokens=max_new_tokens,
+                      trace=trace, target=session.target, label=m.label, memory=memory, warmup=warmup)
     wall = time.perf_counter() - t0
     s = res.stats
     if counter.calls != s.forward_calls:
@@ -149,7 +125,8 @@ def _run_method(model: Any, m: BenchMethod, ids: list[int], max_new_tokens: int,
     accept = {src: {"drafted": s.drafted.get(src, 0), "accepted": s.accepted.get(src, 0),
                     "opportunities": s.opportunities.get(src, 0)} for src in s.drafted}
     return {"tokens": res.tokens, "new_tokens": s.new_tokens, "forward_calls": s.forward_calls, "wall_s": wall,
-            "accept_lengths": s.accept_lengths, "accept": accept, "mean_tree_size": s.to_json()["mean_tree_size"]}
+            "accept_lengths": s.accept_lengths, "accept": accept, "mean_tree_size": s.to_json()["mean_tree_size"],
+            "tags": list(m.tags)}
 
 
 def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], methods: Sequence[BenchMethod],
@@ -159,7 +136,11 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
     ones), append one JSON record per (prompt, method) to ``out/records.jsonl`` and
     return them. A prompt or method that fails is recorded with its ``error`` and the
     run goes on. ``trace_method`` (a label) is run once more, untimed, per prompt to
-    record a replay trace under ``out/traces``."""
+    record a replay trace under ``out/traces``.
+
+    Each goose column owns a :class:`~goose.methods.Memory` (used only by
+    cross-request methods); the warm-up and the trace runs get throw-away ones, so
+    nothing but the column's own timed runs writes into it."""
     import goose.hf as gh
 
     if max_new_tokens < 1:
@@ -169,6 +150,8 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
     if trace_method and (traced is None or traced.kind != "goose"):
         raise ValueError(f"trace method {trace_method!r} is not one of the goose methods of this run")
     counter = _ForwardCounter(model)
+    session = gh.Session(model, tokenizer)
+    memories = {m.label: Memory() for m in methods}
     limit = int(getattr(model.config, "max_position_embeddings", 1 << 30))
     records: list[dict] = []
     try:
@@ -176,7 +159,7 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
             gh.calibrate(model)  # measured (or read from its cache) once, outside every timing
         if warmup:  # first calls pay for lazy initialisation; keep that out of every timing
             for m in methods:
-                _run_method(model, m, [1, 2, 3, 1, 2, 3, 1, 2], 8, counter)
+                _run_method(session, m, [1, 2, 3, 1, 2, 3, 1, 2], 8, counter, warmup=True)
         with (out / "records.jsonl").open("w") as f, torch.inference_mode():
             bar = tqdm(total=len(prompts) * len(methods), disable=not progress, unit="run")
             for i, p in enumerate(prompts):
@@ -200,14 +183,14 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
                 for m in (methods if i % 2 == 0 else list(reversed(methods))):
                     bar.set_postfix_str(f"{p.task} {p.qid} {m.label}")
                     try:
-                        got[m.label] = _run_method(model, m, ids, max_new_tokens, counter)
+                        got[m.label] = _run_method(session, m, ids, max_new_tokens, counter, memory=memories[m.label])
                     except Exception as err:  # noqa: BLE001
                         log(f"{m.label} failed on prompt {p.qid} ({p.origin}): {err}")
                         got[m.label] = {"error": f"{type(err).__name__}: {err}"}
                     bar.update(1)
                 if traced is not None and "error" not in got.get(traced.label, {"error": 1}):
                     (out / "traces").mkdir(exist_ok=True)
-                    _run_method(model, traced, ids, max_new_tokens, counter, trace=trace_path(out, p.qid))
+                    _run_method(session, traced, ids, max_new_tokens, counter, trace=trace_path(out, p.qid))
                 ref = got.get("ar", {}).get("tokens")
                 for m in methods:
                     r = got[m.label]

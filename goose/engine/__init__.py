@@ -1,7 +1,7 @@
-"""The decode loop (model-agnostic) and the named methods."""
+"""The decode loop (model-agnostic), its statistics and trace recording."""
 
-from ._loop import GenerationResult, GenerationStats, Target, decode
-from ._methods import METHODS, Method, make_method
+from ._loop import GenerationResult, GenerationStats, Target, decode, prefill_positions
 from ._trace import RecordingSource, TraceRecorder
 
-__all__ = ["METHODS", "GenerationResult", "GenerationStats", "Method", "RecordingSource", "Target", "TraceRecorder", "decode", "make_method"]
+__all__ = ["GenerationResult", "GenerationStats", "RecordingSource", "Target", "TraceRecorder", "decode",
+           "prefill_positions"]

@@ -2,8 +2,11 @@
 
 Trace format (JSONL, one object per line):
 
-* first line, ``{"type": "header", "version": 1, "prompt": [ids], "tokens": [new ids],
-  "method": str, "budget": int, "forward_calls": int, "mat": float, "sources": [names]}``;
+* first line, ``{"type": "header", "version": 2, "prompt": [ids], "tokens": [new ids],
+  "method": str, "budget": int (the loop's node budget), "requested": int | "auto" |
+  null (what the method was asked for), "cost_curve": the curve ``auto`` cut trees
+  by (``CostCurve.to_json()``) or null, "forward_calls": int, "mat": float,
+  "sources": [names]}``;
 * then one line per step, ``{"type": "step", "step": i, "context_len": L,
   "reference": [the next committed tokens, up to 32], "accepted": n, "proposals":
   {source: [{"query": [prev, token], "depth": d, "tokens": [[...], ...],
@@ -21,7 +24,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..sources._base import Observation, Proposal, TokenSource
+from ..sources import Observation, Proposal, TokenSource
 
 __all__ = ["RecordingSource", "TraceRecorder"]
 
@@ -31,10 +34,17 @@ class RecordingSource(TokenSource):
 
     def __init__(self, inner: TokenSource, recorder: TraceRecorder) -> None:
         self.inner, self.recorder, self.name = inner, recorder, inner.name
+        self.kind = inner.kind
         self.prefill_positions = getattr(inner, "prefill_positions", "all")
 
-    def reset(self, prompt: Sequence[int]) -> None:
-        self.inner.reset(prompt)
+    def begin(self, prompt: Sequence[int]) -> None:
+        self.inner.begin(prompt)
+
+    def commit(self, new_tokens: Sequence[int]) -> None:
+        self.inner.commit(new_tokens)
+
+    def end(self, tokens: Sequence[int]) -> None:
+        self.inner.end(tokens)
 
     def observe(self, obs: Observation) -> None:
         self.inner.observe(obs)
@@ -72,12 +82,13 @@ class TraceRecorder:
         self._pending = {}
 
     def write(self, path: str | Path, prompt: Sequence[int], tokens: Sequence[int], method: str,
-              budget: int, forward_calls: int, sources: Sequence[str]) -> Path:
+              budget: int, forward_calls: int, sources: Sequence[str], requested: int | str | None = None,
+              cost_curve: dict | None = None) -> Path:
         path = Path(path)
         full = list(prompt) + list(tokens)
-        header = {"type": "header", "version": 1, "prompt": list(prompt), "tokens": list(tokens),
-                  "method": method, "budget": budget, "forward_calls": forward_calls,
-                  "mat": len(tokens) / forward_calls, "sources": list(sources)}
+        header = {"type": "header", "version": 2, "prompt": list(prompt), "tokens": list(tokens),
+                  "method": method, "budget": budget, "requested": requested, "cost_curve": cost_curve,
+                  "forward_calls": forward_calls, "mat": len(tokens) / forward_calls, "sources": list(sources)}
         with path.open("w") as f:
             f.write(json.dumps(header) + "\n")
             for s in self.steps:

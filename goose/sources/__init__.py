@@ -5,12 +5,13 @@ Built-ins: :class:`ContextNGramSource` (prompt lookup over the context) and
 :class:`TokenSource` for your own.
 """
 
-from ._base import Observation, Proposal, TokenSource
+from ._base import Lifecycle, Observation, Proposal, TokenSource
 from ._ngram import ContextNGramSource, ngram_confidence
 from ._recycling import RecyclingSource
 
 __all__ = [
     "ContextNGramSource",
+    "Lifecycle",
     "Observation",
     "Proposal",
     "RecyclingSource",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Observation", "Proposal", "TokenSource"]
+__all__ = ["Lifecycle", "Observation", "Proposal", "TokenSource"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +82,38 @@ class Observation:
             raise ValueError("topk_ids and topk_probs must have the same shape [n, k]")
 
 
-class TokenSource(ABC):
+class Lifecycle:
+    """The per-sequence hooks the decode loop calls on every source and shaper.
+
+    For one generation, in this order:
+
+    1. ``begin(prompt)`` once, before the prefill;
+    2. per step: the shaper's ``shape`` (which queries the sources), the target's
+       pass, ``observe`` (sources) and ``record`` (shapers), then ``commit(new)``;
+    3. ``end(tokens)`` once, with the whole sequence (prompt + new tokens).
+
+    ``commit`` receives exactly the tokens appended to the sequence: the prefill's
+    first token, then each step's accepted draft and bonus, cut where generation
+    stops (EOS, token limit), so ``prompt + all commits == tokens`` of ``end``.
+    Objects that keep an incremental view of the sequence update it here instead of
+    diffing the context they are shown. Every hook is optional (no-ops here).
+    """
+
+    def begin(self, prompt: Sequence[int]) -> None:  # noqa: B027 - optional hook
+        """A new sequence starts; ``prompt`` is its committed context. Forget per-sequence state."""
+
+    def commit(self, new_tokens: Sequence[int]) -> None:  # noqa: B027 - optional hook
+        """``new_tokens`` were appended to the sequence (never empty)."""
+
+    def end(self, tokens: Sequence[int]) -> None:  # noqa: B027 - optional hook
+        """The sequence is finished; ``tokens`` is all of it, prompt first."""
+
+
+class TokenSource(Lifecycle, ABC):
     """Proposes candidate next tokens for a node of the draft tree.
 
-    Subclasses implement :meth:`propose`; :meth:`reset` and :meth:`observe` are
-    optional hooks. A source must be deterministic given what it has seen (the
+    Subclasses implement :meth:`propose`; the :class:`Lifecycle` hooks and
+    :meth:`observe` are optional. A source must be deterministic given what it has seen (the
     verifier's randomness is drawn only after the tree is fixed), and never import
     transformers.
 
@@ -104,15 +131,16 @@ class TokenSource(ABC):
     """
 
     name: str = "source"
+    kind: str = "branch"
+    """The label of the tree nodes this source proposes: ``"spine"`` (reliable tokens
+    that make a deep chain) or ``"branch"`` (fallbacks). Streaming colours and the
+    spine/branch counts read it from the tree (:attr:`DraftTree.kinds`)."""
     prefill_positions: str = "all"
     """Which prompt positions :meth:`observe` needs to see after the prefill: ``"all"``,
     ``"last-token"`` (the last position of each distinct token), ``"last-pair"`` (of
     each distinct (previous token, token) pair) or ``"none"``. A source whose table
     keeps only the latest prediction per token (or pair) loses nothing by the narrower
     choices, and the target skips the vocabulary projection at the other positions."""
-
-    def reset(self, prompt: Sequence[int]) -> None:  # noqa: B027 - optional hook
-        """Start of a new sequence whose committed context is ``prompt``."""
 
     def observe(self, obs: Observation) -> None:  # noqa: B027 - optional hook
         """Learn from one forward pass of the target (prefill or verification)."""
@@ -122,8 +150,10 @@ class TokenSource(ABC):
         """Candidate continuations of the node reached by ``path``.
 
         Args:
-            context: the committed tokens; ``context[-1]`` is the root. Between two
-                calls of :meth:`reset` the context only grows at its end.
+            context: the committed tokens; ``context[-1]`` is the root (a read-only
+                view: what was appended since the last call came through
+                :meth:`commit`). Between :meth:`begin` and :meth:`end` it only grows
+                at its end.
             path: draft tokens from the root's child down to the queried node
                 (empty: the root itself is queried).
 

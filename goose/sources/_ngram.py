@@ -70,25 +70,33 @@ class ContextNGramSource(TokenSource):
         self.max_matches = int(max_matches)
         self.policy = policy
         self.name = name
+        self.kind = "spine"
         self.prefill_positions = "none"  # it reads the context itself; nothing to learn from passes
         self._stream: list[int] = []
         self._index: dict[int, dict[tuple[int, ...], list[int]]] = {n: {} for n in self.ngram_sizes}
 
-    def reset(self, prompt: Sequence[int]) -> None:
+    def begin(self, prompt: Sequence[int]) -> None:
         self._stream = []
         self._index = {n: {} for n in self.ngram_sizes}
-        self._sync(prompt)
+        self._extend(prompt)
+
+    def commit(self, new_tokens: Sequence[int]) -> None:
+        self._extend(new_tokens)
 
     def _sync(self, context: Sequence[int]) -> None:
-        """Bring the index up to ``context`` (append-only; rebuild if it changed)."""
+        """Bring the index up to ``context`` when it was not kept in step through
+        :meth:`commit` (a standalone call): append-only, rebuilt if it changed."""
+        s = self._stream
+        if len(s) == len(context) and (not s or context[-1] == s[-1]):
+            return
+        if len(s) > len(context) or (s and context[len(s) - 1] != s[-1]):
+            self.begin(())
+        self._extend(context[len(self._stream):])
+
+    def _extend(self, tokens: Sequence[int]) -> None:
         s = self._stream
         old = len(s)
-        if old > len(context) or (old and context[old - 1] != s[-1]):
-            self.reset(())
-            s, old = self._stream, 0
-        if old == len(context):
-            return
-        s.extend(int(t) for t in context[old:])
+        s.extend(int(t) for t in tokens)
         new = len(s)
         for n, table in self._index.items():
             # positions i become indexable once a token follows the n-gram: i + n < len

@@ -23,7 +23,7 @@ class RecyclingSource(TokenSource):
     first. Rows never observed propose nothing.
 
     Cold start: the engine observes the prompt's prefill pass, which seeds the table
-    from the prompt itself. ``hot_start=True`` keeps the table across :meth:`reset`
+    from the prompt itself. ``hot_start=True`` keeps the table across :meth:`begin`
     (statistics then leak between prompts: fine for one user, not for a server).
 
     Args:
@@ -71,7 +71,7 @@ class RecyclingSource(TokenSource):
         self._probs = np.zeros((0, self.k), dtype=np.float64)  # [rows, k]
         self._bigram: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
-    def reset(self, prompt: Sequence[int]) -> None:
+    def begin(self, prompt: Sequence[int]) -> None:
         if not self.hot_start:
             self._clear()
 

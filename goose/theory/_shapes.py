@@ -214,7 +214,11 @@ class CostCurve:
     def load(cls, path: str | Path) -> CostCurve:
         """Read ``{"tokens": [...], "seconds": [...]}`` (what ``goose calibrate``
         writes; with ``"contexts"``, ``seconds`` holds one row per context)."""
-        data = json.loads(Path(path).read_text())
+        return cls.from_json(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_json(cls, data: dict) -> CostCurve:
+        """The curve :meth:`to_json` wrote (exactly: its floats round-trip)."""
         return cls(data["tokens"], data["seconds"], data.get("contexts"))
 
     def to_json(self) -> dict[str, list]:

@@ -11,11 +11,13 @@ from ._auto import AutoBudgetShaper
 from ._base import TreeShaper, check_budget, source_by_name
 from ._estimate import AcceptanceEstimator
 from ._paper import GoosePaperShaper, harmonic_split, paper_confidence
+from ._registry import SHAPERS, ShaperSpec, make_shaper, shaper_spec
 from ._shapers import BalancedShaper, BestFirstShaper, ChainShaper, NoDraftShaper, SpineShaper
 from ._template import TOKEN_RECYCLING_TEMPLATE
 from ._tree import DraftTree, TreeBuilder
 
 __all__ = [
+    "SHAPERS",
     "TOKEN_RECYCLING_TEMPLATE",
     "AcceptanceEstimator",
     "AutoBudgetShaper",
@@ -25,11 +27,14 @@ __all__ = [
     "DraftTree",
     "GoosePaperShaper",
     "NoDraftShaper",
+    "ShaperSpec",
     "SpineShaper",
     "TreeBuilder",
     "TreeShaper",
     "check_budget",
     "harmonic_split",
+    "make_shaper",
     "paper_confidence",
+    "shaper_spec",
     "source_by_name",
 ]

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..sources._base import TokenSource
+from ..sources import TokenSource
 from ..theory import CostCurve
 from ._base import TreeShaper, check_budget
 from ._tree import DraftTree
@@ -64,10 +64,16 @@ class AutoBudgetShaper(TreeShaper):
         """The running rate ``R`` (tokens per unit of cost), ``None`` before the first step."""
         return self._tokens / self._seconds if self._seconds > 0 else None
 
-    def reset(self) -> None:
-        self.inner.reset()
+    def begin(self, prompt: Sequence[int]) -> None:
+        self.inner.begin(prompt)
         self._tokens = self._seconds = 0.0
         self._last_cost = None
+
+    def commit(self, new_tokens: Sequence[int]) -> None:
+        self.inner.commit(new_tokens)
+
+    def end(self, tokens: Sequence[int]) -> None:
+        self.inner.end(tokens)
 
     def record(self, tree: DraftTree, accepted: Sequence[int]) -> None:
         self.inner.record(tree, accepted)
@@ -94,5 +100,4 @@ class AutoBudgetShaper(TreeShaper):
         self._last_cost = float(cost[keep])
         if keep == tree.size:
             return tree
-        k = keep + 1
-        return DraftTree(tree.tokens[:k], tree.parents[:k], tree.sources[:k], tree.confidences[:k], tree.keys[:k])
+        return tree.select(np.arange(keep + 1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from ..sources._base import TokenSource
+from ..sources import Lifecycle, TokenSource
 from ._tree import DraftTree
 
 __all__ = ["TreeShaper", "check_budget", "source_by_name"]
@@ -26,12 +26,17 @@ def source_by_name(sources: Sequence[TokenSource], name: str) -> TokenSource | N
     return None
 
 
-class TreeShaper(ABC):
+class TreeShaper(Lifecycle, ABC):
     """Builds the draft tree of one step.
 
     Subclasses implement :meth:`shape`; :meth:`record` (the outcome of verifying
-    the tree) and :meth:`reset` (a new sequence starts) are optional hooks for
-    shapers that adapt.
+    the tree) and the :class:`~goose.sources.Lifecycle` hooks (``begin``,
+    ``commit``, ``end``) are optional, for shapers that adapt.
+
+    A **whole-tree drafter** (one that drafts the tree itself, e.g. from an
+    external library) is a shaper that ignores ``sources``: it keeps what it needs
+    through ``begin``/``commit`` and labels its nodes with ``DraftTree(kinds=...)``;
+    its method then runs with no sources (docs: tutorials/external-drafter).
 
     A shaper must honour the budget exactly (``tree.size <= budget``), return a
     valid tree whose root is ``context[-1]``, and return the root alone when it has
@@ -57,9 +62,6 @@ class TreeShaper(ABC):
             sources: the token sources to draw proposals from.
             budget: maximum number of draft nodes (root excluded), >= 1.
         """
-
-    def reset(self) -> None:  # noqa: B027
-        """Start of a new sequence (forget per-sequence state)."""
 
     def record(self, tree: DraftTree, accepted: Sequence[int]) -> None:  # noqa: B027
         """Outcome of the last step: ``accepted`` lists accepted node indices."""

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..sources._base import Proposal, TokenSource
+from ..sources import Proposal, TokenSource
 from ._base import TreeShaper, check_budget
 from ._shapers import _require
 from ._tree import DraftTree, TreeBuilder
@@ -84,7 +84,7 @@ class GoosePaperShaper(TreeShaper):
         self.config = _Config(**config)  # type: ignore[arg-type]
         self.ema = 0.5
 
-    def reset(self) -> None:
+    def begin(self, prompt: Sequence[int]) -> None:
         self.ema = 0.5
 
     def record(self, tree: DraftTree, accepted: Sequence[int]) -> None:
@@ -111,7 +111,7 @@ class GoosePaperShaper(TreeShaper):
         if not root_succ:  # routing: plain chain, or a plain step (root only)
             for tok in chain[:cap]:
                 b.add(b.size, tok, self.spine, 1.0, first.key)
-            return b.build()
+            return b.build((spine_src, branch_src))
         conf = self._confidence(first)
         if conf > cfg.extension_threshold:
             limit, saturated = int(cfg.max_extended_chain * conf), conf >= 1.0
@@ -165,4 +165,4 @@ class GoosePaperShaper(TreeShaper):
                 left -= 1
                 if depth + 1 < cfg.max_branch_depth:
                     frontier.append((child, p.confidence[0]))
-        return b.build()
+        return b.build((spine_src, branch_src))

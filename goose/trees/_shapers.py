@@ -7,7 +7,7 @@ import itertools
 from collections import deque
 from collections.abc import Sequence
 
-from ..sources._base import Proposal, TokenSource
+from ..sources import Proposal, TokenSource
 from ._base import TreeShaper, check_budget, source_by_name
 from ._estimate import AcceptanceEstimator
 from ._template import TOKEN_RECYCLING_TEMPLATE
@@ -86,7 +86,7 @@ class ChainShaper(_EstimatedShaper):
                 path.append(tok)
             if not self.extend:
                 break
-        return b.build()
+        return b.build(sources)
 
 
 class BalancedShaper(_EstimatedShaper):
@@ -158,7 +158,7 @@ class BalancedShaper(_EstimatedShaper):
                 child = b.add(node, p.tokens[0], p.source, a, p.key)
                 queue.append((child, path + [p.tokens[0]]))
                 taken += 1
-        return b.build()
+        return b.build([src])
 
     def _shape_template(self, context: Sequence[int], src: TokenSource, budget: int) -> DraftTree:
         b = TreeBuilder(context[-1])
@@ -183,7 +183,7 @@ class BalancedShaper(_EstimatedShaper):
             node = b.add(parent, p.tokens[0], p.source, a, p.key)
             where[ranks] = node
             paths[node] = paths[parent] + [p.tokens[0]]
-        return b.build()
+        return b.build([src])
 
 
 class BestFirstShaper(_EstimatedShaper):
@@ -264,7 +264,7 @@ class BestFirstShaper(_EstimatedShaper):
             if parent in on_spine and self.spine in (src_name, tail[0] if tail else None):
                 on_spine.add(node)
             expand(node, -neg_v, tail)
-        return b.build()
+        return b.build(sources)
 
 
 class SpineShaper(TreeShaper):

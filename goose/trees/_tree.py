@@ -8,8 +8,9 @@ Vocabulary (used the same way everywhere in goose):
   order where every parent comes before its children.
 * **path** -- the nodes from the root (exclusive) down to a node, in order.
 * **depth** -- number of edges from the root; the root has depth 0.
-* **spine / branch** -- a tree's spine is its chain of context-source nodes hanging
-  from the root; branches are the other nodes.
+* **spine / branch** -- a tree's spine is its chain of reliable (context-source)
+  nodes hanging from the root; branches are the other nodes. Each node carries its
+  label in :attr:`DraftTree.kinds` (``"root"``, ``"spine"`` or ``"branch"``).
 * **accepted** -- the nodes of the path the verifier keeps; **bonus** -- the one
   token the target adds after the accepted path.
 * **budget** -- the number of draft nodes, root excluded: a tree of budget ``B`` is
@@ -42,6 +43,9 @@ class DraftTree:
             node is accepted given its parent is (the root's is 1).
         keys: ``[num_nodes]`` statistics bucket of each node inside its source
             (e.g. ``"rank0"``); used by the acceptance estimator.
+        kinds: ``[num_nodes]`` label of each node, ``"spine"`` or ``"branch"`` (the
+            root's is ``"root"``; default: every draft node a branch). Accepted tokens
+            are streamed and counted by it.
 
     Raises:
         ValueError: on an empty tree, a misplaced root, a parent that does not come
@@ -60,7 +64,7 @@ class DraftTree:
         [[2], [1, 3]]
     """
 
-    __slots__ = ("tokens", "parents", "sources", "confidences", "keys", "depths", "_children")
+    __slots__ = ("tokens", "parents", "sources", "confidences", "keys", "kinds", "depths", "_children")
 
     def __init__(
         self,
@@ -69,6 +73,7 @@ class DraftTree:
         sources: Sequence[str] | None = None,
         confidences: Sequence[float] | np.ndarray | None = None,
         keys: Sequence[str] | None = None,
+        kinds: Sequence[str] | None = None,
     ) -> None:
         tok = np.asarray(tokens, dtype=np.int64).reshape(-1)
         par = np.asarray(parents, dtype=np.int64).reshape(-1)
@@ -98,7 +103,8 @@ class DraftTree:
             else np.ones(n, dtype=np.float64)
         )
         key = tuple(keys) if keys is not None else ("",) * n
-        for name, arr in (("sources", src), ("confidences", conf), ("keys", key)):
+        kind = tuple(kinds) if kinds is not None else (ROOT_SOURCE,) + ("branch",) * (n - 1)
+        for name, arr in (("sources", src), ("confidences", conf), ("keys", key), ("kinds", kind)):
             if len(arr) != n:
                 raise ValueError(f"{name} has {len(arr)} entries, the tree has {n} nodes")
         if n > 1 and ((conf[1:] < 0) | (conf[1:] > 1) | np.isnan(conf[1:])).any():
@@ -124,19 +130,38 @@ class DraftTree:
         self.sources = src
         self.confidences = conf
         self.keys = key
+        self.kinds = kind
         self.depths = depth
         self._children = tuple(tuple(c) for c in children)
 
     # -- construction helpers -------------------------------------------------------
     @classmethod
-    def chain(cls, root: int, tokens: Sequence[int], source: str = "draft") -> DraftTree:
+    def chain(cls, root: int, tokens: Sequence[int], source: str = "draft", kind: str = "branch") -> DraftTree:
         """A single path ``root -> tokens[0] -> tokens[1] -> ...``."""
         n = len(tokens)
         return cls(
             [root, *tokens],
             [-1, *range(n)],
             sources=(ROOT_SOURCE,) + (source,) * n,
+            kinds=(ROOT_SOURCE,) + (kind,) * n,
         )
+
+    def select(self, keep: Sequence[int] | np.ndarray) -> DraftTree:
+        """The subtree of the nodes ``keep`` (ascending, root first, each node's parent
+        kept too), renumbered, with every per-node field.
+
+        >>> DraftTree.chain(5, [6, 7, 8], kind="spine").select([0, 1]).kinds
+        ('root', 'spine')
+        """
+        keep = np.asarray(keep, dtype=np.int64)
+        new = np.full(self.num_nodes, -1, dtype=np.int64)
+        new[keep] = np.arange(keep.size)
+        parents = np.where(self.parents[keep] >= 0, new[np.maximum(self.parents[keep], 0)], -1)
+        if (parents[1:] < 0).any():
+            raise ValueError("select keeps a node without its parent")
+        pick = keep.tolist()
+        return DraftTree(self.tokens[keep], parents, [self.sources[i] for i in pick], self.confidences[keep],
+                         [self.keys[i] for i in pick], [self.kinds[i] for i in pick])
 
     # -- derived views -----------------------------------------------------------------
     @property
@@ -200,13 +225,7 @@ class DraftTree:
         [5, 6]
         """
         keep = np.nonzero(self.depths <= max(max_depth, 0))[0]
-        if keep.size == self.num_nodes:
-            return self
-        new = np.full(self.num_nodes, -1, dtype=np.int64)
-        new[keep] = np.arange(keep.size)
-        parents = np.where(self.parents[keep] >= 0, new[np.maximum(self.parents[keep], 0)], -1)
-        return DraftTree(self.tokens[keep], parents, [self.sources[i] for i in keep], self.confidences[keep],
-                         [self.keys[i] for i in keep])
+        return self if keep.size == self.num_nodes else self.select(keep)
 
     def validate(self, budget: int) -> None:
         """Raise ``ValueError`` if the tree has more than ``budget`` draft nodes."""
@@ -279,5 +298,9 @@ class TreeBuilder:
             node = self.parents[node]
         return out[::-1]
 
-    def build(self) -> DraftTree:
-        return DraftTree(self.tokens, self.parents, self.sources, self.confidences, self.keys)
+    def build(self, sources: Sequence[object] = ()) -> DraftTree:
+        """The tree, each node labelled with the ``kind`` of the source (among
+        ``sources``) whose name it carries; ``"branch"`` for any other."""
+        kind_of = {getattr(s, "name", None): getattr(s, "kind", "branch") for s in sources}
+        kinds = [ROOT_SOURCE] + [kind_of.get(s, "branch") for s in self.sources[1:]]
+        return DraftTree(self.tokens, self.parents, self.sources, self.confidences, self.keys, kinds)

@@ -7,6 +7,7 @@
 from ._base import Verdict, Verifier, check_logits, sample_and_match
 from ._greedy import GreedyVerifier
 from ._loose import LooseVerifier
+from ._reference import enumerate_law, naive_greedy, target_law
 from ._sampling import SamplingVerifier, process_logits
 
 __all__ = [
@@ -16,6 +17,9 @@ __all__ = [
     "Verdict",
     "Verifier",
     "check_logits",
+    "enumerate_law",
+    "naive_greedy",
     "process_logits",
     "sample_and_match",
+    "target_law",
 ]

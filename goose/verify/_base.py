@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..trees._tree import DraftTree
+from ..trees import DraftTree
 
 __all__ = ["Verdict", "Verifier", "check_logits", "sample_and_match"]
 

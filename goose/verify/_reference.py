@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..trees._tree import DraftTree
+from ..trees import DraftTree
 from ._base import Verdict
 
 __all__ = ["enumerate_law", "naive_greedy", "target_law"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..trees._tree import DraftTree
+from ..trees import DraftTree
 from ._base import Verdict, Verifier, check_logits, sample_and_match
 
 __all__ = ["SamplingVerifier", "process_logits"]

@@ -1,0 +1,118 @@
+"""What one generation did: counters, timings and the emitted tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..trees import DraftTree
+from ..verify import Verdict
+
+__all__ = ["GenerationResult", "GenerationStats"]
+
+
+@dataclass
+class GenerationStats:
+    """Counters of one generation (times in seconds)."""
+
+    new_tokens: int = 0
+    forward_calls: int = 0  # prefill included
+    steps: int = 0
+    accept_lengths: list[int] = field(default_factory=list)  # draft tokens accepted per step
+    tree_sizes: list[int] = field(default_factory=list)
+    drafted: dict[str, int] = field(default_factory=dict)  # per source
+    accepted: dict[str, int] = field(default_factory=dict)  # per source, before cutting at EOS/limit
+    opportunities: dict[str, int] = field(default_factory=dict)
+    time_prefill: float = 0.0
+    time_draft: float = 0.0
+    time_forward: float = 0.0
+    time_verify: float = 0.0
+    time_other: float = 0.0
+    time_total: float = 0.0
+    lossless: bool = True
+
+    def count_step(self, tree: DraftTree, verdict: Verdict) -> None:
+        """One verified tree: its size, the accepted length, and per source the nodes
+        drafted, the opportunities (an accepted node or the root with a child from
+        the source) and the accepted nodes (before any EOS or length cut)."""
+        self.forward_calls += 1
+        self.steps += 1
+        self.accept_lengths.append(len(verdict.accepted))
+        self.tree_sizes.append(tree.size)
+        for v in range(1, tree.num_nodes):
+            self.drafted[tree.sources[v]] = self.drafted.get(tree.sources[v], 0) + 1
+        walk = (0, *verdict.accepted)
+        for j, u in enumerate(walk):
+            for s in {tree.sources[c] for c in tree.children(u)}:
+                self.opportunities[s] = self.opportunities.get(s, 0) + 1
+            if j + 1 < len(walk):
+                s = tree.sources[walk[j + 1]]
+                self.accepted[s] = self.accepted.get(s, 0) + 1
+
+    def add_times(self, marks: Sequence[float]) -> None:
+        """A step's clock marks: start, tree shaped, forward done, verified, end."""
+        t0, t1, t2, t3, t4 = marks
+        self.time_draft += t1 - t0
+        self.time_forward += t2 - t1
+        self.time_verify += t3 - t2
+        self.time_other += t4 - t3
+
+    @property
+    def mat(self) -> float:
+        """New tokens per target forward call, prefill included."""
+        return self.new_tokens / self.forward_calls if self.forward_calls else 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.time_total if self.time_total else 0.0
+
+    def accept_rates(self) -> dict[str, dict[str, float]]:
+        """Per source: accepted per drafted node, and per opportunity (an accepted
+        node or root that had at least one child from the source)."""
+        out = {}
+        for s, d in self.drafted.items():
+            out[s] = {
+                "per_node": self.accepted.get(s, 0) / d if d else 0.0,
+                "per_opportunity": self.accepted.get(s, 0) / self.opportunities[s]
+                if self.opportunities.get(s) else 0.0,
+                "drafted": d,
+                "accepted": self.accepted.get(s, 0),
+            }
+        return out
+
+    def to_json(self) -> dict:
+        loop = self.time_draft + self.time_verify + self.time_other
+        return {
+            "new_tokens": self.new_tokens,
+            "forward_calls": self.forward_calls,
+            "mat": self.mat,
+            "tokens_per_s": self.tokens_per_s,
+            "steps": self.steps,
+            "mean_tree_size": float(np.mean(self.tree_sizes)) if self.tree_sizes else 0.0,
+            "accept_lengths": self.accept_lengths,
+            "accept": self.accept_rates(),
+            "time": {"prefill": self.time_prefill, "draft": self.time_draft, "forward": self.time_forward,
+                     "verify": self.time_verify, "other": self.time_other, "total": self.time_total},
+            "overhead_vs_forward": loop / self.time_forward if self.time_forward else 0.0,
+            "lossless": self.lossless,
+        }
+
+
+@dataclass
+class GenerationResult:
+    """Output of :func:`decode` / :func:`goose.generate`.
+
+    Attributes:
+        tokens: the new token ids (EOS included when it stopped the generation).
+        text: their decoded text (filled by callers that have a tokenizer).
+        stats: counters and timings.
+        kinds: per new token, ``"spine"``, ``"branch"`` (accepted draft tokens by
+            the node's source role) or ``"bonus"`` (the target's own token).
+    """
+
+    tokens: list[int]
+    stats: GenerationStats
+    kinds: list[str] = field(default_factory=list)
+    text: str = ""

@@ -1,0 +1,52 @@
+"""Hugging Face transformers adapter: the only package of goose that imports transformers.
+
+One job per module: the target (:class:`HFTarget`: masks, prefill, tree pass,
+commit, rewind), the cache layer, the verification head (:class:`VerifyHead`),
+named models and their conversion (:func:`load_model`), calibration
+(:func:`calibrate`), and generation (:func:`generate`, :class:`Session`,
+:func:`custom_generate`). The CPU linear kernels are torch-only: :mod:`goose.kernels`.
+"""
+
+from typing import Any
+
+from ._cache import growing_layer_class, new_cache
+from ._calibrate import CALIBRATION_CONTEXTS, CALIBRATION_SIZES, calibrate
+from ._generate import ProcessorVerifier, Session, custom_generate, encode_prompt, eos_ids, generate, resolve_method
+from ._head import VerifyHead, cpu_has_fast_bf16
+from ._models import ALIASES, NAMED_MODELS, load_model, local_source, model_path
+from ._target import SUPPORTED_ARCHITECTURES, SUPPORTED_ATTENTION, HFTarget
+
+
+def describe_verify_head(model: Any) -> str:
+    """How goose's greedy tree passes compute the vocabulary projection on ``model``."""
+    if VerifyHead(model).bf16:
+        return ("bfloat16, then float32 for every entry that could be among a row's 10 largest "
+                "(exact argmax and top 10; `goose.hf.VerifyHead.argmax_exact_logits`)")
+    return "float32 (the model's own head)"
+
+
+__all__ = [
+    "ALIASES",
+    "CALIBRATION_CONTEXTS",
+    "CALIBRATION_SIZES",
+    "NAMED_MODELS",
+    "SUPPORTED_ARCHITECTURES",
+    "SUPPORTED_ATTENTION",
+    "HFTarget",
+    "ProcessorVerifier",
+    "Session",
+    "VerifyHead",
+    "calibrate",
+    "cpu_has_fast_bf16",
+    "custom_generate",
+    "describe_verify_head",
+    "encode_prompt",
+    "eos_ids",
+    "generate",
+    "growing_layer_class",
+    "load_model",
+    "local_source",
+    "model_path",
+    "new_cache",
+    "resolve_method",
+]

@@ -1,0 +1,72 @@
+"""Measuring the forward cost curve c(n) of tree passes (for ``--budget auto``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..kernels import PackedLinear, linear_plan_digest
+from ..paths import cache_dir
+from ..theory import CostCurve
+from ..trees import DraftTree
+from ._target import HFTarget
+
+__all__ = ["CALIBRATION_CONTEXTS", "CALIBRATION_SIZES", "calibrate"]
+
+CALIBRATION_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+CALIBRATION_CONTEXTS = (256, 1024)
+
+
+def calibrate(
+    model: Any, sizes: Sequence[int] = CALIBRATION_SIZES, context: int | Sequence[int] = CALIBRATION_CONTEXTS,
+    reps: int = 7, cache: bool = True, argmax_only: bool = True,
+) -> CostCurve:
+    """Measure the forward cost c(n) of a tree pass over n tokens (median of ``reps``)
+    after ``context`` cached tokens (one length, or several: then the curve holds one
+    row per length, and :class:`~goose.trees.AutoBudgetShaper` reads it at the current
+    one). ``argmax_only`` times the passes greedy verification runs (see
+    :attr:`HFTarget.argmax_only_logits`); ``False``, those sampling runs.
+    Lengths past the model's window are left out. Cached per model, device, dtype,
+    thread count and kernel plan under ``$GOOSE_CACHE/cost`` unless ``cache=False``."""
+    device = next(model.parameters()).device
+    key = (f"{model.config._name_or_path}|{model.config.model_type}|{device}|{model.dtype}|"
+           f"{torch.get_num_threads()}|packed={linear_plan_digest(model)}|{PackedLinear.PACK_ROWS}|"
+           f"argmax_only={argmax_only}|v9|{list(sizes)}|{context}")
+    path = cache_dir("cost") / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
+    if cache and path.exists():
+        return CostCurve.load(path)
+    target = HFTarget(model)
+    many = not isinstance(context, int)
+    room = target.max_positions - max(sizes) - 1
+    lengths = sorted({int(c) for c in context if c <= room}) if many else [int(context)]
+    if not lengths:
+        raise ValueError(f"no calibration context fits the model's window ({target.max_positions} tokens)")
+    rng = np.random.default_rng(0)
+    # A random block, repeated: the model soon predicts it confidently, as it does most
+    # tokens of real text (the argmax-only head costs more on flat distributions).
+    block = [int(t) for t in rng.integers(0, int(model.config.vocab_size), 32)]
+    rows = []
+    for length in lengths:
+        target.prefill([block[i % len(block)] for i in range(length)])
+        times: dict[int, list[float]] = {n: [] for n in sizes}
+        for _ in range(reps + 1):  # rounds over all sizes, so drifting load hits each size alike
+            for n in sizes:
+                nxt = [block[(length + i) % len(block)] for i in range(n)]
+                tree = DraftTree.chain(nxt[0], nxt[1:])
+                t0 = time.perf_counter()
+                target.forward_tree(tree, argmax_only=argmax_only)
+                times[n].append(time.perf_counter() - t0)
+                target.commit(tree, [])
+                target.rewind(1)  # back to the same length: every pass sees the same context
+        rows.append([float(np.median(times[n][1:])) for n in sizes])  # round 1 = warm-up
+    curve = CostCurve(list(sizes), rows, lengths) if many else CostCurve(list(sizes), rows[0])
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(curve.to_json() | {"key": key}))
+    return curve

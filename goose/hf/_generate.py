@@ -1,0 +1,258 @@
+"""Generation on a transformers model: :func:`generate`, :class:`Session`, and goose as
+``model.generate(custom_generate=...)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..engine import GenerationResult, TraceRecorder, decode
+from ..methods import Drafting, Memory, Method, parse_method
+from ..sources import TokenSource
+from ..trees import AutoBudgetShaper, DraftTree, TreeShaper
+from ..verify import GreedyVerifier, SamplingVerifier, Verdict, Verifier, check_logits, sample_and_match
+from ._calibrate import calibrate
+from ._target import HFTarget
+
+__all__ = ["ProcessorVerifier", "Session", "custom_generate", "encode_prompt", "eos_ids", "generate",
+           "resolve_method"]
+
+
+def eos_ids(model: Any, eos_token_id: int | Sequence[int] | None) -> list[int]:
+    """The EOS ids to stop on: ``eos_token_id`` or the model's generation config's."""
+    if eos_token_id is None:
+        eos_token_id = getattr(model.generation_config, "eos_token_id", None)
+    if eos_token_id is None:
+        return []
+    return [int(eos_token_id)] if isinstance(eos_token_id, int) else [int(e) for e in eos_token_id]
+
+
+def encode_prompt(tokenizer: Any, prompt: str, chat: bool) -> list[int]:
+    """Token ids of ``prompt``, as a chat turn (with the generation prompt) or raw."""
+    if not prompt:
+        raise ValueError("the prompt is empty")
+    if chat and getattr(tokenizer, "chat_template", None):
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                            tokenize=True, return_dict=False)
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        return [int(t) for t in ids]
+    return [int(t) for t in tokenizer(prompt)["input_ids"]]
+
+
+def resolve_method(method: str | Method, budget: int | str | None) -> tuple[Method, int | str | None]:
+    """The method and its checked budget from ``"name"``, ``"name@B"`` or a
+    :class:`Method`, and a separate ``budget`` (which ``@B`` may not contradict)."""
+    m, at = (method, None) if isinstance(method, Method) else parse_method(method)
+    if at is not None and budget is not None and m.check_budget(budget) != at:
+        raise ValueError(f"{method!r} names budget {at}, but budget={budget!r} was passed too")
+    return m, m.check_budget(budget) if at is None else at
+
+
+def _prompt_ids(prompt: str | Sequence[int] | torch.Tensor, tokenizer: Any, chat: bool) -> list[int]:
+    if isinstance(prompt, str):
+        if tokenizer is None:
+            raise ValueError("a text prompt needs a tokenizer (or pass token ids)")
+        return encode_prompt(tokenizer, prompt, chat)
+    ids = [int(t) for t in (prompt.reshape(-1).tolist() if isinstance(prompt, torch.Tensor) else prompt)]
+    if not ids:
+        raise ValueError("the prompt is empty")
+    return ids
+
+
+def generate(
+    model: Any,
+    prompt: str | Sequence[int] | torch.Tensor,
+    tokenizer: Any = None,
+    method: str | Method = "goose",
+    budget: int | str | None = None,
+    max_new_tokens: int = 128,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    chat: bool = False,
+    eos_token_id: int | Sequence[int] | None = None,
+    sources: Sequence[TokenSource] | None = None,
+    shaper: TreeShaper | None = None,
+    verifier: Verifier | None = None,
+    on_commit: Callable[[list[int], list[str]], None] | None = None,
+    recorder: Callable[[dict], None] | None = None,
+    trace: str | Path | None = None,
+    target: HFTarget | None = None,
+    label: str | None = None,
+    memory: Memory | None = None,
+    warmup: bool = False,
+) -> GenerationResult:
+    """Speculative generation with a method (by name, ``name@B``, a dotted path
+    ``package.module:factory``, or a :class:`~goose.methods.Method`) or explicit
+    strategy objects.
+
+    Args:
+        model: a transformers causal LM (sdpa or eager attention; batch 1).
+        prompt: text (needs ``tokenizer``) or token ids.
+        method: see ``goose.methods.METHODS``; ``sources``/``shaper`` override its parts.
+        budget: draft nodes per step (default: the method's), or ``"auto"``: each step
+            keeps the tree size that maximises predicted tokens per second under the
+            model's measured cost curve (:func:`calibrate`, cached).
+        temperature: 0 = greedy (token-identical to ``model.generate``); > 0 samples
+            losslessly with ``top_k``/``top_p``, seeded by ``seed``.
+        chat: wrap a text prompt in the tokenizer's chat template.
+        trace: write a replay trace (JSONL, ``sim.replay``) of this run here.
+        target: reuse this :class:`HFTarget` of ``model`` (and its derived copies).
+        label: the column or session label the method factory is told
+            (:class:`~goose.methods.MethodContext`).
+        memory: the caller's :class:`~goose.methods.Memory`; it reaches only a
+            cross-request method.
+        warmup: tells the factory the call only warms caches up.
+
+    Returns:
+        :class:`~goose.engine.GenerationResult` with ``tokens``, ``text``, ``stats``.
+
+    Example (not run here: it loads a model)::
+
+        model, tok = goose.load_model("smollm2")
+        out = goose.generate(model, "def fib(n):", tokenizer=tok, max_new_tokens=64)
+        print(out.text, out.stats.mat)
+    """
+    ids = _prompt_ids(prompt, tokenizer, chat)
+    if max_new_tokens <= 0:
+        raise ValueError(f"max_new_tokens must be > 0, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if verifier is None:  # draws happen on the CPU generator, whatever the model's device
+        verifier = (GreedyVerifier() if temperature == 0 else
+                    SamplingVerifier(temperature, top_k, top_p, torch.Generator().manual_seed(seed)))
+    m, want = resolve_method(method, budget)
+    ctx = m.context(label, want, warmup, memory)
+    cost = calibrate(model, argmax_only=bool(verifier.argmax_only)) if ctx.auto else None
+    parts = m.build(ctx, cost)
+    if shaper is not None and cost is not None:
+        shaper = AutoBudgetShaper(shaper, cost)
+    drafting = Drafting(list(sources) if sources is not None else parts.sources, shaper or parts.shaper,
+                        parts.budget)
+    use_sources, tracer = drafting.sources, None
+    if trace is not None:
+        if recorder is not None:
+            raise ValueError("pass either recorder or trace, not both")
+        tracer = TraceRecorder()
+        use_sources, recorder = tracer.wrap(use_sources), tracer.step
+    result = decode(target or HFTarget(model), ids, use_sources, drafting.shaper, verifier, drafting.budget,
+                    max_new_tokens, eos_ids(model, eos_token_id), on_commit=on_commit, recorder=recorder)
+    if tracer is not None:
+        tracer.write(trace, ids, result.tokens, m.name, drafting.budget, result.stats.forward_calls,
+                     [s.name for s in use_sources], requested=ctx.budget,
+                     cost_curve=None if cost is None else cost.to_json())
+    if tokenizer is not None:
+        result.text = tokenizer.decode(result.tokens, skip_special_tokens=True)
+    return result
+
+
+class Session:
+    """Generations on one model that share its :class:`HFTarget` (and the copies it
+    derives from the weights) and, for cross-request methods, one
+    :class:`~goose.methods.Memory` per method label, owned here.
+
+    Example (not run here: it loads a model)::
+
+        session = goose.Session(*goose.load_model("smollm2"))
+        for q in questions:
+            print(session.generate(q, method="goose", budget="auto", chat=True).text)
+    """
+
+    def __init__(self, model: Any, tokenizer: Any = None) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.target = HFTarget(model)
+        self.memories: dict[str, Memory] = {}
+
+    def generate(self, prompt: str | Sequence[int], method: str | Method = "goose", **kwargs: Any) -> GenerationResult:
+        """:func:`generate` on this session's model, target and memories."""
+        label = kwargs.pop("label", None) or (method if isinstance(method, str) else method.name)
+        kwargs.setdefault("tokenizer", self.tokenizer)
+        memory = kwargs.pop("memory", None) or self.memories.setdefault(label, Memory())
+        return generate(self.model, prompt, method=method, target=self.target, label=label, memory=memory, **kwargs)
+
+
+# -- model.generate(..., custom_generate=goose.hf.custom_generate) ----------------------------
+class ProcessorVerifier(Verifier):
+    """Applies transformers logits processors to each visited node's logits, with the
+    node's own path as history (committed tokens + path), then takes the argmax
+    (greedy) or one sample (``do_sample``): lossless for any processor list, including
+    path-dependent ones such as repetition penalties."""
+
+    def __init__(self, processors: Any, prompt: Sequence[int], do_sample: bool,
+                 generator: torch.Generator | None = None) -> None:
+        self.processors = processors
+        self.committed = [int(t) for t in prompt]
+        self.do_sample = do_sample
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+
+    def extend(self, tokens: list[int], kinds: list[str] | None = None) -> None:
+        """Keep the committed history in step with the decode loop (its on_commit hook)."""
+        self.committed.extend(tokens)
+
+    def verify(self, tree: DraftTree, logits: torch.Tensor) -> Verdict:
+        check_logits(tree, logits)
+
+        def draw(node: int) -> int:
+            history = self.committed + [int(tree.tokens[u]) for u in tree.path_to(node)]
+            ids = torch.tensor([history], device=logits.device)
+            scores = self.processors(ids, logits[node : node + 1].float())  # [1, vocab]
+            if not self.do_sample:
+                return int(scores[0].argmax())
+            probs = scores[0].softmax(-1).cpu()
+            return int(torch.multinomial(probs, 1, generator=self.generator))
+
+        return sample_and_match(tree, draw)
+
+
+def custom_generate(
+    model: Any,
+    input_ids: torch.Tensor,
+    logits_processor: Any,
+    stopping_criteria: Any,
+    generation_config: Any,
+    synced_gpus: bool = False,
+    streamer: Any = None,
+    goose_method: str = "goose",
+    goose_budget: int | str | None = None,
+    goose_seed: int = 0,
+    **model_kwargs: Any,
+) -> torch.Tensor:
+    """goose as transformers' decoding loop: ``model.generate(input_ids, max_new_tokens=...,
+    custom_generate=goose.hf.custom_generate, goose_method="goose")``.
+
+    The usual kwargs work (``max_new_tokens``, ``do_sample``, ``temperature``,
+    ``top_k``, ``top_p``, ``repetition_penalty``, ``eos_token_id``, a
+    ``logits_processor`` list, a ``streamer``): processors are applied per tree node with
+    that node's own path. Batch size 1; returns the prompt followed by the new
+    tokens (``return_dict_in_generate`` is not supported). Stops on EOS and on the
+    length limit; other stopping criteria are not consulted.
+    """
+    if input_ids.shape[0] != 1:
+        raise ValueError("goose decodes one sequence at a time (batch size 1)")
+    prompt = input_ids[0].tolist()
+    max_new = int(generation_config.max_length) - len(prompt)
+    if getattr(generation_config, "max_new_tokens", None):
+        max_new = int(generation_config.max_new_tokens)
+    verifier = ProcessorVerifier(logits_processor, prompt, bool(generation_config.do_sample),
+                                 torch.Generator().manual_seed(goose_seed))
+    m, want = resolve_method(goose_method, goose_budget)
+    ctx = m.context(budget=want)
+    drafting = m.build(ctx, calibrate(model, argmax_only=False) if ctx.auto else None)
+
+    def on_commit(tokens: list[int], kinds: list[str]) -> None:
+        verifier.extend(tokens)
+        if streamer is not None:
+            streamer.put(torch.tensor(tokens))
+
+    if streamer is not None:
+        streamer.put(input_ids.cpu())
+    result = decode(HFTarget(model), prompt, drafting.sources, drafting.shaper, verifier, drafting.budget, max_new,
+                    eos_ids(model, generation_config.eos_token_id), on_commit=on_commit)
+    if streamer is not None:
+        streamer.end()
+    return torch.cat([input_ids, torch.tensor([result.tokens], device=input_ids.device)], dim=1)

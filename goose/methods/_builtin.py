@@ -1,0 +1,85 @@
+"""goose's built-in methods: the one table of method names (add a method here)."""
+
+from __future__ import annotations
+
+from ..sources import ContextNGramSource, RecyclingSource
+from ..trees import (
+    AcceptanceEstimator,
+    BalancedShaper,
+    BestFirstShaper,
+    ChainShaper,
+    GoosePaperShaper,
+    NoDraftShaper,
+    SpineShaper,
+)
+from ._method import Drafting, Method, MethodContext
+
+__all__ = ["BUILTIN_METHODS"]
+
+
+def _estimator() -> AcceptanceEstimator:
+    return AcceptanceEstimator(calibrate=True)
+
+
+def _ar(ctx: MethodContext) -> Drafting:
+    # no source proposes anything: every step is one plain decoding step
+    return Drafting([], NoDraftShaper(), 1)
+
+
+def _pld(ctx: MethodContext) -> Drafting:
+    return Drafting([ContextNGramSource((3, 2, 1), max_tokens=10)],
+                    ChainShaper(extend=False, estimator=_estimator()), ctx.node_budget())
+
+
+def _tr(ctx: MethodContext) -> Drafting:
+    return Drafting([RecyclingSource(k=8)], BalancedShaper.token_recycling(estimator=_estimator()),
+                    ctx.node_budget())
+
+
+def _balanced(k: int):  # noqa: ANN202 - a factory of factories
+    def factory(ctx: MethodContext) -> Drafting:
+        return Drafting([RecyclingSource(k=8)], BalancedShaper(k=k, estimator=_estimator()), ctx.node_budget())
+
+    return factory
+
+
+def _goose(ctx: MethodContext) -> Drafting:
+    sources = [ContextNGramSource((4, 3, 2), max_tokens=16), RecyclingSource(k=8)]
+    return Drafting(sources, SpineShaper(estimator=_estimator()), ctx.node_budget())
+
+
+def _best_first(ctx: MethodContext) -> Drafting:
+    sources = [ContextNGramSource((4, 3, 2), max_tokens=16, max_matches=2), RecyclingSource(k=8)]
+    return Drafting(sources, BestFirstShaper(estimator=_estimator()), ctx.node_budget())
+
+
+def _paper_shaper(ctx: MethodContext) -> GoosePaperShaper:
+    # @B is the release's node budget (root included), not a hard cap: confident cycles
+    # grow the tree toward 100 nodes, the loop's budget
+    return GoosePaperShaper() if ctx.budget is None else GoosePaperShaper(node_budget=int(ctx.budget))
+
+
+def _paper(ctx: MethodContext) -> Drafting:
+    sources = [ContextNGramSource((5, 4, 3), max_tokens=20), RecyclingSource(k=10, bigram=True, renormalize=True)]
+    return Drafting(sources, _paper_shaper(ctx), ctx.default_budget)
+
+
+BOTH = ("both-sources",)
+BUILTIN_METHODS = (
+    Method("ar", _ar, default_budget=1, takes_budget=False, auto=False, description="plain decoding"),
+    Method("pld", _pld, default_budget=10, budgeted=False, sim_shaper="chain", tags=("context-only",),
+           description="prompt lookup: one context chain"),
+    Method("tr", _tr, default_budget=80, budgeted=False, sim_shaper="tr-template", tags=("recycled-only",),
+           description="Token Recycling's static tree"),
+    Method("balanced-k3", _balanced(3), default_budget=16, sim_shaper="balanced", tags=("isotropic",),
+           description="isotropic control: 3 recycled children per node"),
+    Method("balanced-k5", _balanced(5), default_budget=16, sim_shaper="balanced-k5", tags=("isotropic",),
+           description="isotropic control: 5 recycled children per node"),
+    Method("goose", _goose, default_budget=8, sim_shaper="spine", tags=(*BOTH, "anisotropic"),
+           description="context spine + recycled branches"),
+    Method("best-first", _best_first, default_budget=8, sim_shaper="best-first", tags=(*BOTH, "anisotropic"),
+           description="optimal tree under online acceptance estimates"),
+    Method("paper", _paper, default_budget=100, auto=False, sim_shaper=_paper_shaper, tags=BOTH,
+           description="the released GOOSE rules (@B: the release's node budget)"),
+)
+"""The built-in methods, in the order help texts list them."""
