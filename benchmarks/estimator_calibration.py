@@ -8,10 +8,14 @@ An ad-hoc measurement kept so the numbers quoted in the issue notes can be repro
 from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-import json, numpy as np
+import json
+
+import numpy as np
+
 import goose.hf as gh
-from goose.trees import AutoBudgetShaper
 from goose.engine import make_method
+from goose.trees import AutoBudgetShaper
+
 model, tok = gh.load_model("smollm2")
 spec = [json.loads(l) for l in open(SHARED / "data" / "spec_bench_dev.jsonl")]
 ids = gh.encode_prompt(tok, next(r for r in spec if r["task"]=="mt_bench")["turns"][0], True)

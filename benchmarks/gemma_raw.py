@@ -7,8 +7,13 @@ An ad-hoc measurement kept so the numbers quoted in the issue notes can be repro
 from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-import json, time, torch
+import json
+import time
+
+import torch
+
 import goose.hf as gh
+
 t=time.time(); model, tok = gh.load_model("gemma3-270m"); print("load", round(time.time()-t,1), model.config.model_type, model.config.sliding_window, model.config._attn_implementation)
 recs = [json.loads(l) for l in open(SHARED / "data" / "humaneval_dev.jsonl")][:2]
 for r in recs:

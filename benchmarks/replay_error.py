@@ -10,8 +10,10 @@ from pathlib import Path
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 Path('runs').mkdir(exist_ok=True)
 import json
+
 import goose.hf as gh
 from sim import replay_method
+
 model, tok = gh.load_model("smollm2")
 spec = [json.loads(l) for l in open(SHARED / "data" / "spec_bench_dev.jsonl")]
 code = json.loads(open(SHARED / "data" / "humaneval_dev.jsonl").readline())

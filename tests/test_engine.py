@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from goose.engine import decode
-from goose.methods import METHODS, make_method
 from goose.hf import HFTarget, generate
+from goose.methods import METHODS, make_method
+from goose.testing import chi_square_pvalue, random_tree
 from goose.trees import DraftTree
 from goose.verify import GreedyVerifier, process_logits
-from goose.testing import chi_square_pvalue, random_tree
 
 from .tiny import reference, tiny_gemma3, tiny_llama, tiny_qwen2
 
@@ -585,3 +585,51 @@ def test_passes_are_summarised_only_for_sources_that_learn_from_them(monkeypatch
     m = make_method("goose")  # the recycling table is filled from them
     out = decode(HFTarget(model), prompt, m.sources, m.shaper, GreedyVerifier(), m.budget, 12)
     assert seen["prompt"] == 1 and seen["pass"] == out.stats.steps + 1  # the prompt's summary, then each pass
+
+
+@pytest.mark.parametrize("edit", ["load_state_dict", "add_under_no_grad"])
+def test_weights_edited_in_place_are_seen_by_every_derived_copy(edit):
+    # goose derives copies of the weights (oneDNN / MKL packed layers, the bfloat16 head):
+    # keyed on storage and version, an in-place edit makes fresh ones, so goose stays
+    # identical to plain greedy decoding of a model that never had copies
+    from goose.kernels import PackedLinear, pack_linears
+
+    model = tiny_llama("sdpa", vocab=256).float()
+    with torch.no_grad():  # peaked distributions: the bfloat16 head's exact fix-up is exercised
+        model.get_output_embeddings().weight.mul_(30)
+    pack_linears(model)
+    for m in model.modules():
+        if isinstance(m, PackedLinear):
+            m.set_plan(["onednn"] * (PackedLinear.PLAN_ROWS + 1))
+    target = HFTarget(model)
+    prompt = PROMPTS[0]
+    m = make_method("goose")
+    decode(target, prompt, m.sources, m.shaper, GreedyVerifier(), 8, 16)  # every copy is made now
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    g = torch.Generator().manual_seed(7)
+    for v in state.values():
+        if v.is_floating_point():
+            v.add_(torch.randn(v.shape, generator=g, dtype=v.dtype) * 0.3)
+    if edit == "load_state_dict":
+        model.load_state_dict(state)
+    else:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.add_(state[name] - p)
+    plain = tiny_llama("sdpa", vocab=256).float()
+    plain.load_state_dict(state)
+    ref = reference(plain, prompt, 30)
+    m = make_method("goose")
+    assert decode(target, prompt, m.sources, m.shaper, GreedyVerifier(), 8, 30).tokens == ref
+    # edits through .data bypass the version counter: the stale copies are then used...
+    with torch.no_grad():
+        for p in model.parameters():
+            p.data.mul_(1.5)
+    plain.load_state_dict({k: v * 1.5 if v.is_floating_point() else v for k, v in state.items()})
+    ref = reference(plain, prompt, 30)
+    m = make_method("goose")
+    stale = decode(target, prompt, m.sources, m.shaper, GreedyVerifier(), 8, 30).tokens
+    target.repack()  # ...until repack(), which the docs prescribe for that case
+    m = make_method("goose")
+    assert decode(target, prompt, m.sources, m.shaper, GreedyVerifier(), 8, 30).tokens == ref
+    assert stale != ref  # the negative control: without repack() the copies were stale

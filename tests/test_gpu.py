@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from goose.methods import METHODS
 from goose.hf import generate
+from goose.methods import METHODS
 
 from .test_engine import check_tree_logits
 from .tiny import tiny_gemma3, tiny_llama

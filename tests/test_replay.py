@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from goose.hf import generate
+from goose.methods import make_method
 from sim import load_trace, replay, replay_method
 from sim._replay import TraceSource
-from goose.methods import make_method
 
 from .tiny import tiny_llama
 

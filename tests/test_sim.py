@@ -15,7 +15,6 @@ from goose.trees import TreeBuilder, TreeShaper
 from sim import ChainModel, RecycledModel, SimulationModel, run_grid, simulate
 
 
-
 class RandomSubtreeShaper(TreeShaper):
     """Builds a random subtree of the candidates the sources offer (seeded)."""
 

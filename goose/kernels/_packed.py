@@ -19,6 +19,7 @@ COPY_KERNELS = ("onednn", "mkl-packed")
 
 
 def mkl_packed_available() -> bool:
+    """Whether this torch build has MKL's packed GEMM (the ``mkl-packed`` kernel)."""
     return torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
 
 
