@@ -185,12 +185,16 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
         lines += ["## Protocol", "", f"- command: `{meta.get('command', '')}`",
                   (f"- model: {meta.get('model')}, {meta.get('dtype', 'float32')}, greedy, "
                   f"{meta.get('max_new_tokens')} new tokens, batch 1, {meta.get('threads')} threads, "
-                   f"{'goose linear layers (`goose.hf.pack_linears`)' if meta.get('packed_linears') else 'stock linear layers'} "
+                   f"{'goose linear layers (`goose.kernels.pack_linears`)' if meta.get('packed_linears') else 'stock layers'} "
                    "(the same model object for every method)"),
                   f"- machine: {meta.get('machine')}; torch {meta.get('torch')}, transformers {meta.get('transformers')}",
                   *([f"- linear kernels by row count (tuned on the machine): {meta['linear_kernels']}"]
                     if meta.get("linear_kernels") else []),
                   *([f"- goose's greedy verification head: {meta['verify_head']}"] if meta.get("verify_head") else []),
+                  *([f"- memory: kernel policy `{meta.get('kernel_memory', 'lean')}`; peak RSS of this run "
+                     f"{meta['memory']['goose_bench_peak_mb']:.0f} MiB, of stock transformers' `generate` on the "
+                     f"first prompt {meta['memory']['stock_generate_peak_mb']:.0f} MiB (a fresh process)"]
+                    if meta.get("memory", {}).get("stock_generate_peak_mb") else []),
                   f"- date: {meta.get('date')}; {meta.get('prompts')} prompts",
                   ("- every method runs on every prompt in one process, after a warm-up, in alternating order "
                   "(A B C on even prompts, C B A on odd ones); `ar` is `model.generate(do_sample=False)`, "
