@@ -13,10 +13,11 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from goose.bench._prompts import RELEASE_DEV_IDS, load_prompts
+from goose.bench import load_prompts, load_reference
 from goose.hf import encode_prompt, generate, load_model
 from goose.trees import AutoBudgetShaper
 
+RELEASE_DEV_IDS = load_reference("release-dev")["ids"]
 model, tok = load_model("smollm2")
 ids = [v[0] for v in RELEASE_DEV_IDS.values()] + [v[1] for v in RELEASE_DEV_IDS.values()]
 prompts = load_prompts(list(RELEASE_DEV_IDS), ids=ids)

@@ -13,7 +13,7 @@ import json
 import numpy as np
 
 import goose.hf as gh
-from goose.engine import make_method
+from goose.methods import make_method
 from goose.trees import AutoBudgetShaper
 
 model, tok = gh.load_model("smollm2")

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 import goose.hf as gh
 from goose.bench import hf_generate
-from goose.engine import METHODS
+from goose.methods import METHODS
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

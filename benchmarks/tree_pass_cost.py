@@ -26,13 +26,16 @@ FAMILIES = {"linear": ("mkldnn::_linear_pointwise", "aten::mm", "aten::addmm", "
 def target(stock: bool) -> gh.HFTarget:
     model, _ = gh.load_model("smollm2", pack=not stock)
     t = gh.HFTarget(model)
-    growing = gh._growing_layer_class
+    t.prefill(list(range(100, 600)))
     if stock:  # transformers' own DynamicLayer: torch.cat of the whole layer on every pass
-        gh._growing_layer_class = lambda: DynamicLayer
-    try:
-        t.prefill(list(range(100, 600)))  # the cache takes its layer class here
-    finally:
-        gh._growing_layer_class = growing
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        cache.layer_class_to_replicate = DynamicLayer
+        t.cache = cache  # the same 500 positions, in transformers' own layers
+        with torch.inference_mode():
+            ids = torch.tensor([list(range(100, 600))])
+            model.get_decoder()(input_ids=ids, past_key_values=cache, use_cache=True)
     return t
 
 
