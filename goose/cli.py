@@ -9,6 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from goose.methods import METHODS
+from goose.trees import SHAPERS
+
+NAMED = ", ".join(METHODS)
 app = typer.Typer(help="goose: lossless speculative decoding with anisotropic draft trees.",
                   no_args_is_help=True, add_completion=False)
 console = Console(width=None if Console().is_terminal else 160)
@@ -37,8 +41,8 @@ def simulate(
     overlap: float = typer.Option(0.0, help="Probability the rank-0 recycled token equals the spine token."),
     budget: str = typer.Option("16,32,64", help="Draft-node budgets, comma-separated."),
     shapers: str = typer.Option("chain,balanced,spine,best-first",
-                                help="Names of goose.trees.SHAPERS (chain, balanced, balanced-k5, tr-template, spine, "
-                                     "best-first, paper) or dotted paths package.module:Class."),
+                                help=f"Names of goose.trees.SHAPERS ({', '.join(SHAPERS)}) or dotted paths "
+                                     "package.module:Class."),
     steps: int = typer.Option(20000, help="Simulated steps per configuration."),
     seed: int = typer.Option(0, help="Seed of all randomness."),
     cost_curve: Path | None = typer.Option(None, "--cost-curve", help="JSON {tokens, seconds} (goose calibrate)."),
@@ -125,8 +129,7 @@ def _plain_decoding(lm: object, ids: list[int], max_new_tokens: int, temperature
 def generate(
     prompt: str = typer.Argument(..., help="The prompt."),
     model: str = typer.Option("smollm2", help="smollm2 (default), gemma3-270m, a local path or a hub id."),
-    method: str = typer.Option("goose", help="A registered method (ar, pld, tr, balanced-k3, balanced-k5, goose, "
-                                             "best-first, paper), name@B, or package.module:factory."),
+    method: str = typer.Option("goose", help=f"A registered method ({NAMED}), name@B, or package.module:factory."),
     budget: str = typer.Option("auto", help="Draft nodes per step, 'auto' (from the measured cost curve; methods "
                                             "that size their own trees keep their default), or 'default'."),
     memory: str = typer.Option("lean", help="Kernel memory policy (goose.kernels.KERNEL_MEMORY): lean (no weight "
@@ -262,10 +265,9 @@ def bench(
     ids: str = typer.Option("", help="Question ids, comma-separated, or 'release-dev' (the 28 prompts of the "
                                      "released GOOSE's reference run); default: the first --prompts-per-task."),
     prompts_per_task: int = typer.Option(4, "--prompts-per-task", help="Prompts per task (0 = all)."),
-    methods: str = typer.Option("ar,hf_pld,pld,tr,balanced-k3,balanced-k5,goose,paper,best-first",
-                                help="ar, hf_pld (K=4,10) or hf_pld_kK, and goose methods: registered names (pld, tr, "
-                                     "balanced-k3, balanced-k5, goose, best-first, paper) or package.module:factory; "
-                                     "name@B fixes a budget (an integer or auto)."),
+    methods: str = typer.Option("ar,hf_pld," + ",".join(m for m in METHODS if m != "ar"),
+                                help=f"ar, hf_pld (K=4,10) or hf_pld_kK, and goose methods: registered names ({NAMED}) "
+                                     "or package.module:factory; name@B fixes a budget (an integer or auto)."),
     budget: str = typer.Option("", help="Budgets for budgeted methods given without @B: integers and/or auto."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
     seed: int = typer.Option(0, help="Seeds torch (greedy runs do not draw)."),

@@ -21,7 +21,7 @@ def pytest_collection_modifyitems(config, items):
     import pytest
 
     for item in items:
-        name = item.originalname or item.name
+        name = getattr(item, "originalname", None) or item.name
         if item.get_closest_marker("gpu"):
             continue
         if item.path.name in REAL_WHEEL_FILES or name in REAL_WHEEL_TESTS:
