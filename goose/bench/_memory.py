@@ -11,9 +11,11 @@ from collections.abc import Sequence
 __all__ = ["peak_rss_mb", "stock_peak_rss_mb"]
 
 # Runs in a fresh interpreter that imports only torch and transformers: load the model
-# as transformers does, greedy-generate, report the peak resident set (ru_maxrss, KiB).
+# as transformers does, greedy-generate, report the peak resident set. It reads VmHWM,
+# the high-water mark of its own address space: ru_maxrss would not do, since Linux
+# carries it across execve, so a child would report its parent's peak.
 _STOCK = """
-import json, resource, sys
+import json, sys
 import torch
 from transformers import AutoModelForCausalLM
 path, ids, new, threads = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -23,12 +25,20 @@ model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_imp
 x = torch.tensor([ids])
 with torch.inference_mode():
     model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=new, do_sample=False)
-print(json.dumps({"peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
+print(json.dumps({"peak_rss_kib": int(hwm.split()[1])}))
 """
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set so far, in MiB (Linux reports KiB)."""
+    """This process's peak resident set so far, in MiB: ``VmHWM`` where ``/proc`` has
+    it, else ``ru_maxrss`` (which on Linux may include the parent's peak before exec)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
