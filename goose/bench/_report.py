@@ -193,7 +193,8 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
                   *([f"- goose's greedy verification head: {meta['verify_head']}"] if meta.get("verify_head") else []),
                   *([f"- memory: kernel policy `{meta.get('kernel_memory', 'lean')}`; peak RSS of this run "
                      f"{meta['memory']['goose_bench_peak_mb']:.0f} MiB, of stock transformers' `generate` on the "
-                     f"first prompt {meta['memory']['stock_generate_peak_mb']:.0f} MiB (a fresh process)"]
+                     f"first prompt {meta['memory']['stock_generate_peak_mb']:.0f} MiB (a fresh process)"
+                     + (f" ({meta['memory']['note']})" if meta["memory"].get("note") else "")]
                     if meta.get("memory", {}).get("stock_generate_peak_mb") else []),
                   f"- date: {meta.get('date')}; {meta.get('prompts')} prompts",
                   ("- every method runs on every prompt in one process, after a warm-up, in alternating order "
