@@ -108,8 +108,8 @@ class GenerationResult:
         tokens: the new token ids (EOS included when it stopped the generation).
         text: their decoded text (filled by callers that have a tokenizer).
         stats: counters and timings.
-        kinds: per new token, ``"spine"``, ``"branch"`` (accepted draft tokens by
-            the node's source role) or ``"bonus"`` (the target's own token).
+        kinds: per new token, the label of the tree node it came from (``"spine"`` or
+            ``"branch"``, :attr:`DraftTree.kinds`), or ``"bonus"`` (the target's own token).
     """
 
     tokens: list[int]
