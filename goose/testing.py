@@ -297,20 +297,29 @@ class ToyTarget:
         return seq[len(prompt):]
 
 
+def _logged(obj: object, hook: str, log: list[tuple], entry: Callable[..., tuple]) -> None:
+    """Replace ``obj.hook`` by a wrapper that appends ``entry(*args, result)`` to ``log``."""
+    inner = getattr(obj, hook)
+
+    def wrapper(*args: object) -> object:
+        result = inner(*args)
+        log.append(entry(*args, result))
+        return result
+
+    setattr(obj, hook, wrapper)
+
+
 def _spied(method: object, ctx: object, log: list[tuple]) -> tuple[list[TokenSource], TreeShaper, int]:
-    """A method's fresh parts, with every lifecycle call logged as (who, hook, tokens)."""
+    """A method's fresh parts, with their lifecycle calls logged as ``(who, hook, tokens)``
+    and the shaper's ``shape`` / ``record`` as ``("shaper", "shape", tree size)`` /
+    ``("shaper", "record", accepted length)``."""
     drafting = method.build(ctx)  # type: ignore[attr-defined]
-    for i, obj in enumerate([*drafting.sources, drafting.shaper]):
-        who = f"source{i}" if i < len(drafting.sources) else "shaper"
+    parts = [(f"source{i}", s) for i, s in enumerate(drafting.sources)] + [("shaper", drafting.shaper)]
+    for who, obj in parts:
         for hook in ("begin", "commit", "end"):
-            inner = getattr(obj, hook)
-            setattr(obj, hook, lambda tokens, _h=hook, _w=who, _i=inner: (log.append((_w, _h, list(tokens))),
-                                                                           _i(tokens))[1])
-        if who == "shaper":
-            shape, record = obj.shape, obj.record
-            obj.shape = lambda c, s, b, _f=shape: (lambda t: (log.append(("shaper", "shape", t.size)), t)[1])(
-                _f(c, s, b))
-            obj.record = lambda t, a, _f=record: (log.append(("shaper", "record", len(a))), _f(t, a))[1]
+            _logged(obj, hook, log, lambda tokens, _, w=who, h=hook: (w, h, list(tokens)))
+    _logged(drafting.shaper, "shape", log, lambda context, sources, budget, tree: ("shaper", "shape", tree.size))
+    _logged(drafting.shaper, "record", log, lambda tree, accepted, _: ("shaper", "record", len(accepted)))
     return drafting.sources, drafting.shaper, drafting.budget
 
 
