@@ -121,7 +121,7 @@ def _observe(watchers: Sequence[TokenSource], tree: DraftTree, prev_root: int, l
     prev = np.empty(tree.num_nodes, dtype=np.int64)
     prev[0] = prev_root
     prev[1:] = tree.tokens[tree.parents[1:]]
-    obs = Observation(tree.tokens, prev, top.indices.numpy(), (top.values - lse).exp().numpy())
+    obs = Observation(tree.tokens, prev, top.indices.numpy(), (top.values - lse).exp().numpy(), tree.parents)
     for src in watchers:
         src.observe(obs)
 

@@ -13,7 +13,7 @@ from ..engine import GenerationResult, TraceRecorder, decode
 from ..methods import Drafting, Memory, Method, parse_method
 from ..sources import TokenSource
 from ..trees import AutoBudgetShaper, DraftTree, TreeShaper
-from ..verify import GreedyVerifier, SamplingVerifier, Verdict, Verifier, check_logits, sample_and_match
+from ..verify import Verdict, Verifier, check_logits, sample_and_match, select_verifier
 from ._calibrate import calibrate
 from ._target import HFTarget
 
@@ -78,7 +78,7 @@ def generate(
     eos_token_id: int | Sequence[int] | None = None,
     sources: Sequence[TokenSource] | None = None,
     shaper: TreeShaper | None = None,
-    verifier: Verifier | None = None,
+    verifier: Verifier | str | None = None,
     on_commit: Callable[[list[int], list[str]], None] | None = None,
     recorder: Callable[[dict], None] | None = None,
     trace: str | Path | None = None,
@@ -99,7 +99,12 @@ def generate(
             keeps the tree size that maximises predicted tokens per second under the
             model's measured cost curve (:func:`calibrate`, cached).
         temperature: 0 = greedy (token-identical to ``model.generate``); > 0 samples
-            losslessly with ``top_k``/``top_p``, seeded by ``seed``.
+            losslessly with ``top_k``/``top_p``, seeded by ``seed`` (the verifier's
+            draws, and a stochastic drafter's).
+        verifier: a :class:`~goose.verify.Verifier`, or by name (``goose.verify.VERIFIERS``:
+            ``"match"``, ``"rrs"``, ``"traversal"``), or ``None``/``"auto"``: greedy at
+            temperature 0, else Traversal Verification for a method that draws its
+            children from q and sample-and-match for one that does not.
         chat: wrap a text prompt in the tokenizer's chat template.
         trace: write a replay trace (JSONL, ``sim.replay``) of this run here.
         target: reuse this :class:`HFTarget` of ``model`` (and its derived copies).
@@ -123,17 +128,18 @@ def generate(
         raise ValueError(f"max_new_tokens must be > 0, got {max_new_tokens}")
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if verifier is None:  # draws happen on the CPU generator, whatever the model's device
-        verifier = (GreedyVerifier() if temperature == 0 else
-                    SamplingVerifier(temperature, top_k, top_p, torch.Generator().manual_seed(seed)))
     m, want = resolve_method(method, budget)
-    ctx = m.context(label, want, warmup, memory)
-    cost = calibrate(model, argmax_only=bool(verifier.argmax_only)) if ctx.auto else None
+    ctx = m.context(label, want, warmup, memory, temperature, seed)
+    argmax_only = verifier.argmax_only if isinstance(verifier, Verifier) else temperature == 0
+    cost = calibrate(model, argmax_only=bool(argmax_only)) if ctx.auto else None
     parts = m.build(ctx, cost)
     if shaper is not None and cost is not None:
         shaper = AutoBudgetShaper(shaper, cost)
     drafting = Drafting(list(sources) if sources is not None else parts.sources, shaper or parts.shaper,
                         parts.budget)
+    if not isinstance(verifier, Verifier):  # draws happen on the CPU generator, whatever the model's device
+        draws = bool(getattr(drafting.shaper, "draws_from_q", False))
+        verifier = select_verifier(verifier, draws, temperature, top_k, top_p, seed)
     use_sources, tracer = drafting.sources, None
     if trace is not None:
         if recorder is not None:

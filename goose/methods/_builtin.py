@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..sources import ContextNGramSource, RecyclingSource
+from ..sources import ContextNGramSource, RecyclingSource, StochasticNGramSource
 from ..trees import (
     AcceptanceEstimator,
     BalancedShaper,
@@ -11,6 +11,7 @@ from ..trees import (
     GoosePaperShaper,
     NoDraftShaper,
     SpineShaper,
+    StochasticShaper,
 )
 from ._method import Drafting, Method, MethodContext
 
@@ -64,7 +65,19 @@ def _paper(ctx: MethodContext) -> Drafting:
     return Drafting(sources, _paper_shaper(ctx), ctx.default_budget)
 
 
+def _stochastic(context: bool, draw: bool = True, delay: int | str = 0):  # noqa: ANN202
+    def factory(ctx: MethodContext) -> Drafting:
+        sources = [StochasticNGramSource(k=10)]
+        if context:
+            sources.insert(0, ContextNGramSource((4, 3, 2), max_tokens=16))
+        shaper = StochasticShaper(ctx.temperature, draw=draw, seed=ctx.seed, delay=delay, estimator=_estimator())
+        return Drafting(sources, shaper, ctx.node_budget())
+
+    return factory
+
+
 BOTH = ("both-sources",)
+SAMPLING = ("stochastic",)
 BUILTIN_METHODS = (
     Method("ar", _ar, default_budget=1, takes_budget=False, auto=False, description="plain decoding"),
     Method("pld", _pld, default_budget=10, budgeted=False, sim_shaper="chain", tags=("context-only",),
@@ -79,6 +92,16 @@ BUILTIN_METHODS = (
            description="context spine + recycled branches"),
     Method("best-first", _best_first, default_budget=8, sim_shaper="best-first", tags=(*BOTH, "anisotropic"),
            description="optimal tree under online acceptance estimates"),
+    Method("stand", _stochastic(context=False), default_budget=16, auto=False, tags=SAMPLING,
+           description="STAND: children drawn from an n-gram table of target distributions"),
+    Method("stand-topk", _stochastic(context=False, draw=False), default_budget=16, auto=False,
+           tags=("deterministic-control",), description="stand's sources and tree, top-k children (sample-and-match)"),
+    Method("goose-stand", _stochastic(context=True), default_budget=16, auto=False, tags=(*SAMPLING, "anisotropic"),
+           description="context spine + children drawn from the STAND table"),
+    Method("goose-stand-topk", _stochastic(context=True, draw=False), default_budget=16, auto=False,
+           tags=("deterministic-control",), description="goose-stand's sources and tree, top-k children"),
+    Method("ddte", _stochastic(context=True, delay="auto"), default_budget=16, auto=False, tags=SAMPLING,
+           description="goose-stand with delayed expansion: one path, then branches"),
     Method("paper", _paper, default_budget=100, auto=False, sim_shaper=_paper_shaper, tags=BOTH,
            description="the released GOOSE rules (@B: the release's node budget)"),
 )

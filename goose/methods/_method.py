@@ -73,6 +73,9 @@ class MethodContext:
         warmup: the call only warms caches up; its result is thrown away.
         memory: the caller's :class:`Memory` for a cross-request method, a fresh one
             otherwise.
+        temperature: the sampling temperature of the generation (0: greedy), which a
+            stochastic drafter draws at.
+        seed: the generation's seed, for a drafter's own generator.
     """
 
     label: str
@@ -80,6 +83,8 @@ class MethodContext:
     default_budget: int = 8
     warmup: bool = False
     memory: Memory = field(default_factory=Memory)
+    temperature: float = 0.0
+    seed: int = 0
 
     @property
     def auto(self) -> bool:
@@ -176,11 +181,12 @@ class Method:
         return self.check_budget(text)
 
     def context(self, label: str | None = None, budget: int | str | None = None, warmup: bool = False,
-                memory: Memory | None = None) -> MethodContext:
+                memory: Memory | None = None, temperature: float = 0.0, seed: int = 0) -> MethodContext:
         """The context of one generation; ``memory`` reaches the factory only if the
         method is ``cross_request``."""
         shared = memory if (self.cross_request and memory is not None) else Memory()
-        return MethodContext(label or self.name, self.check_budget(budget), self.default_budget, warmup, shared)
+        return MethodContext(label or self.name, self.check_budget(budget), self.default_budget, warmup, shared,
+                             float(temperature), int(seed))
 
     def build(self, ctx: MethodContext | None = None, cost: Callable[..., float] | None = None) -> Drafting:
         """Fresh drafting parts for one generation. Under ``budget="auto"`` the shaper

@@ -14,7 +14,39 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Lifecycle", "Observation", "Proposal", "TokenSource"]
+__all__ = ["DraftDist", "Lifecycle", "Observation", "Proposal", "TokenSource"]
+
+
+@dataclass(frozen=True, slots=True)
+class DraftDist:
+    """A source's draft distribution ``q`` at one node, sparse: the listed tokens
+    carry ``probs`` and every other token shares the remaining mass ``rest``.
+
+    Attributes:
+        ids: token ids, distinct, most likely first.
+        probs: their probabilities, each in ``[0, 1]``.
+        rest: ``1 - sum(probs)``, the mass the source puts on unlisted tokens (a
+            drafter draws children only among ``ids``, from ``probs`` renormalised).
+
+    Example:
+        >>> DraftDist((4, 7), (0.5, 0.25)).rest
+        0.25
+    """
+
+    ids: tuple[int, ...]
+    probs: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.ids) != len(self.probs):
+            raise ValueError(f"{len(self.ids)} ids but {len(self.probs)} probabilities")
+        if len(set(self.ids)) != len(self.ids):
+            raise ValueError("a draft distribution lists each token once")
+        if any(not 0.0 <= p <= 1.0 for p in self.probs) or sum(self.probs) > 1.0 + 1e-6:
+            raise ValueError("draft probabilities must lie in [0, 1] and sum to at most 1")
+
+    @property
+    def rest(self) -> float:
+        return max(0.0, 1.0 - float(sum(self.probs)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +62,10 @@ class Proposal:
         key: statistics bucket inside the source, e.g. ``"rank0"`` or ``"n5"``.
         support: for match-based sources, how many earlier occurrences back the
             first token; ``total`` how many occurrences were found (0 when unknown).
+        q: the source's draft distribution at the queried node (the same object on
+            every proposal of one query), or ``None`` for a deterministic source. A
+            stochastic shaper draws children from it; a source that has none is
+            drafted as point masses (sample-and-match).
 
     Example:
         >>> Proposal((5, 6), (0.7, 0.7), "context").tokens
@@ -42,6 +78,7 @@ class Proposal:
     key: str = ""
     support: int = 0
     total: int = field(default=0)
+    q: DraftDist | None = None
 
     def __post_init__(self) -> None:
         if not self.tokens:
@@ -67,12 +104,16 @@ class Observation:
         topk_ids: ``[n, k]`` the target's ``k`` most likely next tokens after each
             position, best first.
         topk_probs: ``[n, k]`` their probabilities (softmax over the full vocabulary).
+        parents: ``[n]`` for a tree pass, the position of each position's parent in
+            this pass (``-1`` for the root); ``None`` for a prefill, whose positions
+            are consecutive prompt positions.
     """
 
     tokens: np.ndarray
     prev_tokens: np.ndarray
     topk_ids: np.ndarray
     topk_probs: np.ndarray
+    parents: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.tokens.shape[0]

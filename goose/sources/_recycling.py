@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._base import Observation, Proposal, TokenSource
+from ._base import DraftDist, Observation, Proposal, TokenSource
 
 __all__ = ["RecyclingSource"]
 
@@ -17,7 +17,9 @@ class RecyclingSource(TokenSource):
 
     The adjacency table has one row of ``k`` (token, probability) pairs per token id
     and is overwritten from every observed forward pass, rejected tree nodes
-    included. When one pass processes the same token at several positions, the last
+    included. Each proposal also carries the row as the draft distribution ``q``
+    (:class:`DraftDist`: the k probabilities, the rest of the mass unlisted), which a
+    stochastic shaper draws children from. When one pass processes the same token at several positions, the last
     position wins (deterministic, unlike a scatter with repeated indices). With
     ``bigram=True`` a second tier keyed on ``(previous token, token)`` is consulted
     first. Rows never observed propose nothing.
@@ -132,8 +134,14 @@ class RecyclingSource(TokenSource):
             token = int(context[-1])
             prev = int(context[-2]) if len(context) > 1 else -1
         ids, probs = self.row(token, prev)
+        if ids.size == 0:
+            return []
+        _, first = np.unique(ids, return_index=True)  # q lists a token once (a row may repeat one)
+        first = np.sort(first)
+        mass = np.clip(probs[first], 0.0, 1.0)
+        q = DraftDist(tuple(int(t) for t in ids[first]), tuple(float(p) for p in mass / max(1.0, float(mass.sum()))))
         return [
-            Proposal((int(t),), (float(p),), self.name, f"rank{r}")
+            Proposal((int(t),), (float(p),), self.name, f"rank{r}", q=q)
             for r, (t, p) in enumerate(zip(ids, probs, strict=True))
             if p >= self.min_prob
         ]

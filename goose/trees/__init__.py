@@ -4,7 +4,8 @@
 (one chain), :class:`BalancedShaper` (isotropic control, Token Recycling's static
 tree), :class:`SpineShaper` (GOOSE: context spine + recycled branches),
 :class:`BestFirstShaper` (the exact optimum under the current acceptance estimates)
-and :class:`GoosePaperShaper` (the released GOOSE rules).
+and :class:`GoosePaperShaper` (the released GOOSE rules); :class:`StochasticShaper`
+draws children from the sources' draft distributions (STAND, delayed expansion).
 """
 
 from ._auto import AutoBudgetShaper
@@ -13,6 +14,7 @@ from ._estimate import AcceptanceEstimator
 from ._paper import GoosePaperShaper, harmonic_split, paper_confidence
 from ._registry import SHAPERS, ShaperSpec, make_shaper, shaper_spec
 from ._shapers import BalancedShaper, BestFirstShaper, ChainShaper, NoDraftShaper, SpineShaper
+from ._stochastic import StochasticShaper
 from ._template import TOKEN_RECYCLING_TEMPLATE
 from ._tree import DraftTree, TreeBuilder
 
@@ -29,6 +31,7 @@ __all__ = [
     "NoDraftShaper",
     "ShaperSpec",
     "SpineShaper",
+    "StochasticShaper",
     "TreeBuilder",
     "TreeShaper",
     "check_budget",

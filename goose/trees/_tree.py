@@ -15,6 +15,10 @@ Vocabulary (used the same way everywhere in goose):
   token the target adds after the accepted path.
 * **budget** -- the number of draft nodes, root excluded: a tree of budget ``B`` is
   one forward pass over ``1 + B`` tokens.
+* **drawn / deterministic** -- a drawn node was sampled from the draft distribution
+  ``q`` its parent carries (:attr:`DraftTree.q`); a deterministic node was chosen
+  without randomness (a point mass). Verifiers that read ``q`` visit a node's
+  deterministic children first, then its drawn children in the order they were drawn.
 """
 
 from __future__ import annotations
@@ -46,6 +50,13 @@ class DraftTree:
         kinds: ``[num_nodes]`` label of each node, ``"spine"`` or ``"branch"`` (the
             root's is ``"root"``; default: every draft node a branch). Accepted tokens
             are streamed and counted by it.
+        q: ``{node: (ids, probs)}`` the draft distribution the drawn children of
+            ``node`` were sampled from, without replacement, in node order: the first
+            drawn child from ``probs`` (normalised, over ``ids``), the next from the
+            rest renormalised, and so on. Only nodes with drawn children appear.
+        drawn: ``[num_nodes]`` whether each node was drawn from its parent's ``q``
+            (default: none; the root never). The drawn children of a node must be a
+            draw-order prefix: exactly its first drawn children were kept.
 
     Raises:
         ValueError: on an empty tree, a misplaced root, a parent that does not come
@@ -64,7 +75,8 @@ class DraftTree:
         [[2], [1, 3]]
     """
 
-    __slots__ = ("tokens", "parents", "sources", "confidences", "keys", "kinds", "depths", "_children")
+    __slots__ = ("tokens", "parents", "sources", "confidences", "keys", "kinds", "depths", "q", "drawn",
+                 "_children")
 
     def __init__(
         self,
@@ -74,6 +86,8 @@ class DraftTree:
         confidences: Sequence[float] | np.ndarray | None = None,
         keys: Sequence[str] | None = None,
         kinds: Sequence[str] | None = None,
+        q: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+        drawn: Sequence[bool] | np.ndarray | None = None,
     ) -> None:
         tok = np.asarray(tokens, dtype=np.int64).reshape(-1)
         par = np.asarray(parents, dtype=np.int64).reshape(-1)
@@ -133,6 +147,38 @@ class DraftTree:
         self.kinds = kind
         self.depths = depth
         self._children = tuple(tuple(c) for c in children)
+        self.drawn = np.zeros(n, dtype=bool) if drawn is None else np.asarray(drawn, dtype=bool).reshape(-1)
+        self.q = self._check_q(q or {})
+
+    def _check_q(self, q: dict[int, tuple[np.ndarray, np.ndarray]]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        if self.drawn.shape[0] != self.num_nodes or self.drawn[0]:
+            raise ValueError("drawn needs one flag per node, False for the root")
+        out = {}
+        for node, (ids, probs) in q.items():
+            ids, probs = np.asarray(ids, dtype=np.int64), np.asarray(probs, dtype=np.float64)
+            if ids.shape != probs.shape or (probs < 0).any() or probs.sum() <= 0:
+                raise ValueError(f"q of node {node} needs matching ids and probabilities with positive mass")
+            out[int(node)] = (ids, probs / probs.sum())
+        for v in np.nonzero(self.drawn)[0]:
+            parent = int(self.parents[v])
+            if parent not in out:
+                raise ValueError(f"node {int(v)} is drawn but its parent {parent} carries no q")
+            ids, probs = out[parent]
+            if not (probs[ids == self.tokens[v]] > 0).any():
+                raise ValueError(f"node {int(v)} carries token {int(self.tokens[v])}, which q of node {parent} "
+                                 "cannot draw")
+        return out
+
+    @property
+    def has_draws(self) -> bool:
+        """Whether any node was drawn from a draft distribution."""
+        return bool(self.drawn.any())
+
+    def verify_order(self, node: int) -> tuple[int, ...]:
+        """The children of ``node`` in the order a ``q``-reading verifier visits them:
+        deterministic children, then drawn ones in draw order."""
+        kids = self._children[node]
+        return tuple(c for c in kids if not self.drawn[c]) + tuple(c for c in kids if self.drawn[c])
 
     # -- construction helpers -------------------------------------------------------
     @classmethod
@@ -160,8 +206,9 @@ class DraftTree:
         if (parents[1:] < 0).any():
             raise ValueError("select keeps a node without its parent")
         pick = keep.tolist()
+        q = {int(new[u]): d for u, d in self.q.items() if new[u] >= 0}
         return DraftTree(self.tokens[keep], parents, [self.sources[i] for i in pick], self.confidences[keep],
-                         [self.keys[i] for i in pick], [self.kinds[i] for i in pick])
+                         [self.keys[i] for i in pick], [self.kinds[i] for i in pick], q, self.drawn[keep])
 
     # -- derived views -----------------------------------------------------------------
     @property
@@ -254,7 +301,7 @@ class TreeBuilder:
         1
     """
 
-    __slots__ = ("tokens", "parents", "sources", "confidences", "keys", "depths", "_index")
+    __slots__ = ("tokens", "parents", "sources", "confidences", "keys", "depths", "drawn", "q", "_index")
 
     def __init__(self, root: int) -> None:
         self.tokens: list[int] = [int(root)]
@@ -263,6 +310,8 @@ class TreeBuilder:
         self.confidences: list[float] = [1.0]
         self.keys: list[str] = [""]
         self.depths: list[int] = [0]
+        self.drawn: list[bool] = [False]
+        self.q: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._index: dict[tuple[int, int], int] = {}
 
     @property
@@ -272,11 +321,16 @@ class TreeBuilder:
     def find(self, parent: int, token: int) -> int | None:
         return self._index.get((parent, int(token)))
 
-    def add(self, parent: int, token: int, source: str, confidence: float, key: str = "") -> int:
-        """Add ``token`` under ``parent`` (or merge with the sibling carrying it)."""
+    def add(self, parent: int, token: int, source: str, confidence: float, key: str = "",
+            drawn: bool = False) -> int:
+        """Add ``token`` under ``parent`` (or merge with the sibling carrying it).
+        ``drawn``: the token was sampled from the ``q`` of ``parent`` (:meth:`set_q`)
+        and may not merge."""
         token = int(token)
         existing = self._index.get((parent, token))
         if existing is not None:
+            if drawn or self.drawn[existing]:
+                raise ValueError(f"token {token} is already a child of node {parent}: drawn children never merge")
             if confidence > self.confidences[existing]:
                 self.confidences[existing] = float(confidence)
             return existing
@@ -287,8 +341,13 @@ class TreeBuilder:
         self.confidences.append(float(confidence))
         self.keys.append(key)
         self.depths.append(self.depths[parent] + 1)
+        self.drawn.append(bool(drawn))
         self._index[(parent, token)] = node
         return node
+
+    def set_q(self, node: int, ids: np.ndarray, probs: np.ndarray) -> None:
+        """The draft distribution the drawn children of ``node`` come from."""
+        self.q[int(node)] = (np.asarray(ids, dtype=np.int64), np.asarray(probs, dtype=np.float64))
 
     def path_tokens(self, node: int) -> list[int]:
         """Draft tokens from the root's child down to ``node``."""
@@ -303,4 +362,7 @@ class TreeBuilder:
         ``sources``) whose name it carries; ``"branch"`` for any other."""
         kind_of = {getattr(s, "name", None): getattr(s, "kind", "branch") for s in sources}
         kinds = [ROOT_SOURCE] + [kind_of.get(s, "branch") for s in self.sources[1:]]
-        return DraftTree(self.tokens, self.parents, self.sources, self.confidences, self.keys, kinds)
+        with_draws = {self.parents[c] for c in range(len(self.tokens)) if self.drawn[c]}
+        q = {u: d for u, d in self.q.items() if u in with_draws}
+        return DraftTree(self.tokens, self.parents, self.sources, self.confidences, self.keys, kinds, q,
+                         self.drawn)

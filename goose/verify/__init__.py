@@ -1,25 +1,39 @@
 """Verifiers: decide what the target accepts of a tree.
 
-:class:`GreedyVerifier` (argmax walk) and :class:`SamplingVerifier`
-(sample-and-match) are lossless; :class:`LooseVerifier` is **lossy** and opt-in.
+:class:`GreedyVerifier` (argmax walk), :class:`SamplingVerifier`
+(sample-and-match, deterministic drafts), :class:`RejectionVerifier` and
+:class:`TraversalVerifier` (drafts drawn from q) are lossless; :class:`LooseVerifier` is **lossy** and opt-in.
 """
 
 from ._base import Verdict, Verifier, check_logits, sample_and_match
 from ._greedy import GreedyVerifier
 from ._loose import LooseVerifier
-from ._reference import enumerate_law, naive_greedy, target_law
-from ._sampling import SamplingVerifier, process_logits
+from ._multidraft import Randomness, TorchRandomness, rejection_walk, slot_law, traversal_walk
+from ._reference import completed_law, enumerate_law, enumerate_random_law, naive_greedy, target_law
+from ._sampling import RejectionVerifier, SamplingVerifier, TraversalVerifier, process_logits
+from ._select import VERIFIERS, select_verifier
 
 __all__ = [
+    "VERIFIERS",
     "GreedyVerifier",
+    "Randomness",
+    "TorchRandomness",
     "LooseVerifier",
+    "RejectionVerifier",
     "SamplingVerifier",
+    "TraversalVerifier",
     "Verdict",
     "Verifier",
     "check_logits",
+    "completed_law",
+    "enumerate_random_law",
+    "rejection_walk",
+    "slot_law",
+    "traversal_walk",
     "enumerate_law",
     "naive_greedy",
     "process_logits",
     "sample_and_match",
+    "select_verifier",
     "target_law",
 ]

@@ -11,7 +11,7 @@ import torch
 from ..trees import DraftTree
 from ._base import Verdict
 
-__all__ = ["enumerate_law", "naive_greedy", "target_law"]
+__all__ = ["completed_law", "enumerate_law", "enumerate_random_law", "naive_greedy", "target_law"]
 
 
 def naive_greedy(tree: DraftTree, logits: torch.Tensor) -> Verdict:
@@ -91,3 +91,72 @@ def enumerate_law(
             weight *= probs[node, tok]
         law[verdict.emitted] += weight
     return dict(law)
+
+
+class _NeedChoice(Exception):
+    def __init__(self, options: list[tuple[int, float]]) -> None:
+        self.options = options
+
+
+class _Replay:
+    """A :class:`~goose.verify.Randomness` that replays a script of outcomes and
+    raises :class:`_NeedChoice` (listing the outcomes and their probabilities) past it."""
+
+    def __init__(self, script: tuple[int, ...]) -> None:
+        self.script, self.used, self.weight = script, 0, 1.0
+
+    def _next(self, options: list[tuple[int, float]]) -> int:
+        if len(options) == 1:
+            return options[0][0]
+        if self.used == len(self.script):
+            raise _NeedChoice(options)
+        choice = self.script[self.used]
+        self.used += 1
+        self.weight *= dict(options)[choice]
+        return choice
+
+    def accept(self, prob: float) -> bool:
+        prob = min(max(float(prob), 0.0), 1.0)
+        options = [(o, w) for o, w in ((1, prob), (0, 1.0 - prob)) if w > 0]
+        return bool(self._next(options))
+
+    def sample(self, probs: np.ndarray) -> int:
+        return self._next([(int(i), float(probs[i])) for i in np.nonzero(probs > 0)[0]])
+
+
+def enumerate_random_law(run: Callable[[object], tuple[int, ...]]) -> dict[tuple[int, ...], float]:
+    """Exact law of ``run(rng)`` over every outcome of its random calls: ``rng`` has
+    ``accept(prob)`` and ``sample(probs)`` (:class:`goose.verify.Randomness`), each
+    call's outcomes are replayed in turn, and the probabilities are multiplied in
+    float64. ``run`` returns the emitted tokens; it may draft a tree with the same
+    ``rng`` first, so drafting and verification are enumerated together."""
+    law: dict[tuple[int, ...], float] = defaultdict(float)
+    stack: list[tuple[int, ...]] = [()]
+    while stack:
+        script = stack.pop()
+        rng = _Replay(script)
+        try:
+            out = run(rng)
+        except _NeedChoice as need:
+            stack.extend(script + (o,) for o, _ in need.options)
+            continue
+        law[tuple(out)] += rng.weight
+    return dict(law)
+
+
+def completed_law(law: dict[tuple[int, ...], float], p_of: Callable[[tuple[int, ...]], np.ndarray],
+                  length: int) -> dict[tuple[int, ...], float]:
+    """The law of the first ``length`` tokens when each sequence of ``law`` (each at
+    most ``length`` long) is continued by ancestral sampling of the target
+    (``p_of(prefix)`` is its float64 next-token distribution). Equal to the target's
+    own law of ``length`` tokens exactly when ``law`` is lossless."""
+    out: dict[tuple[int, ...], float] = defaultdict(float)
+    frontier = [(seq, w) for seq, w in law.items() if w > 0]
+    while frontier:
+        seq, w = frontier.pop()
+        if len(seq) >= length:
+            out[seq[:length]] += w
+            continue
+        p = p_of(seq)
+        frontier.extend((seq + (int(y),), w * float(p[y])) for y in np.nonzero(p > 0)[0])
+    return dict(out)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..trees import DraftTree
 from ._base import Verdict, Verifier, check_logits, sample_and_match
+from ._multidraft import TorchRandomness, rejection_walk, traversal_walk
 
-__all__ = ["SamplingVerifier", "process_logits"]
+__all__ = ["RejectionVerifier", "SamplingVerifier", "TraversalVerifier", "process_logits"]
 
 
 def process_logits(
@@ -47,8 +49,9 @@ class SamplingVerifier(Verifier):
     node); if a child carries ``y``, accept it and continue, else emit ``y`` as the
     bonus. The emitted tokens are then an ancestral sample of the target: the law
     of plain sampling, exactly (proof in docs/theory). Only visited nodes are
-    processed and sampled. Drafts carrying a draft distribution ``q`` need rejection
-    sampling instead; no built-in source has one.
+    processed and sampled. It ignores draft distributions, so it is lossless only on
+    trees without drawn nodes: :meth:`verify` refuses a tree that has some (use
+    :class:`RejectionVerifier` or :class:`TraversalVerifier`).
 
     Args:
         temperature: > 0.
@@ -87,8 +90,14 @@ class SamplingVerifier(Verifier):
         """``[n, vocab]`` processed target distribution ``p`` at each row."""
         return process_logits(logits, self.temperature, self.top_k, self.top_p).softmax(dim=-1)
 
+    reads_q = False
+    """Whether the verifier reads the draft distributions trees carry (and may verify drawn nodes)."""
+
     def verify(self, tree: DraftTree, logits: torch.Tensor) -> Verdict:
         check_logits(tree, logits)
+        if tree.has_draws:
+            raise ValueError(f"{type(self).__name__} is lossless only for deterministic drafts, and this tree has "
+                             "children drawn from q: verify it with RejectionVerifier or TraversalVerifier")
 
         def draw(node: int) -> int:
             p = self.node_probs(logits[node : node + 1])  # [1, vocab]
@@ -97,3 +106,49 @@ class SamplingVerifier(Verifier):
             return int(torch.multinomial(p[0], 1, generator=self.generator))
 
         return sample_and_match(tree, draw)
+
+
+class _QVerifier(SamplingVerifier):
+    reads_q = True
+
+    def _walk(self, tree: DraftTree, p_at, rng: TorchRandomness) -> Verdict:  # noqa: ANN001
+        raise NotImplementedError
+
+    def verify(self, tree: DraftTree, logits: torch.Tensor) -> Verdict:
+        check_logits(tree, logits)
+        rows: dict[int, np.ndarray] = {}
+
+        def p_at(node: int) -> np.ndarray:  # [vocab] float64, processed like plain sampling
+            if node not in rows:
+                rows[node] = self.node_probs(logits[node : node + 1].double())[0].cpu().numpy()
+            return rows[node]
+
+        return self._walk(tree, p_at, TorchRandomness(self.generator))
+
+
+class RejectionVerifier(_QVerifier):
+    """Lossless for trees whose children were drawn from ``q`` (and deterministic
+    ones): recursive rejection sampling without replacement, top-down
+    (:func:`goose.verify.rejection_walk`). Same arguments as :class:`SamplingVerifier`.
+
+    Example:
+        >>> import numpy as np, torch
+        >>> from goose.trees import DraftTree
+        >>> tree = DraftTree([0, 1], [-1, 0], q={0: (np.array([1, 2]), np.array([0.5, 0.5]))}, drawn=[False, True])
+        >>> v = RejectionVerifier(generator=torch.Generator().manual_seed(0))
+        >>> v.verify(tree, torch.tensor([[0.0, 50.0, 0.0], [0.0, 0.0, 50.0]])).emitted
+        (1, 2)
+    """
+
+    def _walk(self, tree: DraftTree, p_at, rng: TorchRandomness) -> Verdict:  # noqa: ANN001
+        return rejection_walk(tree, p_at, rng)
+
+
+class TraversalVerifier(_QVerifier):
+    """Lossless for trees whose children were drawn from ``q`` (and deterministic
+    ones): Traversal Verification, leaf to root (:func:`goose.verify.traversal_walk`);
+    it accepts at least as much as :class:`RejectionVerifier` on the same trees. Same
+    arguments as :class:`SamplingVerifier`."""
+
+    def _walk(self, tree: DraftTree, p_at, rng: TorchRandomness) -> Verdict:  # noqa: ANN001
+        return traversal_walk(tree, p_at, rng)

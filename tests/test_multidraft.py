@@ -1,0 +1,182 @@
+"""Exact output laws of the verifiers for drafts that carry q, in float64.
+
+Every outcome of drafting and verifying is enumerated (``enumerate_random_law``): the
+drafter draws its children with the same replayed randomness the verifier uses, so
+the law is of the code under test. Each emitted sequence is then continued by the
+target to a fixed length (``completed_law``); a lossless verifier gives exactly the
+target's own law of that many tokens.
+
+Why these parameters: a vocabulary of 4 or 5 keeps enumeration to a fraction of a
+second while allowing 3 drawn siblings plus a deterministic one; depth 2 gives
+drawn children of drawn children (the residual of a node is used by its parent in
+Traversal Verification); ``-inf`` logits and top-k / top-p make ``p`` zero where ``q``
+is not, and ``q`` zero where ``p`` is not.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from goose.trees import DraftTree
+from goose.verify import completed_law, enumerate_random_law, process_logits, rejection_walk, traversal_walk
+
+WALKS = {"rrs": rejection_walk, "traversal": traversal_walk}
+
+
+class Problem:
+    """A random target (``p`` depends on the whole path) and a random drafter.
+
+    ``config[d] = (deterministic, drawn)`` children per node at depth ``d``; the tree
+    has depth ``len(config)``."""
+
+    def __init__(self, seed: int, vocab: int, config, temperature=1.0, top_k=0, top_p=1.0, q_match=0.0):
+        self.seed, self.vocab, self.config = seed, vocab, tuple(config)
+        self.temperature, self.top_k, self.top_p, self.q_match = temperature, top_k, top_p, q_match
+        self._p: dict = {}
+
+    def _rng(self, tag, path):
+        return np.random.default_rng([self.seed, tag, len(path), *path])
+
+    def p_of(self, path) -> np.ndarray:  # [vocab] float64
+        path = tuple(path)
+        if path not in self._p:
+            logits = self._rng(1, path).normal(0, 1.5, self.vocab)
+            logits[self._rng(2, path).random(self.vocab) < 0.25] = -np.inf  # some impossible tokens
+            if np.isinf(logits).all():
+                logits[0] = 0.0
+            scores = process_logits(torch.from_numpy(logits)[None], self.temperature, self.top_k, self.top_p)
+            self._p[path] = scores.softmax(-1)[0].numpy()
+        return self._p[path]
+
+    def q_of(self, path, exclude) -> tuple[np.ndarray, np.ndarray]:
+        rng = self._rng(3, path)
+        ids = np.array([t for t in range(self.vocab) if t not in exclude and rng.random() < 0.8])
+        if ids.size == 0:
+            ids = np.array([t for t in range(self.vocab) if t not in exclude][:1])
+        probs = rng.dirichlet(np.ones(ids.size))
+        p = self.p_of(path)[ids]
+        mixed = (1 - self.q_match) * probs + self.q_match * (p / p.sum() if p.sum() > 0 else probs)
+        keep = mixed > 0
+        return ids[keep], mixed[keep]
+
+    def draft(self, rng, broken: str = "") -> DraftTree:
+        tokens, parents, drawn, q = [0], [-1], [False], {}
+        frontier = [(0, ())]
+        while frontier:
+            node, path = frontier.pop(0)
+            if len(path) >= len(self.config):
+                continue
+            n_det, n_draw = self.config[len(path)]
+            det = [int(self._rng(4, path).integers(self.vocab)) for _ in range(n_det)][:1]
+            kids = [(t, False) for t in det]
+            if n_draw:
+                ids, probs = self.q_of(path, set(det))
+                q[node] = (ids, probs)
+                left = dict(zip(ids.tolist(), probs.tolist(), strict=True))
+                for _ in range(min(n_draw, len(left))):
+                    dense = np.zeros(self.vocab)
+                    dense[list(left)] = list(left.values())
+                    if broken == "argmax-drafter":  # says it drew from q, but takes the likeliest
+                        x = int(dense.argmax())
+                    else:
+                        x = rng.sample(dense / dense.sum())
+                    if broken == "picky-drafter" and x != int(dense.argmax()):
+                        break  # keeps a drawn child only when it is q's likeliest token
+                    kids.append((x, True))
+                    del left[x]
+            for tok, is_drawn in kids:
+                tokens.append(tok)
+                parents.append(node)
+                drawn.append(is_drawn)
+                frontier.append((len(tokens) - 1, path + (tok,)))
+        return DraftTree(tokens, parents, drawn=drawn, q=q)
+
+    def law(self, walk, broken: str = "", **walk_kwargs):
+        def run(rng):
+            tree = self.draft(rng, broken)
+            paths = {v: tuple(int(tree.tokens[u]) for u in tree.path_to(v)) for v in range(tree.num_nodes)}
+            return walk(tree, lambda v: self.p_of(paths[v]), rng, **walk_kwargs).emitted
+
+        return completed_law(enumerate_random_law(run), self.p_of, len(self.config) + 1)
+
+    def target(self):
+        return completed_law({(): 1.0}, self.p_of, len(self.config) + 1)
+
+
+def distance(a: dict, b: dict) -> float:
+    return max(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in set(a) | set(b))
+
+
+# every sibling configuration up to 1 deterministic + 3 drawn children at the root,
+# with drawn-under-drawn and deterministic-under-drawn at depth 2
+SIBLINGS = [(d, k) for d, k in itertools.product((0, 1), (0, 1, 2, 3)) if d + k > 0]
+CONFIGS = [((d, k),) for d, k in SIBLINGS] + [((d, k), (e, m)) for (d, k), (e, m) in
+                                               itertools.product([(0, 2), (1, 1), (1, 2)], [(0, 1), (1, 1), (0, 2)])]
+
+
+@pytest.mark.parametrize("walk", sorted(WALKS))
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+def test_exact_law_equals_target_for_every_sibling_configuration(walk, config):
+    for seed in range(3):
+        prob = Problem(seed, 4, config)
+        assert distance(prob.law(WALKS[walk]), prob.target()) < 1e-12
+
+
+@settings(max_examples=25)
+@given(seed=st.integers(0, 10**6), walk=st.sampled_from(sorted(WALKS)),
+       config=st.sampled_from(CONFIGS), temperature=st.sampled_from([0.5, 1.0, 1.7]),
+       top_k=st.sampled_from([0, 2, 3]), top_p=st.sampled_from([1.0, 0.9, 0.6]),
+       q_match=st.sampled_from([0.0, 0.7, 1.0]))
+def test_exact_law_under_temperature_top_k_top_p(seed, walk, config, temperature, top_k, top_p, q_match):
+    prob = Problem(seed, 5, config, temperature, top_k, top_p, q_match)
+    assert distance(prob.law(WALKS[walk]), prob.target()) < 1e-12
+
+
+BROKEN = [
+    ("rrs", {"renormalize": False}, ""),
+    ("traversal", {"correct": False}, ""),
+    ("rrs", {}, "argmax-drafter"),
+    ("traversal", {}, "argmax-drafter"),
+    ("rrs", {}, "picky-drafter"),
+    ("traversal", {}, "picky-drafter"),
+]
+
+
+@pytest.mark.parametrize(("walk", "kwargs", "drafter"), BROKEN, ids=str)
+def test_broken_variants_are_caught(walk, kwargs, drafter):
+    worst = max(distance(Problem(seed, 4, config).law(WALKS[walk], drafter, **kwargs),
+                         Problem(seed, 4, config).target())
+                for seed in range(3) for config in [((0, 3),), ((1, 2), (0, 1))])
+    assert worst > 1e-3
+
+
+def test_deterministic_trees_accept_like_sample_and_match():
+    """On a tree without draws both walks are sample-and-match in law: P(v accepted)
+    is the target's path probability, which is the most any lossless verifier gets."""
+    prob = Problem(0, 4, [(1, 0), (1, 0)])
+    tree = prob.draft(None)
+    for walk in WALKS.values():
+        law = enumerate_random_law(lambda rng, walk=walk: walk(tree, lambda v: prob.p_of(
+            tuple(int(tree.tokens[u]) for u in tree.path_to(v))), rng).emitted)
+        first = tuple(int(t) for t in tree.tokens[1:2])
+        p_first = sum(w for seq, w in law.items() if seq[:1] == first and len(seq) > 1)
+        assert abs(p_first - prob.p_of(())[first[0]]) < 1e-12
+
+
+def test_traversal_accepts_at_least_as_much_as_rrs_in_expectation():
+    """Traversal Verification is never worse than token-level rejection sampling on
+    these trees (Weng et al.); on a chain it is Block Verification, strictly better here."""
+    for seed in range(4):
+        prob = Problem(seed, 4, [(0, 2), (0, 2)])
+        mat = {}
+        for name, walk in WALKS.items():
+            def run(rng, walk=walk):
+                tree = prob.draft(rng)
+                paths = {v: tuple(int(tree.tokens[u]) for u in tree.path_to(v)) for v in range(tree.num_nodes)}
+                return walk(tree, lambda v: prob.p_of(paths[v]), rng).emitted
+            mat[name] = sum(len(s) * w for s, w in enumerate_random_law(run).items())
+        assert mat["traversal"] >= mat["rrs"] - 1e-12
