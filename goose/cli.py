@@ -270,7 +270,12 @@ def bench(
                                      "or package.module:factory; name@B fixes a budget (an integer or auto)."),
     budget: str = typer.Option("", help="Budgets for budgeted methods given without @B: integers and/or auto."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
-    seed: int = typer.Option(0, help="Seeds torch (greedy runs do not draw)."),
+    seed: int = typer.Option(0, help="Seeds torch; under sampling prompt i is drawn with seed + i by every method."),
+    temperature: float = typer.Option(0.0, help="0 = greedy (the default); > 0 samples: ar is transformers' seeded "
+                                                "model.generate(do_sample=True), every goose method its lossless "
+                                                "sampling verifier."),
+    top_p: float = typer.Option(1.0, "--top-p", help="Nucleus mass under sampling (1 = off)."),
+    top_k: int = typer.Option(0, "--top-k", help="Top-k under sampling (0 = off)."),
     threads: int = typer.Option(0, help="torch threads (0 = torch's default)."),
     trace: str = typer.Option("auto", help="Method whose traces feed the predictions ('auto': the first goose "
                                            "method with both sources; 'none': no predictions)."),
@@ -300,6 +305,9 @@ def bench(
         budgets = [b.strip() for b in budget.split(",") if b.strip()]
         ms = gb.parse_methods(methods, budgets)
         prompts = gb.load_prompts(task_list, id_list, prompts_per_task or None)
+        sampling = gb.Sampling(temperature, top_k, top_p, seed) if temperature > 0 else None
+        if sampling is not None and trace == "auto":
+            trace = "none"  # replay predictions model greedy acceptance
         trace_label = gb.default_trace_label(ms) if trace == "auto" else None if trace == "none" else trace
         if threads:
             torch.set_num_threads(threads)
@@ -307,7 +315,7 @@ def bench(
         lm, tok = gh.load_model(model, pack=pack, memory=memory)
         console.print(f"{len(prompts)} prompts x {len(ms)} methods: {', '.join(m.label for m in ms)}")
         records = gb.run_bench(lm, tok, prompts, ms, max_new_tokens, out, trace_method=trace_label,
-                               log=lambda s: console.print(f"[red]{s}[/red]"))
+                               log=lambda s: console.print(f"[red]{s}[/red]"), sampling=sampling)
         rss = {"goose_bench_peak_mb": gb.peak_rss_mb()}
         if measure_memory and prompts:
             first = gh.encode_prompt(tok, prompts[0].text, prompts[0].chat)
@@ -316,7 +324,7 @@ def bench(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     meta = gb.run_meta(lm, model, "goose " + " ".join(sys.argv[1:]), ms, len(prompts), max_new_tokens, seed,
-                       trace_label, pack, memory, rss)
+                       trace_label, pack, memory, rss, None if sampling is None else sampling.to_json())
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     predictions = None
     if trace_label is not None:
@@ -329,7 +337,8 @@ def bench(
         table.add_column(col)
     for m, c in summary["overall"].items():
         table.add_row(m, f"{c['mat']:.2f}", f"{c['tokens_per_s']:.1f}",
-                      "-" if c.get("speedup_vs_ar") is None else f"{c['speedup_vs_ar']:.2f}x", c["identical_count"])
+                      "-" if c.get("speedup_vs_ar") is None else f"{c['speedup_vs_ar']:.2f}x",
+                      "- (sampling)" if sampling is not None else c["identical_count"])
     console.print(table)
     if summary["errors"]:
         console.print(f"[red]{len(summary['errors'])} failed run(s): see {out / 'results.md'}[/red]")

@@ -10,6 +10,7 @@ from goose.bench import (
     load_prompts,
     markdown,
     parse_methods,
+    Sampling,
     run_bench,
     summarize,
     write_docs,
@@ -282,3 +283,32 @@ def test_cli_bench_empty_prompt_file(tmp_path):
 def test_cli_bench_docs_needs_a_run(tmp_path):
     res = runner.invoke(app, ["bench-docs", str(tmp_path)])
     assert res.exit_code != 0 and "holds no summary.json" in _said(res)
+
+
+@pytest.mark.model
+def test_sampling_bench_runs_every_sampler_and_reports_the_pairs(tmp_path):
+    prompts = _jsonl(tmp_path / "prompts.jsonl", [
+        {"question_id": 1, "task": "rep", "prompt": "abcabcabcabcabcabc"},
+        {"question_id": 2, "task": "other", "prompt": "the quick brown fox"},
+    ])
+    model = tiny_llama(max_positions=96)
+    methods = parse_methods("ar,hf_pld_k4,goose,stand/rrs,stand/traversal,stand-topk")
+    draw = Sampling(0.8, top_p=0.95, seed=3)
+    records = run_bench(model, CharTokenizer(), load_prompts([str(prompts)], per_task=None), methods, 16,
+                        tmp_path / "out", progress=False, sampling=draw)
+    assert all("error" not in r for r in records), [r.get("error") for r in records]
+    assert all(r["identical_to_ar"] is None and r["sampling"]["temperature"] == 0.8 for r in records)
+    assert {r["sampling"]["seed"] for r in records} == {3, 4}  # prompt i is seeded 3 + i, by every method
+    assert all(r["new_tokens"] == 16 for r in records)
+    # seeded: the same bench again draws the same tokens
+    again = run_bench(model, CharTokenizer(), load_prompts([str(prompts)], per_task=None), methods, 16,
+                      tmp_path / "again", progress=False, sampling=draw)
+    assert [r["tokens"] for r in again] == [r["tokens"] for r in records]
+    summary = summarize(records)
+    md = markdown(summary, {"sampling": draw.to_json()})
+    assert "Identical to `ar`" not in md
+    assert "| stand/traversal / stand-topk |" in md and "| stand/traversal / stand/rrs |" in md
+    with pytest.raises(ValueError, match="unknown verifier 'nope'"):
+        parse_methods("stand/nope")
+    with pytest.raises(ValueError, match="takes no goose verifier"):
+        parse_methods("ar/rrs")

@@ -6,12 +6,13 @@ from ._meta import default_trace_label, run_meta
 from ._prompts import TASKS, BenchPrompt, data_dir, find_reference, load_prompts, load_reference
 from ._release import matching_reference, release
 from ._report import checks, markdown, plot, summarize, write_docs, write_outputs
-from ._run import BenchMethod, hf_generate, parse_methods, run_bench, trace_path
+from ._run import BenchMethod, Sampling, hf_generate, parse_methods, run_bench, trace_path
 
 __all__ = [
     "TASKS",
     "BenchMethod",
     "BenchPrompt",
+    "Sampling",
     "checks",
     "data_dir",
     "default_trace_label",

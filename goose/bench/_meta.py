@@ -21,7 +21,7 @@ def default_trace_label(methods: Sequence[BenchMethod]) -> str | None:
 
 def run_meta(model: Any, model_name: str, command: str, methods: Sequence[BenchMethod], prompts: int,
              max_new_tokens: int, seed: int, trace_label: str | None, pack: bool, memory: str,
-             rss: dict | None = None) -> dict:
+             rss: dict | None = None, sampling: dict | None = None) -> dict:
     """The protocol of a ``goose bench`` run (goes to ``meta.json`` and the report)."""
     import torch
     import transformers
@@ -36,5 +36,5 @@ def run_meta(model: Any, model_name: str, command: str, methods: Sequence[BenchM
             "torch": torch.__version__, "transformers": transformers.__version__, "prompts": prompts,
             "methods": [m.label for m in methods], "trace_method": trace_label, "packed_linears": pack,
             "kernel_memory": memory, "linear_kernels": describe_linear_plans(model),
-            "verify_head": describe_verify_head(model), "memory": rss or {},
+            "verify_head": describe_verify_head(model), "memory": rss or {}, "sampling": sampling,
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}

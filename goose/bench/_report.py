@@ -11,7 +11,7 @@ from typing import Any
 
 from ._release import release
 
-__all__ = ["checks", "markdown", "plot", "summarize", "write_docs", "write_outputs"]
+__all__ = ["checks", "markdown", "plot", "sampling_checks", "summarize", "write_docs", "write_outputs"]
 
 CONTEXT, RECYCLED = "context", "recycled"
 
@@ -166,6 +166,44 @@ def checks(summary: dict, reference: dict | None = None) -> list[str]:
     return lines + release(summary, reference)
 
 
+def sampling_checks(summary: dict) -> list[str]:
+    """Markdown for the sampling claims, measured: stochastic drafts (verified with
+    ``q``) against the same method's deterministic top-k control (``NAME-topk``,
+    sample-and-match) at equal budget and sources, and Traversal Verification against
+    recursive rejection sampling (``NAME/traversal`` vs ``NAME/rrs``); MAT ratios
+    averaged over tasks, and the lowest task."""
+    methods, tasks = summary["methods"], list(summary["tasks"])
+    if not tasks:
+        return []
+
+    def base(m: str) -> tuple[str, str, str]:
+        name, _, verifier = m.partition("/")
+        method, at, budget = name.partition("@")
+        return method, at + budget, verifier
+
+    pairs = []
+    for m in methods:
+        method, budget, verifier = base(m)
+        control = f"{method}-topk{budget}"
+        if control in methods:
+            pairs.append((m, control))
+        if verifier == "traversal" and f"{method}{budget}/rrs" in methods:
+            pairs.append((m, f"{method}{budget}/rrs"))
+    if not pairs:
+        return []
+    lines = ["", "## Sampling: stochastic drafts vs deterministic ones, Traversal vs rejection sampling", "",
+             ("MAT ratio of each pair on the same prompts: a method whose children are drawn from q over its "
+              "`-topk` control (the same sources, shaper and budget, top-k children, sample-and-match), and "
+              "Traversal Verification over recursive rejection sampling on the same method."), "",
+             "| pair | mean over tasks | lowest task |", "|---|---|---|"]
+    for a, b in pairs:
+        ratios = [summary["tasks"][t][a]["mat"] / summary["tasks"][t][b]["mat"] for t in tasks
+                  if summary["tasks"][t][b]["mat"]]
+        if ratios:
+            lines.append(f"| {a} / {b} | {sum(ratios) / len(ratios):.3f}x | {min(ratios):.3f}x |")
+    return lines
+
+
 def _f(x: float | None, fmt: str = ".2f", suffix: str = "") -> str:
     return "-" if x is None else f"{x:{fmt}}{suffix}"
 
@@ -181,9 +219,13 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
         return summary["overall"][m] if scope == "overall" else summary["tasks"][scope][m]
 
     lines: list[str] = []
+    draw = (meta or {}).get("sampling")
+    regime = ("greedy" if not draw else f"sampling at temperature {draw['temperature']:g}"
+              + (f", top-p {draw['top_p']:g}" if draw["top_p"] < 1 else "")
+              + (f", top-k {draw['top_k']}" if draw["top_k"] else "") + f" (prompt i seeded {draw['seed']} + i)")
     if meta:
         lines += ["## Protocol", "", f"- command: `{meta.get('command', '')}`",
-                  (f"- model: {meta.get('model')}, {meta.get('dtype', 'float32')}, greedy, "
+                  (f"- model: {meta.get('model')}, {meta.get('dtype', 'float32')}, {regime}, "
                   f"{meta.get('max_new_tokens')} new tokens, batch 1, {meta.get('threads')} threads, "
                    f"{'goose linear layers (`goose.kernels.pack_linears`)' if meta.get('packed_linears') else 'stock layers'} "
                    "(the same model object for every method)"),
@@ -198,8 +240,11 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
                     if meta.get("memory", {}).get("stock_generate_peak_mb") else []),
                   f"- date: {meta.get('date')}; {meta.get('prompts')} prompts",
                   ("- every method runs on every prompt in one process, after a warm-up, in alternating order "
-                  "(A B C on even prompts, C B A on odd ones); `ar` is `model.generate(do_sample=False)`, "
-                  "`hf_pld_kK` is `model.generate(prompt_lookup_num_tokens=K)`."),
+                  "(A B C on even prompts, C B A on odd ones); `ar` is `model.generate(do_sample="
+                   + ("True)` with the same settings, seeded by `torch.manual_seed`, and every goose method "
+                      "verifies with its lossless sampling verifier (`/rrs`, `/traversal` force one)"
+                      if draw else "False)`") +
+                  ", `hf_pld_kK` is `model.generate(prompt_lookup_num_tokens=K)`."),
                   ("- MAT = new tokens / target forward calls (prefill included; plain decoding = 1.00). "
                   "Speed-up = pooled tokens/s over pooled tokens/s of `ar` on the same prompts; the median "
                   "per-prompt ratio is in the summary JSON."), ""]
@@ -213,9 +258,10 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
         row = [(_f(ar, ".1f", " tok/s") if m == "ar" else _f(cell(s, m).get("speedup_vs_ar"), ".2f", "x"))
                for m in methods]
         lines.append(f"| {s} | " + " | ".join(row) + " |")
-    lines += ["", "## Identical to `ar` (prompts)", "", head, rule]
-    lines += [f"| {s} | " + " | ".join(cell(s, m)["identical_count"] for m in methods) + " |" for s in scopes]
-    lines += checks(summary)
+    if not draw:
+        lines += ["", "## Identical to `ar` (prompts)", "", head, rule]
+        lines += [f"| {s} | " + " | ".join(cell(s, m)["identical_count"] for m in methods) + " |" for s in scopes]
+    lines += checks(summary) + sampling_checks(summary)
     if summary.get("gap"):
         lines += ["", "## Acceptance gap (context vs recycled source)", "",
                   ("Pooled over every method that ran both sources. Per node = accepted / drafted nodes; "

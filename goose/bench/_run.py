@@ -15,9 +15,31 @@ from tqdm.auto import tqdm
 from ..methods import Memory, Method, parse_method
 from ._prompts import BenchPrompt
 
-__all__ = ["BenchMethod", "hf_generate", "parse_methods", "run_bench"]
+__all__ = ["BenchMethod", "Sampling", "hf_generate", "parse_methods", "run_bench"]
 
 HF_PLD_KS = (4, 10)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """A benchmark's sampling settings (``temperature`` > 0). Prompt ``i`` is sampled
+    with seed ``seed + i`` by every method: transformers' ``generate`` after
+    ``torch.manual_seed``, goose's verifiers (and stochastic drafters) from their own
+    generators."""
+
+    temperature: float
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"sampling needs temperature > 0 (0 is the greedy default), got {self.temperature}")
+        if self.top_k < 0 or not 0 < self.top_p <= 1:
+            raise ValueError("top_k must be >= 0 and top_p in (0, 1]")
+
+    def to_json(self) -> dict:
+        return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p, "seed": self.seed}
 
 
 @dataclass(frozen=True)
@@ -26,7 +48,8 @@ class BenchMethod:
 
     ``kind`` is ``"hf"`` (transformers' own ``generate``: plain when ``k == 0``, prompt
     lookup with ``k`` tokens otherwise) or ``"goose"`` (``method`` at ``budget``: an
-    int, ``"auto"`` or None for the method's default).
+    int, ``"auto"`` or None for the method's default), verified under sampling by
+    ``verifier`` (a name of ``goose.verify.VERIFIERS``; None: the method's own choice).
     """
 
     label: str
@@ -35,6 +58,7 @@ class BenchMethod:
     budget: int | str | None = None
     k: int = 0
     method: Method | None = None
+    verifier: str | None = None
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -45,13 +69,22 @@ def parse_methods(text: str | Sequence[str], budgets: Sequence[int | str] = ()) 
     """``ar``, ``hf_pld`` (K = 4 and 10) or ``hf_pld_kK``, and goose's methods by
     registered name or dotted path (``package.module:factory``). ``name@B`` fixes a
     budget (an integer or ``auto``); a method whose rules say ``budgeted`` runs,
-    without ``@B``, once per entry of ``budgets`` (or at its default budget)."""
+    without ``@B``, once per entry of ``budgets`` (or at its default budget). A
+    trailing ``/V`` forces the sampling verifier ``V`` (``stand/rrs``)."""
+    from ..verify import VERIFIERS
+
     names = [x.strip() for x in (text.split(",") if isinstance(text, str) else text) if x.strip()]
     if not names:
         raise ValueError("no methods given")
     out: list[BenchMethod] = []
-    for name in names:
+    for full in names:
+        name, slash, verifier = full.rpartition("/") if "/" in full else (full, "", "")
+        if slash and verifier not in VERIFIERS:
+            raise ValueError(f"unknown verifier {verifier!r} in {full!r}; known: {', '.join(VERIFIERS)}")
+        suffix = f"/{verifier}" if slash else ""
         base, at, b = name.rpartition("@") if "@" in name else (name, "", "")
+        if slash and (base == "ar" or base.startswith("hf_pld")):
+            raise ValueError(f"{base!r} is transformers' own decoding: it takes no goose verifier ({full!r})")
         if at and (base == "ar" or base.startswith("hf_pld")):
             raise ValueError(f"method {base!r} drafts no tree and takes no budget ({name!r})")
         if base == "ar":
@@ -64,8 +97,8 @@ def parse_methods(text: str | Sequence[str], budgets: Sequence[int | str] = ()) 
             method, budget = parse_method(name)
             todo = [budget] if at else [method.check_budget(x) for x in budgets] if method.budgeted and budgets \
                 else [None]
-            out += [BenchMethod(base if bb is None else f"{base}@{bb}", "goose", base, bb, method=method)
-                    for bb in todo]
+            out += [BenchMethod((base if bb is None else f"{base}@{bb}") + suffix, "goose", base, bb, method=method,
+                                verifier=verifier or None) for bb in todo]
     labels = [m.label for m in out]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
@@ -86,7 +119,7 @@ def hf_generate(model: Any, ids: Sequence[int], max_new_tokens: int, *, prompt_l
         kw["prompt_lookup_num_tokens"] = prompt_lookup_num_tokens
     if temperature > 0:
         torch.manual_seed(seed)
-        kw = {"do_sample": True, "temperature": temperature, "top_k": top_k or None, "top_p": top_p}
+        kw.update(do_sample=True, temperature=temperature, top_k=top_k or None, top_p=top_p)
     t0 = time.perf_counter()
     with torch.inference_mode():
         out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens, **kw)
@@ -106,10 +139,13 @@ class _ForwardCounter:
 
 
 def _run_method(session: Any, m: BenchMethod, ids: list[int], max_new_tokens: int, counter: _ForwardCounter,
-                trace: Path | None = None, memory: Memory | None = None, warmup: bool = False) -> dict:
+                trace: Path | None = None, memory: Memory | None = None, warmup: bool = False,
+                sampling: Sampling | None = None, seed: int = 0) -> dict:
     counter.calls = 0
+    draw = {} if sampling is None else {"temperature": sampling.temperature, "top_k": sampling.top_k,
+                                        "top_p": sampling.top_p, "seed": seed}
     if m.kind == "hf":
-        tokens, wall = hf_generate(session.model, ids, max_new_tokens, prompt_lookup_num_tokens=m.k)
+        tokens, wall = hf_generate(session.model, ids, max_new_tokens, prompt_lookup_num_tokens=m.k, **draw)
         return {"tokens": tokens, "new_tokens": len(tokens), "forward_calls": counter.calls, "wall_s": wall,
                 "accept_lengths": None, "accept": {}}
     t0 = time.perf_counter()
@@ -117,7 +153,8 @@ def _run_method(session: Any, m: BenchMethod, ids: list[int], max_new_tokens: in
 
     # the column's own memory, or (warm-up, trace runs) a fresh one: never another column's
     res = gh.generate(session.model, ids, method=m.method, budget=m.budget, max_new_tokens=max_new_tokens,
-                      trace=trace, target=session.target, label=m.label, memory=memory, warmup=warmup)
+                      trace=trace, target=session.target, label=m.label, memory=memory, warmup=warmup,
+                      verifier=m.verifier, **draw)
     wall = time.perf_counter() - t0
     s = res.stats
     if counter.calls != s.forward_calls:
@@ -131,12 +168,14 @@ def _run_method(session: Any, m: BenchMethod, ids: list[int], max_new_tokens: in
 
 def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], methods: Sequence[BenchMethod],
               max_new_tokens: int, out: Path, trace_method: str | None = None, warmup: bool = True,
-              progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
+              progress: bool = True, log: Callable[[str], None] = print,
+              sampling: Sampling | None = None) -> list[dict]:
     """Run every method on every prompt (order A B C on even prompts, C B A on odd
     ones), append one JSON record per (prompt, method) to ``out/records.jsonl`` and
     return them. A prompt or method that fails is recorded with its ``error`` and the
     run goes on. ``trace_method`` (a label) is run once more, untimed, per prompt to
-    record a replay trace under ``out/traces``.
+    record a replay trace under ``out/traces``. With ``sampling``, every method samples
+    (prompt ``i`` with seed ``sampling.seed + i``) and nothing is compared for identity.
 
     Each goose column owns a :class:`~goose.methods.Memory` (used only by
     cross-request methods); the warm-up and the trace runs get throw-away ones, so
@@ -159,7 +198,7 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
             gh.calibrate(model)  # measured (or read from its cache) once, outside every timing
         if warmup:  # first calls pay for lazy initialisation; keep that out of every timing
             for m in methods:
-                _run_method(session, m, [1, 2, 3, 1, 2, 3, 1, 2], 8, counter, warmup=True)
+                _run_method(session, m, [1, 2, 3, 1, 2, 3, 1, 2], 8, counter, warmup=True, sampling=sampling)
         with (out / "records.jsonl").open("w") as f, torch.inference_mode():
             bar = tqdm(total=len(prompts) * len(methods), disable=not progress, unit="run")
             for i, p in enumerate(prompts):
@@ -183,7 +222,8 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
                 for m in (methods if i % 2 == 0 else list(reversed(methods))):
                     bar.set_postfix_str(f"{p.task} {p.qid} {m.label}")
                     try:
-                        got[m.label] = _run_method(session, m, ids, max_new_tokens, counter, memory=memories[m.label])
+                        got[m.label] = _run_method(session, m, ids, max_new_tokens, counter, memory=memories[m.label],
+                                                   sampling=sampling, seed=0 if sampling is None else sampling.seed + i)
                     except Exception as err:  # noqa: BLE001
                         log(f"{m.label} failed on prompt {p.qid} ({p.origin}): {err}")
                         got[m.label] = {"error": f"{type(err).__name__}: {err}"}
@@ -191,12 +231,14 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
                 if traced is not None and "error" not in got.get(traced.label, {"error": 1}):
                     (out / "traces").mkdir(exist_ok=True)
                     _run_method(session, traced, ids, max_new_tokens, counter, trace=trace_path(out, p.qid))
-                ref = got.get("ar", {}).get("tokens")
+                ref = got.get("ar", {}).get("tokens") if sampling is None else None
                 for m in methods:
                     r = got[m.label]
                     rec = base | {"method": m.label, "prompt_tokens": len(ids)} | r
                     if "error" not in r:
                         rec["identical_to_ar"] = None if ref is None else r["tokens"] == ref
+                        if sampling is not None:
+                            rec["sampling"] = sampling.to_json() | {"seed": sampling.seed + i}
                     records.append(rec)
                     f.write(json.dumps(rec) + "\n")
                 f.flush()
