@@ -110,8 +110,9 @@ def rejection_walk(tree: DraftTree, p_at: ProbsAt, rng: Randomness, renormalize:
             if tree.drawn[c]:
                 removed.add(x)
         if nxt is None:
+            mass = p.sum()  # 0 only in the broken variant, whose residual may vanish
             return Verdict(tuple(accepted), tuple(int(tree.tokens[v]) for v in accepted),
-                           rng.sample(p / p.sum()))
+                           rng.sample(p / mass if mass > 0 else p_at(node)))
         accepted.append(nxt)
         node = nxt
 
