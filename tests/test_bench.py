@@ -7,10 +7,10 @@ import pytest
 from typer.testing import CliRunner
 
 from goose.bench import (
+    Sampling,
     load_prompts,
     markdown,
     parse_methods,
-    Sampling,
     run_bench,
     summarize,
     write_docs,
