@@ -116,7 +116,8 @@ class StochasticNGramSource(TokenSource):
             if entry is None:
                 continue
             ids, probs, _ = entry
-            q = DraftDist(tuple(int(t) for t in ids), tuple(float(p) for p in np.minimum(probs, 1.0)))
+            probs = np.clip(probs, 0.0, 1.0) / max(1.0, float(np.clip(probs, 0.0, 1.0).sum()))  # float32 rows may sum past 1
+            q = DraftDist(tuple(int(t) for t in ids), tuple(float(p) for p in probs))
             return [Proposal((t,), (p,), self.name, f"n{size}", q=q) for t, p in zip(q.ids, q.probs, strict=True)
                     if p > 0]
         return []
