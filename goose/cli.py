@@ -256,6 +256,41 @@ def replay(
         raise typer.BadParameter(str(err)) from None
 
 
+@app.command("simulate-sampling")
+def simulate_sampling_cmd(
+    closeness: str = typer.Option("0,0.25,0.5,0.75,0.9", help="How close the draft q is to the target p: "
+                                                             "q = (1 - c) d + c p, comma-separated values of c."),
+    vocab: int = typer.Option(8, help="Vocabulary size of the simulated target."),
+    concentration: float = typer.Option(0.5, help="Dirichlet concentration of p and d (small: peaked)."),
+    children: int = typer.Option(2, help="Children per node (top-k for match, drawn for rrs/traversal)."),
+    depth: int = typer.Option(3, help="Tree depth."),
+    steps: int = typer.Option(400, help="Steps per world."),
+    worlds: int = typer.Option(10, help="Random worlds (p, q at every path) per closeness."),
+    seed: int = typer.Option(0, help="Seed of all randomness."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write results as JSON here."),
+) -> None:
+    """Predict the MAT of sample-and-match (top-k drafts), recursive rejection sampling and
+    Traversal Verification (drafts drawn from q) before any model runs."""
+    from sim import SAMPLING_VERIFIERS, SamplingWorld, simulate_sampling
+
+    try:
+        cs = _floats(closeness, "--closeness")
+        rows = [{"closeness": c} | {v: simulate_sampling(SamplingWorld(vocab, concentration, c, children, depth, seed),
+                                                         v, steps, seed, worlds) for v in SAMPLING_VERIFIERS}
+                for c in cs]
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    table = Table(title=f"sampling MAT: vocab {vocab}, {children} children per node, depth {depth}, "
+                        f"{worlds} worlds x {steps} steps")
+    for col in ("closeness", *SAMPLING_VERIFIERS):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(f"{r['closeness']:g}", *(f"{r[v]['mat']:.3f} ± {r[v]['se']:.3f}" for v in SAMPLING_VERIFIERS))
+    console.print(table)
+    if json_out:
+        json_out.write_text(json.dumps(rows, indent=1))
+
+
 @app.command()
 def bench(
     model: str = typer.Option("smollm2", help="smollm2 (default), gemma3-270m, a local path or a hub id."),

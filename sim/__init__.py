@@ -4,6 +4,9 @@
   goose's real shapers and greedy verifier against a simulated target.
 * Trace replay (:func:`replay`): re-runs any shaper/budget offline on a trace
   recorded from a real greedy run.
+* Sampling regime (:func:`simulate_sampling`, :func:`exact_sampling_mat`): a target
+  ``p`` and a draft ``q`` per node; MAT of sample-and-match, recursive rejection
+  sampling and Traversal Verification.
 """
 
 from ._bench import predict_bench
@@ -14,17 +17,21 @@ from ._grid import closed_form, method_sim_shaper, run_grid, sim_shaper
 from ._models import ChainModel, RecycledModel, SimulationModel, World, WorldSource
 from ._montecarlo import SimResult, simulate
 from ._replay import ReplayResult, TraceSource, load_trace, replay, replay_method
+from ._sampling import SAMPLING_VERIFIERS, SamplingWorld, exact_sampling_mat, simulate_sampling
 
 __all__ = [
+    "SAMPLING_VERIFIERS",
     "ChainModel",
     "RecycledModel",
     "ReplayResult",
+    "SamplingWorld",
     "SimResult",
     "SimulationModel",
     "TraceSource",
     "World",
     "WorldSource",
     "closed_form",
+    "exact_sampling_mat",
     "fit_traces",
     "load_trace",
     "method_sim_shaper",
@@ -35,5 +42,6 @@ __all__ = [
     "run_grid",
     "sim_shaper",
     "simulate",
+    "simulate_sampling",
     "write_figures",
 ]
