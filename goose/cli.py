@@ -384,13 +384,15 @@ def bench(
 def bench_docs(
     run: Path = typer.Argument(..., help="A goose bench results directory."),
     docs: Path = typer.Option(Path("docs/benchmarks.md"), help="The page to (re)write."),
+    section: str | None = typer.Option(None, help="(Re)write only this titled section of the page from the run "
+                                                  "(e.g. a sampling run); the rest of the page is kept."),
 ) -> None:
     """Regenerate the docs' benchmark page from a goose bench results directory."""
     from goose.bench import write_docs
 
     if not (run / "summary.json").is_file():
         raise typer.BadParameter(f"{run} holds no summary.json: run goose bench --out {run} first")
-    console.print(f"wrote {write_docs(run, docs)}")
+    console.print(f"wrote {write_docs(run, docs, section)}")
 
 
 if __name__ == "__main__":

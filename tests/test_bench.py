@@ -172,6 +172,15 @@ def test_bench_outputs_predictions_and_docs_page(tiny_run, tmp_path):
     text = page.read_text()
     assert "goose bench (test)" in text and "(figures/bench_mat.png)" in text
     assert (tmp_path / "docs" / "figures" / "bench_gap.png").is_file()
+    # a titled section (a sampling run) is written next to the page and survives a full rewrite
+    write_docs(out, page, section="Sampling at T = 0.8")
+    text = page.read_text()
+    assert text.count("## Sampling at T = 0.8") == 1 and "### MAT (tokens per target forward)" in text
+    assert (tmp_path / "docs" / "figures" / "sampling-at-t---0-8_bench_mat.png").is_file()
+    write_docs(out, page, section="Sampling at T = 0.8")
+    write_docs(out, page)
+    again = page.read_text()
+    assert again.count("## Sampling at T = 0.8") == 1 and again.startswith("# Benchmarks")
 
 
 def test_markdown_marks_missing_speedups():

