@@ -14,7 +14,8 @@ settings.load_profile(os.environ.get("GOOSE_HYPOTHESIS_PROFILE", "ci"))
 # Cost markers (tests/README.md): every test gets exactly one of fast, tiny_model,
 # real_wheel and gpu; slow is added on top for statistical or long-running tests.
 REAL_WHEEL_FILES = {"test_smollm2.py", "test_gemma3_270m.py"}
-REAL_WHEEL_TESTS = {"test_real_model_tutorial_runs", "test_sampling_tutorial_runs", "test_predict_tutorial_runs", "test_external_drafter_tutorial_runs"}
+REAL_WHEEL_TESTS = {"test_real_model_tutorial_runs", "test_sampling_tutorial_runs", "test_predict_tutorial_runs",
+                    "test_external_drafter_tutorial_runs"}
 
 
 def pytest_collection_modifyitems(config, items):
