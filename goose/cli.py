@@ -291,6 +291,43 @@ def simulate_sampling_cmd(
         json_out.write_text(json.dumps(rows, indent=1))
 
 
+@app.command("check-sampling")
+def check_sampling(
+    methods: str = typer.Option("goose,stand/rrs,stand/traversal,goose-stand/traversal",
+                                help="goose sampling methods, NAME or NAME/VERIFIER, comma-separated."),
+    model: str = typer.Option("smollm2", help="smollm2 (default), gemma3-270m, a local path or a hub id."),
+    prompt: str = typer.Option("Tell me a short story about a dragon.", help="One short prompt (a chat turn)."),
+    samples: int = typer.Option(1000, help="Samples per method (and of transformers' sampling)."),
+    positions: int = typer.Option(4, help="Emitted positions compared, from the first."),
+    temperature: float = typer.Option(0.8),
+    top_p: float = typer.Option(1.0, "--top-p"),
+    seed: int = typer.Option(0),
+    alpha: float = typer.Option(1e-3, help="False-positive rate of each per-position test."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
+) -> None:
+    """Two-sample test per position of each goose sampling method against transformers'
+    model.generate(do_sample=True) on one prompt: lossless methods pass."""
+    import goose.hf as gh
+    from goose.bench import two_sample_check
+
+    if samples < 1 or positions < 1 or temperature <= 0:
+        raise typer.BadParameter("samples and positions must be >= 1 and temperature > 0")
+    lm, tok = gh.load_model(model)
+    ids = gh.encode_prompt(tok, prompt, chat=True)
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    res = two_sample_check(lm, ids, names, samples, positions, temperature, top_p, seed, alpha) | {"prompt": prompt}
+    table = Table(title=f"{samples} samples per method, T={temperature:g}, top-p {top_p:g}: chi-square p-values "
+                        f"per position (alpha {alpha:g} per test; {res['tests']} tests, family-wise <= "
+                        f"{res['family_false_positive_bound']:.3g})")
+    for col in ("method", *(f"pos {i + 1}" for i in range(positions)), "verdict"):
+        table.add_column(col)
+    for m, r in res["methods"].items():
+        table.add_row(m, *(f"{p:.3f}" for p in r["pvalues"]), "same law" if r["passed"] else "DIFFERENT")
+    console.print(table)
+    if json_out:
+        json_out.write_text(json.dumps(res, indent=1))
+
+
 @app.command()
 def bench(
     model: str = typer.Option("smollm2", help="smollm2 (default), gemma3-270m, a local path or a hub id."),

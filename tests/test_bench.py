@@ -321,3 +321,20 @@ def test_sampling_bench_runs_every_sampler_and_reports_the_pairs(tmp_path):
         parse_methods("stand/nope")
     with pytest.raises(ValueError, match="takes no goose verifier"):
         parse_methods("ar/rrs")
+
+
+def test_homogeneity_test_accepts_one_law_and_rejects_two():
+    from collections import Counter
+
+    import numpy as np
+
+    from goose.bench import homogeneity_pvalue
+
+    rng = np.random.default_rng(0)
+    p, q = [0.5, 0.3, 0.15, 0.05], [0.4, 0.4, 0.15, 0.05]
+    same = [homogeneity_pvalue(Counter(rng.choice(4, 2000, p=p).tolist()), Counter(rng.choice(4, 2000, p=p).tolist()))
+            for _ in range(20)]
+    assert min(same) > 1e-3  # each fails with probability 1e-3 at this alpha
+    assert homogeneity_pvalue(Counter(rng.choice(4, 2000, p=p).tolist()),
+                              Counter(rng.choice(4, 2000, p=q).tolist())) < 1e-6
+    assert homogeneity_pvalue(Counter({1: 3}), Counter({1: 5})) == 1.0  # one column: nothing to compare

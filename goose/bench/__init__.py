@@ -7,6 +7,7 @@ from ._prompts import TASKS, BenchPrompt, data_dir, find_reference, load_prompts
 from ._release import matching_reference, release
 from ._report import checks, markdown, plot, summarize, write_docs, write_outputs
 from ._run import BenchMethod, Sampling, hf_generate, parse_methods, run_bench, trace_path
+from ._samecheck import homogeneity_pvalue, sample_first_tokens, two_sample_check
 
 __all__ = [
     "TASKS",
@@ -18,6 +19,7 @@ __all__ = [
     "default_trace_label",
     "find_reference",
     "hf_generate",
+    "homogeneity_pvalue",
     "load_prompts",
     "load_reference",
     "markdown",
@@ -28,9 +30,11 @@ __all__ = [
     "release",
     "run_bench",
     "run_meta",
+    "sample_first_tokens",
     "stock_peak_rss_mb",
     "summarize",
     "trace_path",
+    "two_sample_check",
     "write_docs",
     "write_outputs",
 ]
