@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from goose._cli_sampling import _floats, register_sampling_commands
 from goose.methods import METHODS
 from goose.trees import SHAPERS
 
@@ -16,13 +17,6 @@ NAMED = ", ".join(METHODS)
 app = typer.Typer(help="goose: lossless speculative decoding with anisotropic draft trees.",
                   no_args_is_help=True, add_completion=False)
 console = Console(width=None if Console().is_terminal else 160)
-
-
-def _floats(text: str, what: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"{what} must be comma-separated numbers, got {text!r}") from None
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -256,78 +250,6 @@ def replay(
         raise typer.BadParameter(str(err)) from None
 
 
-@app.command("simulate-sampling")
-def simulate_sampling_cmd(
-    closeness: str = typer.Option("0,0.25,0.5,0.75,0.9", help="How close the draft q is to the target p: "
-                                                             "q = (1 - c) d + c p, comma-separated values of c."),
-    vocab: int = typer.Option(8, help="Vocabulary size of the simulated target."),
-    concentration: float = typer.Option(0.5, help="Dirichlet concentration of p and d (small: peaked)."),
-    children: int = typer.Option(2, help="Children per node (top-k for match, drawn for rrs/traversal)."),
-    depth: int = typer.Option(3, help="Tree depth."),
-    steps: int = typer.Option(400, help="Steps per world."),
-    worlds: int = typer.Option(10, help="Random worlds (p, q at every path) per closeness."),
-    seed: int = typer.Option(0, help="Seed of all randomness."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write results as JSON here."),
-) -> None:
-    """Predict the MAT of sample-and-match (top-k drafts), recursive rejection sampling and
-    Traversal Verification (drafts drawn from q) before any model runs."""
-    from sim import SAMPLING_VERIFIERS, SamplingWorld, simulate_sampling
-
-    try:
-        cs = _floats(closeness, "--closeness")
-        rows = [{"closeness": c} | {v: simulate_sampling(SamplingWorld(vocab, concentration, c, children, depth, seed),
-                                                         v, steps, seed, worlds) for v in SAMPLING_VERIFIERS}
-                for c in cs]
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from None
-    table = Table(title=f"sampling MAT: vocab {vocab}, {children} children per node, depth {depth}, "
-                        f"{worlds} worlds x {steps} steps")
-    for col in ("closeness", *SAMPLING_VERIFIERS):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(f"{r['closeness']:g}", *(f"{r[v]['mat']:.3f} ± {r[v]['se']:.3f}" for v in SAMPLING_VERIFIERS))
-    console.print(table)
-    if json_out:
-        json_out.write_text(json.dumps(rows, indent=1))
-
-
-@app.command("check-sampling")
-def check_sampling(
-    methods: str = typer.Option("goose,stand/rrs,stand/traversal,goose-stand/traversal",
-                                help="goose sampling methods, NAME or NAME/VERIFIER, comma-separated."),
-    model: str = typer.Option("smollm2", help="smollm2 (default), gemma3-270m, a local path or a hub id."),
-    prompt: str = typer.Option("Tell me a short story about a dragon.", help="One short prompt (a chat turn)."),
-    samples: int = typer.Option(1000, help="Samples per method (and of transformers' sampling)."),
-    positions: int = typer.Option(4, help="Emitted positions compared, from the first."),
-    temperature: float = typer.Option(0.8),
-    top_p: float = typer.Option(1.0, "--top-p"),
-    seed: int = typer.Option(0),
-    alpha: float = typer.Option(1e-3, help="False-positive rate of each per-position test."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
-) -> None:
-    """Two-sample test per position of each goose sampling method against transformers'
-    model.generate(do_sample=True) on one prompt: lossless methods pass."""
-    import goose.hf as gh
-    from goose.bench import two_sample_check
-
-    if samples < 1 or positions < 1 or temperature <= 0:
-        raise typer.BadParameter("samples and positions must be >= 1 and temperature > 0")
-    lm, tok = gh.load_model(model)
-    ids = gh.encode_prompt(tok, prompt, chat=True)
-    names = [m.strip() for m in methods.split(",") if m.strip()]
-    res = two_sample_check(lm, ids, names, samples, positions, temperature, top_p, seed, alpha) | {"prompt": prompt}
-    table = Table(title=f"{samples} samples per method, T={temperature:g}, top-p {top_p:g}: chi-square p-values "
-                        f"per position (alpha {alpha:g} per test; {res['tests']} tests, family-wise <= "
-                        f"{res['family_false_positive_bound']:.3g})")
-    for col in ("method", *(f"pos {i + 1}" for i in range(positions)), "verdict"):
-        table.add_column(col)
-    for m, r in res["methods"].items():
-        table.add_row(m, *(f"{p:.3f}" for p in r["pvalues"]), "same law" if r["passed"] else "DIFFERENT")
-    console.print(table)
-    if json_out:
-        json_out.write_text(json.dumps(res, indent=1))
-
-
 @app.command()
 def bench(
     model: str = typer.Option("smollm2", help="smollm2 (default), gemma3-270m, a local path or a hub id."),
@@ -431,6 +353,8 @@ def bench_docs(
         raise typer.BadParameter(f"{run} holds no summary.json: run goose bench --out {run} first")
     console.print(f"wrote {write_docs(run, docs, section)}")
 
+
+register_sampling_commands(app, console)
 
 if __name__ == "__main__":
     app()

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from goose.trees import DraftTree
-from goose.verify import enumerate_random_law, rejection_walk, traversal_walk
-from goose.verify._base import sample_and_match
+from goose.verify import enumerate_random_law, rejection_walk, sample_and_match, traversal_walk
 
 __all__ = ["SAMPLING_VERIFIERS", "SamplingWorld", "exact_sampling_mat", "simulate_sampling"]
 

@@ -1,11 +1,12 @@
 """Benchmarks: goose's methods next to plain decoding and transformers' prompt lookup,
 interleaved in one process, with summaries, plots and a docs page (``goose bench``)."""
 
+from ._docs import write_docs
 from ._memory import peak_rss_mb, stock_peak_rss_mb
 from ._meta import default_trace_label, run_meta
 from ._prompts import TASKS, BenchPrompt, data_dir, find_reference, load_prompts, load_reference
 from ._release import matching_reference, release
-from ._report import checks, markdown, plot, summarize, write_docs, write_outputs
+from ._report import checks, markdown, plot, sampling_checks, summarize, write_outputs
 from ._run import BenchMethod, Sampling, hf_generate, parse_methods, run_bench, trace_path
 from ._samecheck import homogeneity_pvalue, sample_first_tokens, two_sample_check
 
@@ -30,6 +31,7 @@ __all__ = [
     "release",
     "run_bench",
     "run_meta",
+    "sampling_checks",
     "sample_first_tokens",
     "stock_peak_rss_mb",
     "summarize",
