@@ -133,6 +133,7 @@ def generate(
     top_p: float = typer.Option(1.0, "--top-p"),
     top_k: int = typer.Option(0, "--top-k"),
     seed: int = typer.Option(0),
+    verifier: str = typer.Option("auto", help="Under sampling: auto (from the trees), match, rrs or traversal."),
     chat: bool = typer.Option(True, "--chat/--raw", help="Wrap the prompt in the chat template."),
     json_out: Path | None = typer.Option(None, "--json", help="Write tokens, text and stats here."),
     stats: bool = typer.Option(False, "--stats", help="Print the time split and per-source acceptance."),
@@ -163,7 +164,7 @@ def generate(
 
         out = gh.generate(lm, ids, tokenizer=tok, method=m, budget=use_budget, max_new_tokens=max_new_tokens,
                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, on_commit=stream,
-                          trace=trace)
+                          trace=trace, verifier=verifier)
         console.print()
         plain = _plain_decoding(lm, ids, max_new_tokens, temperature, top_k, top_p, seed) if compare else None
         rss = {"goose_peak_mb": peak_rss_mb()}
