@@ -48,6 +48,10 @@ class AutoBudgetShaper(TreeShaper):
     def __init__(self, inner: TreeShaper, cost: Callable[[float], float], horizon: int = 16) -> None:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
+        if getattr(inner, "draws_from_q", False):
+            raise ValueError("a shaper that draws children from q takes a fixed budget, not 'auto': cutting its "
+                             "trees by values that read the drawn tokens would bias what the verifier is told "
+                             "(docs/theory.md, section 7b)")
         self.inner = inner
         self.cost = cost
         self.horizon = int(horizon)
