@@ -124,6 +124,17 @@ class RecyclingSource(TokenSource):
             return ids[keep], self._probs[token][keep]
         return np.empty(0, np.int64), np.empty(0, np.float64)
 
+    @staticmethod
+    def _q(ids: np.ndarray, probs: np.ndarray) -> DraftDist:
+        """The row as a draft distribution: each token once (a hand-made observation may
+        repeat one; the target's top-k never does), total mass at most 1."""
+        id_list, mass = ids.tolist(), np.clip(probs, 0.0, 1.0)
+        if len(set(id_list)) < len(id_list):
+            first = np.sort(np.unique(ids, return_index=True)[1])
+            id_list, mass = ids[first].tolist(), mass[first]
+        total = float(mass.sum())
+        return DraftDist(tuple(id_list), tuple((mass / total if total > 1.0 else mass).tolist()))
+
     def propose(self, context: Sequence[int], path: Sequence[int] = ()) -> list[Proposal]:
         if not context:
             return []
@@ -136,10 +147,7 @@ class RecyclingSource(TokenSource):
         ids, probs = self.row(token, prev)
         if ids.size == 0:
             return []
-        _, first = np.unique(ids, return_index=True)  # q lists a token once (a row may repeat one)
-        first = np.sort(first)
-        mass = np.clip(probs[first], 0.0, 1.0)
-        q = DraftDist(tuple(int(t) for t in ids[first]), tuple(float(p) for p in mass / max(1.0, float(mass.sum()))))
+        q = self._q(ids, probs)
         return [
             Proposal((int(t),), (float(p),), self.name, f"rank{r}", q=q)
             for r, (t, p) in enumerate(zip(ids, probs, strict=True))
