@@ -136,8 +136,12 @@ def traversal_walk(tree: DraftTree, p_at: ProbsAt, rng: Randomness, correct: boo
             p[u] = p_at(u)
         return p[u]
 
+    laws: dict[int, np.ndarray] = {}  # slot law of each node's first remaining child
+
     def law(u: int) -> np.ndarray:
-        return slot_law(tree, u, left[u][0], removed[u], probs(u).shape[0])
+        if u not in laws:
+            laws[u] = slot_law(tree, u, left[u][0], removed[u], probs(u).shape[0])
+        return laws[u]
 
     while True:
         chain, ws = [0], [w[0]]  # the first remaining leaf's path and each node's w on it
@@ -163,5 +167,6 @@ def traversal_walk(tree: DraftTree, p_at: ProbsAt, rng: Randomness, correct: boo
         else:
             w[u] = wu
         left[u].pop(0)
+        laws.pop(u, None)
         if tree.drawn[v]:
             removed[u].add(int(tree.tokens[v]))
