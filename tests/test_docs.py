@@ -57,7 +57,7 @@ def test_sampling_tutorial_runs():
     namespace = run_tutorial("sampling.md", 4)
     runs = namespace["runs"]
     assert set(runs) == {"stand/rrs", "stand/traversal", "stand-topk/match"}
-    assert all(r.stats.new_tokens == 48 and r.stats.lossless for r in runs.values())
+    assert all(0 < r.stats.new_tokens <= 48 and r.stats.lossless for r in runs.values())  # EOS may come first
 
 
 @pytest.mark.skipif(shutil.which("mkdocs") is None and sys.modules.get("mkdocs") is None,
