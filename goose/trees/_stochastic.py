@@ -73,6 +73,7 @@ class StochasticShaper(_EstimatedShaper):
         self.estimator = estimator
         self._rng = np.random.default_rng(self.seed)
         self.last_delay = 0
+        self._drawn_source = ""
 
     @property
     def draws_from_q(self) -> bool:
@@ -85,7 +86,7 @@ class StochasticShaper(_EstimatedShaper):
     def _delay(self, sources: Sequence[TokenSource]) -> int:
         if self.delay != "auto":
             return int(self.delay)
-        name = next((s.name for s in sources), "")
+        name = self._drawn_source  # the source drawn from at the last step ("" before the first)
         d = 0
         while d < self.max_depth - 1 and self._a(name, "slot0", d + 1, 0.5) >= self.confident:
             d += 1
@@ -143,6 +144,7 @@ class StochasticShaper(_EstimatedShaper):
             if drawn is None:
                 return
             name, props = drawn
+            self._drawn_source = name
             ids, probs = self._tempered(props, set(det))
             if ids.size == 0:
                 return
