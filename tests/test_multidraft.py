@@ -229,3 +229,33 @@ def test_gumbel_top_k_draws_follow_sampling_without_replacement():
     # power: the law of two independent draws conditioned on being distinct is rejected
     distinct = {k: q[k[0] - 2] * q[k[1] - 2] / (1 - (q**2).sum()) for k in law}
     assert chi_square_pvalue(counts, distinct) < 1e-6
+
+
+def test_the_verifier_follows_the_trees_and_a_wrong_forced_one_is_refused():
+    from goose.verify import (
+        GreedyVerifier,
+        RejectionVerifier,
+        SamplingVerifier,
+        TraversalVerifier,
+        select_verifier,
+    )
+
+    assert isinstance(select_verifier(None, draws=True, temperature=0.0), GreedyVerifier)
+    assert isinstance(select_verifier("auto", draws=True, temperature=0.8), TraversalVerifier)
+    assert isinstance(select_verifier(None, draws=False, temperature=0.8), SamplingVerifier)
+    assert isinstance(select_verifier("rrs", draws=True, temperature=1.0), RejectionVerifier)
+    with pytest.raises(ValueError, match="reads the draft distribution q, but this method drafts deterministic"):
+        select_verifier("traversal", draws=False, temperature=0.8)
+    with pytest.raises(ValueError, match="lossless only for deterministic drafts"):
+        select_verifier("match", draws=True, temperature=0.8)
+    with pytest.raises(ValueError, match="needs temperature > 0"):
+        select_verifier("rrs", draws=True, temperature=0.0)
+    with pytest.raises(ValueError, match="unknown verifier 'nope'"):
+        select_verifier("nope", draws=True, temperature=0.8)
+    drawn = DraftTree([0, 1], [-1, 0], q={0: (np.array([1, 2]), np.array([0.5, 0.5]))}, drawn=[False, True])
+    with pytest.raises(ValueError, match="has children drawn from q"):
+        SamplingVerifier(0.8).verify(drawn, torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="carries no q"):
+        DraftTree([0, 1], [-1, 0], drawn=[False, True])
+    with pytest.raises(ValueError, match="cannot draw"):
+        DraftTree([0, 3], [-1, 0], q={0: (np.array([1, 2]), np.array([0.5, 0.5]))}, drawn=[False, True])
