@@ -72,7 +72,6 @@ class StochasticShaper(_EstimatedShaper):
         self.max_children, self.max_depth, self.delay, self.confident = max_children, max_depth, delay, confident
         self.estimator = estimator
         self._rng = np.random.default_rng(self.seed)
-        self.last_delay = 0
         self._drawn_source = ""
 
     @property
@@ -107,7 +106,7 @@ class StochasticShaper(_EstimatedShaper):
         b, heap, tick = TreeBuilder(context[-1]), [], itertools.count()
         value_of: dict[int, float] = {0: 1.0}
         pending: dict[int, tuple[str, np.ndarray, np.ndarray]] = {}  # node -> (source, q, draw order)
-        self.last_delay = delay = self._delay(sources) if self.draws_from_q else 0
+        delay = self._delay(sources) if self.draws_from_q else 0
 
         def push_slot(node: int, slot: int) -> None:
             name, (ids, probs), order = pending[node]

@@ -109,10 +109,11 @@ class SamplingVerifier(Verifier):
 
 
 class _QVerifier(SamplingVerifier):
-    reads_q = True
+    """A verifier of drawn trees: its ``walk`` (``(tree, p_at, rng) -> Verdict``) on
+    float64 rows of the processed target distribution."""
 
-    def _walk(self, tree: DraftTree, p_at, rng: TorchRandomness) -> Verdict:  # noqa: ANN001
-        raise NotImplementedError
+    reads_q = True
+    walk = staticmethod(rejection_walk)
 
     def verify(self, tree: DraftTree, logits: torch.Tensor) -> Verdict:
         check_logits(tree, logits)
@@ -123,7 +124,7 @@ class _QVerifier(SamplingVerifier):
                 rows[node] = self.node_probs(logits[node : node + 1].double())[0].cpu().numpy()
             return rows[node]
 
-        return self._walk(tree, p_at, TorchRandomness(self.generator))
+        return self.walk(tree, p_at, TorchRandomness(self.generator))
 
 
 class RejectionVerifier(_QVerifier):
@@ -140,8 +141,7 @@ class RejectionVerifier(_QVerifier):
         (1, 2)
     """
 
-    def _walk(self, tree: DraftTree, p_at, rng: TorchRandomness) -> Verdict:  # noqa: ANN001
-        return rejection_walk(tree, p_at, rng)
+    walk = staticmethod(rejection_walk)
 
 
 class TraversalVerifier(_QVerifier):
@@ -150,5 +150,4 @@ class TraversalVerifier(_QVerifier):
     it accepts at least as much as :class:`RejectionVerifier` on the same trees. Same
     arguments as :class:`SamplingVerifier`."""
 
-    def _walk(self, tree: DraftTree, p_at, rng: TorchRandomness) -> Verdict:  # noqa: ANN001
-        return traversal_walk(tree, p_at, rng)
+    walk = staticmethod(traversal_walk)
