@@ -24,7 +24,7 @@ import torch
 
 from ..sources import Lifecycle, Observation, TokenSource
 from ..trees import DraftTree, TreeShaper, check_budget
-from ..verify import Verifier
+from ..verify import BoundedLogits, Verifier
 from ._stats import GenerationResult, GenerationStats
 
 __all__ = ["GenerationResult", "GenerationStats", "Target", "decode"]
@@ -51,6 +51,11 @@ class Target(Protocol):
     def forward_tree(self, tree: DraftTree, argmax_only: bool = False) -> torch.Tensor:
         """``[num_nodes, vocab]`` logits after every node of ``tree`` (root = last
         committed token, not yet cached). Appends the nodes to the cache.
+
+        A target whose ``bounded_logits`` attribute is true also takes ``bounded=True``
+        (passed only when the verifier reads them, ``Verifier.reads_bounds``) and may
+        then return :class:`~goose.verify.BoundedLogits`: approximate logits with
+        rigorous bounds, exact entries and rows on demand.
 
         ``argmax_only=True`` (passed only when the verifier reads nothing but each
         row's argmax, :attr:`Verifier.argmax_only`, and ``argmax_only_logits`` is
@@ -111,10 +116,12 @@ def _prefill(target: Target, prompt: list[int], watchers: Sequence[TokenSource],
     return logits
 
 
-def _observe(watchers: Sequence[TokenSource], tree: DraftTree, prev_root: int, logits: torch.Tensor,
-             k: int) -> None:
+def _observe(watchers: Sequence[TokenSource], tree: DraftTree, prev_root: int,
+             logits: torch.Tensor | BoundedLogits, k: int) -> None:
     if not watchers:
         return
+    if isinstance(logits, BoundedLogits):  # the sources only draft: approximate top entries serve
+        logits = logits.approx
     k = min(k, logits.shape[-1])
     top = torch.topk(logits.float(), k, dim=-1)  # values/indices [n, k]
     lse = torch.logsumexp(logits.float(), dim=-1, keepdim=True)  # [n, 1]
@@ -200,6 +207,8 @@ def decode(
         raise ValueError(f"max_new_tokens must be > 0, got {max_new_tokens}")
     budget, watchers = check_budget(budget), _watchers(sources)
     argmax_only = bool(verifier.argmax_only and getattr(target, "argmax_only_logits", False))
+    bounded = {"bounded": True} if getattr(verifier, "reads_bounds", False) and getattr(target, "bounded_logits",
+                                                                                           False) else {}
     stats, t_start = GenerationStats(lossless=bool(verifier.lossless)), time.perf_counter()
     seq = _Sequence(prompt, max_new_tokens, eos_token_ids, [*sources, shaper], on_commit)
     logits = _prefill(target, seq.committed, watchers, observe_k)
@@ -210,7 +219,7 @@ def decode(
         t0 = time.perf_counter()
         tree = _fit(shaper.shape(seq.committed, sources, budget), target, seq)
         t1 = time.perf_counter()
-        logits = target.forward_tree(tree, argmax_only=argmax_only)
+        logits = target.forward_tree(tree, argmax_only=argmax_only, **bounded)
         t2 = time.perf_counter()
         verdict = verifier.verify(tree, logits)
         t3 = time.perf_counter()

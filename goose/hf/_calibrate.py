@@ -25,19 +25,21 @@ CALIBRATION_CONTEXTS = (256, 1024)
 
 def calibrate(
     model: Any, sizes: Sequence[int] = CALIBRATION_SIZES, context: int | Sequence[int] = CALIBRATION_CONTEXTS,
-    reps: int = 7, cache: bool = True, argmax_only: bool = True,
+    reps: int = 7, cache: bool = True, argmax_only: bool = True, bounded: bool = False,
 ) -> CostCurve:
     """Measure the forward cost c(n) of a tree pass over n tokens (median of ``reps``)
     after ``context`` cached tokens (one length, or several: then the curve holds one
     row per length, and :class:`~goose.trees.AutoBudgetShaper` reads it at the current
     one). ``argmax_only`` times the passes greedy verification runs (see
-    :attr:`HFTarget.argmax_only_logits`); ``False``, those sampling runs.
+    :attr:`HFTarget.argmax_only_logits`); ``False``, those sampling runs: with
+    ``bounded``, the passes whose logits a sampling verifier reads within bounds
+    (:attr:`HFTarget.bounded_logits`), else float32 logits for every node.
     Lengths past the model's window are left out. Cached per model, device, dtype,
     thread count and kernel plan under ``$GOOSE_CACHE/cost`` unless ``cache=False``."""
     device = next(model.parameters()).device
     key = (f"{model.config._name_or_path}|{model.config.model_type}|{device}|{model.dtype}|"
            f"{torch.get_num_threads()}|packed={linear_plan_digest(model)}|{PackedLinear.PACK_ROWS}|"
-           f"argmax_only={argmax_only}|v9|{list(sizes)}|{context}")
+           f"argmax_only={argmax_only}|bounded={bounded}|v9|{list(sizes)}|{context}")
     path = cache_dir("cost") / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
     if cache and path.exists():
         return CostCurve.load(path)
@@ -60,7 +62,7 @@ def calibrate(
                 nxt = [block[(length + i) % len(block)] for i in range(n)]
                 tree = DraftTree.chain(nxt[0], nxt[1:])
                 t0 = time.perf_counter()
-                target.forward_tree(tree, argmax_only=argmax_only)
+                target.forward_tree(tree, argmax_only=argmax_only, **({"bounded": True} if bounded else {}))
                 times[n].append(time.perf_counter() - t0)
                 target.commit(tree, [])
                 target.rewind(1)  # back to the same length: every pass sees the same context

@@ -130,8 +130,11 @@ def generate(
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     m, want = resolve_method(method, budget)
     ctx = m.context(label, want, warmup, memory, temperature, seed)
-    argmax_only = verifier.argmax_only if isinstance(verifier, Verifier) else temperature == 0
-    cost = calibrate(model, argmax_only=bool(argmax_only)) if ctx.auto else None
+    if isinstance(verifier, Verifier):
+        argmax_only, bounded = verifier.argmax_only, getattr(verifier, "reads_bounds", False)
+    else:  # a method with budget auto drafts deterministic trees: greedy, or sample-and-match
+        argmax_only, bounded = temperature == 0, temperature > 0 and verifier in (None, "auto", "match")
+    cost = calibrate(model, argmax_only=bool(argmax_only), bounded=bool(bounded)) if ctx.auto else None
     parts = m.build(ctx, cost)
     if shaper is not None and cost is not None:
         shaper = AutoBudgetShaper(shaper, cost)

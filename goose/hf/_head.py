@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from ..verify import BoundedLogits
+
 __all__ = ["VerifyHead", "cpu_has_fast_bf16"]
 
 
@@ -82,6 +84,37 @@ class VerifyHead:
         packed, _ = self._bf16()
         return self._cap(torch.ops.mkldnn._linear_pointwise(hidden.to(torch.bfloat16), packed, None, "none", [],
                                                             "").float())
+
+    @property
+    def bounds(self) -> bool:
+        """Whether :meth:`bounded_logits` gives bounds (else it gives exact logits)."""
+        return self.bf16 and not self.softcap
+
+    def bounded_logits(self, hidden: torch.Tensor) -> BoundedLogits | torch.Tensor:
+        """The logits of ``hidden`` ``[n, d]`` for exact sampling
+        (:func:`goose.verify.sample_bounded`): the bfloat16 head's values with the radius
+        of :meth:`argmax_exact_logits` (``F |a_j| + E |w_j| |x|``), float32 entries
+        and rows on demand. Exact ``[n, vocab]`` logits where :attr:`bounds` is false."""
+        if not self.bounds:
+            return self.logits(hidden)
+        packed, norms = self._bf16()
+        head = self.model.get_output_embeddings()
+        weight = head.weight.detach()
+        approx = torch.ops.mkldnn._linear_pointwise(hidden.to(torch.bfloat16), packed, None, "none", [], "").float()
+        x_norm = hidden.norm(dim=-1)  # [n]
+
+        def radius(i: int) -> torch.Tensor:  # [vocab]
+            return self.BF16_OUT_ERROR * approx[i].abs() + self.BF16_DOT_ERROR * norms * x_norm[i]
+
+        def entries(i: int, cols: torch.Tensor) -> torch.Tensor:  # [len(cols)]
+            with torch.inference_mode():
+                return (weight[cols] * hidden[i]).sum(dim=-1)
+
+        def row(i: int) -> torch.Tensor:  # [vocab]
+            with torch.inference_mode():
+                return head(hidden[i : i + 1]).float()[0]
+
+        return BoundedLogits(approx, radius, entries, row)
 
     def argmax_exact_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """``[n, vocab]`` float32 logits of ``hidden`` ``[n, d]`` that are exact (float32)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..trees import DraftTree
+from ..verify import BoundedLogits
 from ._cache import new_cache
 from ._head import VerifyHead
 
@@ -64,6 +65,7 @@ class HFTarget:
         self.dtype = next(model.parameters()).dtype
         self.head = VerifyHead(model)
         self.argmax_only_logits = self.head.bf16
+        self.bounded_logits = self.head.bounds
         self.cache: Any = None
         self.past = 0
         self._hidden: torch.Tensor | None = None
@@ -122,7 +124,8 @@ class HFTarget:
         self._hidden = None
         return torch.cat(ids).numpy(), torch.cat(probs).numpy()
 
-    def forward_tree(self, tree: DraftTree, argmax_only: bool = False) -> torch.Tensor:
+    def forward_tree(self, tree: DraftTree, argmax_only: bool = False,
+                     bounded: bool = False) -> torch.Tensor | BoundedLogits:
         if self.past + int(tree.depths.max()) >= self.max_positions:
             raise ValueError(f"generation reached the model's context window ({self.max_positions} tokens)")
         ids = torch.from_numpy(tree.tokens)[None].to(self.device)  # [1, n]
@@ -137,6 +140,8 @@ class HFTarget:
             hidden = out.last_hidden_state[0]  # [n, hidden]
             if argmax_only and self.argmax_only_logits:
                 return self.head.argmax_exact_logits(hidden)
+            if bounded and self.bounded_logits:
+                return self.head.bounded_logits(hidden)
             return self.head.logits(hidden)  # [n, vocab]
 
     def commit(self, tree: DraftTree, accepted: Sequence[int]) -> None:

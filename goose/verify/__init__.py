@@ -3,8 +3,11 @@
 :class:`GreedyVerifier` (argmax walk), :class:`SamplingVerifier`
 (sample-and-match, deterministic drafts), :class:`RejectionVerifier` and
 :class:`TraversalVerifier` (drafts drawn from q) are lossless; :class:`LooseVerifier` is **lossy** and opt-in.
+:class:`BoundedLogits` and :func:`sample_bounded` sample exactly from logits known
+within bounds (a cheap approximate head, exact entries on demand).
 """
 
+from ._bounded import BoundedLogits, processed_probs, sample_bounded, sample_processed
 from ._base import Verdict, Verifier, check_logits, sample_and_match
 from ._greedy import GreedyVerifier
 from ._loose import LooseVerifier
@@ -15,6 +18,7 @@ from ._select import VERIFIERS, select_verifier
 
 __all__ = [
     "VERIFIERS",
+    "BoundedLogits",
     "GreedyVerifier",
     "Randomness",
     "TorchRandomness",
@@ -33,6 +37,9 @@ __all__ = [
     "enumerate_law",
     "naive_greedy",
     "process_logits",
+    "processed_probs",
+    "sample_bounded",
+    "sample_processed",
     "sample_and_match",
     "select_verifier",
     "target_law",

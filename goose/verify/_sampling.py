@@ -7,6 +7,7 @@ import torch
 
 from ..trees import DraftTree
 from ._base import Verdict, Verifier, check_logits, sample_and_match
+from ._bounded import BoundedLogits, processed_probs, sample_bounded, sample_processed
 from ._multidraft import TorchRandomness, rejection_walk, traversal_walk
 
 __all__ = ["RejectionVerifier", "SamplingVerifier", "TraversalVerifier", "process_logits"]
@@ -92,18 +93,21 @@ class SamplingVerifier(Verifier):
 
     reads_q = False
     """Whether the verifier reads the draft distributions trees carry (and may verify drawn nodes)."""
+    reads_bounds = True
+    """Whether :meth:`verify` takes :class:`~goose.verify.BoundedLogits` (approximate
+    logits, exact on demand); the decode loop then asks a target that can for them."""
 
-    def verify(self, tree: DraftTree, logits: torch.Tensor) -> Verdict:
+    def verify(self, tree: DraftTree, logits: torch.Tensor | BoundedLogits) -> Verdict:
         check_logits(tree, logits)
         if tree.has_draws:
             raise ValueError(f"{type(self).__name__} is lossless only for deterministic drafts, and this tree has "
                              "children drawn from q: verify it with RejectionVerifier or TraversalVerifier")
+        t, k, p, gen = self.temperature, self.top_k, self.top_p, self.generator
 
         def draw(node: int) -> int:
-            p = self.node_probs(logits[node : node + 1])  # [1, vocab]
-            if p.device != self.generator.device:
-                p = p.to(self.generator.device)
-            return int(torch.multinomial(p[0], 1, generator=self.generator))
+            if isinstance(logits, BoundedLogits):
+                return sample_bounded(logits, node, gen, t, k, p)
+            return sample_processed(logits[node].to(gen.device), gen, t, k, p)
 
         return sample_and_match(tree, draw)
 
@@ -113,6 +117,7 @@ class _QVerifier(SamplingVerifier):
     float64 rows of the processed target distribution."""
 
     reads_q = True
+    reads_bounds = False
     walk = staticmethod(rejection_walk)
 
     def verify(self, tree: DraftTree, logits: torch.Tensor) -> Verdict:
@@ -121,7 +126,9 @@ class _QVerifier(SamplingVerifier):
 
         def p_at(node: int) -> np.ndarray:  # [vocab] float64, processed like plain sampling
             if node not in rows:
-                rows[node] = self.node_probs(logits[node : node + 1].double())[0].cpu().numpy()
+                ids, probs = processed_probs(logits[node].double().cpu(), self.temperature, self.top_k, self.top_p)
+                rows[node] = np.zeros(logits.shape[1])
+                rows[node][ids.numpy()] = probs.numpy()
             return rows[node]
 
         return self.walk(tree, p_at, TorchRandomness(self.generator))
