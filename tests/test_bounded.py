@@ -124,3 +124,27 @@ def test_exact_work_is_small_for_tight_bounds():
         sample_bounded(bounded, 0, gen, 0.8, 0, 0.95)
     assert bounded.exact_rows == 0
     assert bounded.exact_entries < 20 * 2000
+
+
+@pytest.mark.model
+def test_sampling_on_a_model_reads_bounded_passes():
+    # the decode loop hands sample-and-match bounded passes wherever the head gives bounds,
+    # and float32 rows to the verifiers that read q
+    from goose.hf import HFTarget, generate
+    from goose.verify import RejectionVerifier, SamplingVerifier
+
+    from .tiny import tiny_llama
+
+    model = tiny_llama(vocab=64, seed=0)
+    if not HFTarget(model).bounded_logits:
+        pytest.skip("no native bfloat16 on this CPU: every pass gives float32 rows")
+    seen: dict[str, list[type]] = {}
+    for verifier in (SamplingVerifier(0.8, top_p=0.95), RejectionVerifier(0.8, top_p=0.95)):
+        log = seen.setdefault(type(verifier).__name__, [])
+        inner = verifier.verify
+        verifier.verify = lambda tree, logits, inner=inner, log=log: log.append(type(logits)) or inner(tree, logits)
+        generate(model, [1, 2, 3, 1, 2, 3], method="goose" if verifier.reads_bounds else "stand",
+                 verifier=verifier, temperature=0.8, top_p=0.95, max_new_tokens=12, eos_token_id=[])
+    # the first call verifies the prefill's float32 row; every tree pass after it:
+    assert set(seen["SamplingVerifier"][1:]) == {BoundedLogits}
+    assert set(seen["RejectionVerifier"][1:]) == {torch.Tensor}

@@ -66,3 +66,30 @@ def test_readme_main_job_compares_with_model_generate(tmp_path):
     rec = json.loads(out.read_text())
     assert rec["ar"]["identical"] and rec["ar"]["tokens"] == rec["tokens"] and len(rec["tokens"]) == 24
     assert rec["stats"]["forward_calls"] <= 24 and rec["ar"]["tokens_per_s"] > 0
+
+
+def test_bounded_logits_bound_the_float32_head(smollm2):
+    """The bfloat16 head's radius holds on real rows, and sampling from the bounds picks,
+    draw for draw, the token Gumbel-max with rejection picks on the float32 rows."""
+    from goose.hf import VerifyHead
+    from goose.verify import BoundedLogits, sample_bounded
+
+    from .test_bounded import reference_sample
+
+    model, tok = smollm2
+    head = VerifyHead(model)
+    if not head.bounds:
+        pytest.skip("no native bfloat16 on this CPU: sampling reads float32 rows")
+    ids = tok("def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n    if n < 2:")["input_ids"]
+    with torch.inference_mode():
+        hidden = model.get_decoder()(input_ids=torch.tensor([ids])).last_hidden_state[0]  # [n, d]
+        bounded, exact = head.bounded_logits(hidden), head.logits(hidden)
+    assert isinstance(bounded, BoundedLogits)
+    for i in range(len(ids)):
+        assert bool(((bounded.approx[i] - exact[i]).abs() <= bounded.radius(i)).all())
+    for temperature, top_p in ((0.8, 0.95), (1.0, 1.0)):
+        for i in range(len(ids)):
+            for s in range(10):
+                g1, g2 = torch.Generator().manual_seed(s), torch.Generator().manual_seed(s)
+                assert sample_bounded(bounded, i, g1, temperature, 0, top_p) == \
+                    reference_sample(exact[i], g2, temperature, top_p)
