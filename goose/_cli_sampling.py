@@ -92,3 +92,54 @@ def register_sampling_commands(app: typer.Typer, console: Console) -> None:
         console.print(table)
         if json_out:
             json_out.write_text(json.dumps(res, indent=1))
+
+
+    @app.command("compare-verifiers")
+    def compare_verifiers(
+        method: str = typer.Option("goose-stand", help="A method that draws children from q (its trees are compared)."),
+        verifiers: str = typer.Option("rrs,traversal", help="Verifiers that read q, comma-separated: the first is "
+                                                           "the baseline of the paired differences."),
+        model: str = typer.Option("smollm2", help="smollm2 (default), gemma3-270m, a local path or a hub id."),
+        ids: str = typer.Option("release-dev", help="Question ids, comma-separated, or 'release-dev'."),
+        tasks: str = typer.Option("mt_bench,translation,summarization,qa,math_reasoning,rag,humaneval",
+                                  help="Tasks the ids come from."),
+        repeats: int = typer.Option(20, help="Verifications per tree and verifier."),
+        max_new_tokens: int = typer.Option(128),
+        temperature: float = typer.Option(0.8),
+        top_p: float = typer.Option(1.0, "--top-p"),
+        top_k: int = typer.Option(0, "--top-k"),
+        seed: int = typer.Option(0),
+        json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
+    ) -> None:
+        """Verifiers that read q on the very same trees: each drawn tree of one generation is
+        verified many times by each, and the mean accepted lengths are compared tree by tree."""
+        import goose.hf as gh
+        from goose import bench as gb
+
+        try:
+            if temperature <= 0:
+                raise ValueError("compare-verifiers samples: give --temperature > 0")
+            id_list = [x.strip() for x in ids.split(",") if x.strip()]
+            task_list = [t.strip() for t in tasks.split(",") if t.strip()]
+            ref = gb.find_reference(id_list[0]) if len(id_list) == 1 else None
+            if ref is not None:
+                task_list, id_list = list(ref["ids"]), [q for qs in ref["ids"].values() for q in qs]
+            prompts = gb.load_prompts(task_list, id_list, None)
+            lm, tok = gh.load_model(model)
+            enc = [gh.encode_prompt(tok, p.text, p.chat) for p in prompts]
+            names = [v.strip() for v in verifiers.split(",") if v.strip()]
+            res = gb.same_tree_mat(lm, enc, method, names, repeats, temperature, top_k, top_p, seed, max_new_tokens)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from None
+        table = Table(title=f"{method}: {res['trees']} drawn trees of {res['prompts']} prompts, {repeats} "
+                            f"verifications per tree and verifier, T={temperature:g}, top-p {top_p:g}")
+        for col in ("verifier", "mean accepted per tree", f"difference from {names[0]} (± SE)", "MAT ratio"):
+            table.add_column(col)
+        for v in names:
+            diff = res["vs_" + names[0]].get(v)
+            table.add_row(v, f"{res['mean_accepted'][v]:.4f}",
+                          "" if diff is None else f"{diff['mean_difference']:+.4f} ± {diff['se']:.4f}",
+                          "1" if diff is None else f"{diff['ratio_of_mat']:.4f}")
+        console.print(table)
+        if json_out:
+            json_out.write_text(json.dumps(res, indent=1))

@@ -338,3 +338,21 @@ def test_homogeneity_test_accepts_one_law_and_rejects_two():
     assert homogeneity_pvalue(Counter(rng.choice(4, 2000, p=p).tolist()),
                               Counter(rng.choice(4, 2000, p=q).tolist())) < 1e-6
     assert homogeneity_pvalue(Counter({1: 3}), Counter({1: 5})) == 1.0  # one column: nothing to compare
+
+
+@pytest.mark.model
+def test_verifiers_compared_on_the_same_drawn_trees():
+    from goose.bench import same_tree_mat
+
+    model = tiny_llama(vocab=16, seed=3)
+    prompt = [int(t) for t in range(16)] * 2
+    res = same_tree_mat(model, [prompt, prompt[::-1]], "stand", ("rrs", "traversal"), repeats=4, temperature=1.0,
+                        max_new_tokens=10, progress=False)
+    assert res["trees"] > 0 and set(res["mean_accepted"]) == {"rrs", "traversal"}
+    diff = res["vs_rrs"]["traversal"]
+    assert diff["ratio_of_mat"] == pytest.approx((1 + res["mean_accepted"]["traversal"]) /
+                                                 (1 + res["mean_accepted"]["rrs"]))
+    with pytest.raises(ValueError, match="read q"):
+        same_tree_mat(model, [prompt], "stand", ("match", "traversal"), max_new_tokens=4, progress=False)
+    with pytest.raises(ValueError, match="no tree with a drawn node"):
+        same_tree_mat(model, [prompt], "goose", ("rrs", "traversal"), max_new_tokens=4, progress=False)

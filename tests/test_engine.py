@@ -633,3 +633,28 @@ def test_weights_edited_in_place_are_seen_by_every_derived_copy(edit):
     m = make_method("goose")
     assert decode(target, prompt, m.sources, m.shaper, GreedyVerifier(), 8, 30).tokens == ref
     assert stale != ref  # the negative control: without repack() the copies were stale
+
+
+@pytest.mark.model
+def test_a_reused_prompt_prefill_gives_what_a_fresh_one_gives():
+    # many samples of one prompt skip its prefill; the output must not change, greedy or sampled
+    import goose.hf as gh
+
+    model = tiny_llama(vocab=64, seed=1)
+    prompt = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5]
+    calls = []
+    hook = model.get_decoder().register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        reuse, fresh = gh.Session(model, reuse_prompt=True), gh.Session(model)
+        for kw in ({}, {"temperature": 0.9, "top_p": 0.9, "seed": 4}, {"temperature": 1.0, "seed": 5}):
+            for method in ("goose", "best-first"):
+                a = [reuse.generate(prompt, method=method, max_new_tokens=12, **kw).tokens for _ in range(3)]
+                b = fresh.generate(prompt, method=method, max_new_tokens=12, **kw).tokens
+                assert a == [b, b, b]
+        before = len(calls)
+        out = reuse.generate(prompt, method="goose", max_new_tokens=5)
+        assert len(calls) - before == out.stats.forward_calls - 1  # every pass but the prefill
+        other = reuse.generate(prompt[:-1], method="goose", max_new_tokens=5)  # another prompt: a real prefill
+        assert other.tokens == fresh.generate(prompt[:-1], method="goose", max_new_tokens=5).tokens
+    finally:
+        hook.remove()

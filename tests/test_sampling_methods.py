@@ -10,6 +10,7 @@ sampler that skips renormalising its residual is too subtle to show at this samp
 size on this model; the exact-law tests in test_multidraft.py catch it.)
 """
 
+import copy
 from collections import Counter
 
 import numpy as np
@@ -50,6 +51,21 @@ def sample(model, method, n=N, **kw):
 def test_first_four_tokens_follow_plain_sampling(setting, method):
     model, law = setting
     counts = sample(model, method)
+    assert set(counts) <= set(law)
+    assert chi_square_p(counts, law) > ALPHA
+
+
+@pytest.mark.parametrize("method", ["goose", "pld@auto"])
+def test_bounded_passes_follow_plain_sampling(setting, method):
+    # a float32 copy: its tree passes are read through the bfloat16 head's bounds
+    # (goose.verify.sample_bounded); the law is the float64 model's, equal up to rounding
+    from goose.hf import HFTarget
+
+    model, law = setting
+    model32 = copy.deepcopy(model).float()
+    if not HFTarget(model32).bounded_logits:
+        pytest.skip("no native bfloat16 on this CPU: every pass gives float32 rows")
+    counts = sample(model32, method)
     assert set(counts) <= set(law)
     assert chi_square_p(counts, law) > ALPHA
 

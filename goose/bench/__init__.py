@@ -9,11 +9,13 @@ from ._release import matching_reference, release
 from ._report import checks, markdown, plot, sampling_checks, summarize, write_outputs
 from ._run import BenchMethod, Sampling, hf_generate, parse_methods, run_bench, trace_path
 from ._samecheck import homogeneity_pvalue, sample_first_tokens, two_sample_check
+from ._sametree import SameTreeJudge, same_tree_mat
 
 __all__ = [
     "TASKS",
     "BenchMethod",
     "BenchPrompt",
+    "SameTreeJudge",
     "Sampling",
     "checks",
     "data_dir",
@@ -32,6 +34,7 @@ __all__ = [
     "run_bench",
     "run_meta",
     "sampling_checks",
+    "same_tree_mat",
     "sample_first_tokens",
     "stock_peak_rss_mb",
     "summarize",

@@ -54,7 +54,7 @@ def sample_first_tokens(model: Any, ids: Sequence[int], method: str, n: int, pos
         return [tuple(row[: next((i + 1 for i, t in enumerate(row) if t in eos), len(row))]) for row in rows]
 
     name, _, verifier = method.partition("/")
-    session = gh.Session(model)
+    session = gh.Session(model, reuse_prompt=True)  # every sample starts from the same prompt
     return [tuple(session.generate(list(ids), method=name, verifier=verifier or None, temperature=temperature,
                                    top_p=top_p, seed=seed + s, max_new_tokens=positions).tokens)
             for s in tqdm(range(n), desc=method, disable=not progress)]

@@ -163,7 +163,9 @@ def generate(
 class Session:
     """Generations on one model that share its :class:`HFTarget` (and the copies it
     derives from the weights) and, for cross-request methods, one
-    :class:`~goose.methods.Memory` per method label, owned here.
+    :class:`~goose.methods.Memory` per method label, owned here. ``reuse_prompt``: a
+    generation from the same prompt tokens as the last one skips the prefill
+    (:class:`HFTarget`), for many samples of one prompt.
 
     Example (not run here: it loads a model)::
 
@@ -172,9 +174,9 @@ class Session:
             print(session.generate(q, method="goose", budget="auto", chat=True).text)
     """
 
-    def __init__(self, model: Any, tokenizer: Any = None) -> None:
+    def __init__(self, model: Any, tokenizer: Any = None, reuse_prompt: bool = False) -> None:
         self.model, self.tokenizer = model, tokenizer
-        self.target = HFTarget(model)
+        self.target = HFTarget(model, reuse_prompt=reuse_prompt)
         self.memories: dict[str, Memory] = {}
 
     def generate(self, prompt: str | Sequence[int], method: str | Method = "goose", **kwargs: Any) -> GenerationResult:

@@ -7,8 +7,8 @@
 within bounds (a cheap approximate head, exact entries on demand).
 """
 
-from ._bounded import BoundedLogits, processed_probs, sample_bounded, sample_processed
 from ._base import Verdict, Verifier, check_logits, sample_and_match
+from ._bounded import BoundedLogits, processed_probs, sample_bounded, sample_processed
 from ._greedy import GreedyVerifier
 from ._loose import LooseVerifier
 from ._multidraft import Randomness, TorchRandomness, rejection_walk, slot_law, traversal_walk
