@@ -36,5 +36,5 @@ def run_meta(model: Any, model_name: str, command: str, methods: Sequence[BenchM
             "torch": torch.__version__, "transformers": transformers.__version__, "prompts": prompts,
             "methods": [m.label for m in methods], "trace_method": trace_label, "packed_linears": pack,
             "kernel_memory": memory, "linear_kernels": describe_linear_plans(model),
-            "verify_head": describe_verify_head(model), "memory": rss or {}, "sampling": sampling,
+            "verify_head": describe_verify_head(model, sampling is not None), "memory": rss or {}, "sampling": sampling,
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}

@@ -188,9 +188,10 @@ def sampling_checks(summary: dict) -> list[str]:
             pairs.append((m, control))
         if verifier == "traversal" and f"{method}{budget}/rrs" in methods:
             pairs.append((m, f"{method}{budget}/rrs"))
+    lines = _sampling_speed(summary)
     if not pairs:
-        return []
-    lines = ["", "## Sampling: stochastic drafts vs deterministic ones, Traversal vs rejection sampling", "",
+        return lines
+    lines += ["", "## Sampling: stochastic drafts vs deterministic ones, Traversal vs rejection sampling", "",
              ("MAT ratio of each pair on the same prompts: a method whose children are drawn from q over its "
               "`-topk` control (the same sources, shaper and budget, top-k children, sample-and-match), and "
               "Traversal Verification over recursive rejection sampling on the same method."), "",
@@ -200,6 +201,30 @@ def sampling_checks(summary: dict) -> list[str]:
                   if summary["tasks"][t][b]["mat"]]
         if ratios:
             lines.append(f"| {a} / {b} | {sum(ratios) / len(ratios):.3f}x | {min(ratios):.3f}x |")
+    return lines
+
+
+def _sampling_speed(summary: dict) -> list[str]:
+    """The fastest goose method of a sampling run against ``ar`` and the best
+    ``hf_pld_kK`` of the run, overall and on its slowest task."""
+    overall, tasks = summary["overall"], list(summary["tasks"])
+    goose = [m for m in summary["methods"] if m != "ar" and not m.startswith("hf_pld")
+             and overall.get(m, {}).get("speedup_vs_ar")]
+    if not goose:
+        return []
+    best = max(goose, key=lambda m: overall[m]["speedup_vs_ar"])
+    lines = ["", f"Speed: goose's fastest sampling method here is `{best}`, "
+                 f"{overall[best]['speedup_vs_ar']:.2f}x `ar` overall."]
+    pld = [m for m in summary["methods"] if m.startswith("hf_pld") and overall.get(m, {}).get("speedup_vs_ar")]
+    if pld:
+        top = max(pld, key=lambda m: overall[m]["speedup_vs_ar"])
+        lines[-1] += (f" Over transformers' prompt lookup (best K here: `{top}`, {overall[top]['speedup_vs_ar']:.2f}x): "
+                      f"{overall[best]['speedup_vs_ar'] / overall[top]['speedup_vs_ar']:.2f}x.")
+    per_task = [(summary["tasks"][t][best].get("speedup_vs_ar"), t) for t in tasks
+                if summary["tasks"][t].get(best, {}).get("speedup_vs_ar")]
+    if per_task:
+        low, task = min(per_task)
+        lines[-1] += f" Its slowest task: {task}, {low:.2f}x."
     return lines
 
 
@@ -231,7 +256,8 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
                   f"- machine: {meta.get('machine')}; torch {meta.get('torch')}, transformers {meta.get('transformers')}",
                   *([f"- linear kernels by row count (tuned on the machine): {meta['linear_kernels']}"]
                     if meta.get("linear_kernels") else []),
-                  *([f"- goose's greedy verification head: {meta['verify_head']}"] if meta.get("verify_head") else []),
+                  *([f"- goose's {'sampling' if meta.get('sampling') else 'greedy'} verification head: "
+                     f"{meta['verify_head']}"] if meta.get("verify_head") else []),
                   *([f"- memory: kernel policy `{meta.get('kernel_memory', 'lean')}`; peak RSS of this run "
                      f"{meta['memory']['goose_bench_peak_mb']:.0f} MiB, of stock transformers' `generate` on the "
                      f"first prompt {meta['memory']['stock_generate_peak_mb']:.0f} MiB (a fresh process)"

@@ -17,9 +17,15 @@ from ._models import ALIASES, NAMED_MODELS, load_model, local_source, model_path
 from ._target import SUPPORTED_ARCHITECTURES, SUPPORTED_ATTENTION, HFTarget
 
 
-def describe_verify_head(model: Any) -> str:
-    """How goose's greedy tree passes compute the vocabulary projection on ``model``."""
-    if VerifyHead(model).bf16:
+def describe_verify_head(model: Any, sampling: bool = False) -> str:
+    """How goose's greedy (or, with ``sampling``, sampling) tree passes compute the
+    vocabulary projection on ``model``."""
+    head = VerifyHead(model)
+    if sampling and head.bounds:
+        return ("bfloat16 with rigorous error bounds for sample-and-match, float32 entries (rarely a row) where a "
+                "draw needs them (the exact law; `goose.verify.sample_bounded`); float32 rows for the verifiers "
+                "that read q")
+    if head.bf16 and not sampling:
         return ("bfloat16, then float32 for every entry that could be among a row's 10 largest "
                 "(exact argmax and top 10; `goose.hf.VerifyHead.argmax_exact_logits`)")
     return "float32 (the model's own head)"

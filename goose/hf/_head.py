@@ -70,6 +70,11 @@ class VerifyHead:
             self._copy = (key, torch.ops.mkldnn._reorder_linear_weight(w.to(torch.bfloat16), 1), w.norm(dim=-1))
         return self._copy[1], self._copy[2]
 
+    def _bf16_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``[n, vocab]`` float32 values of the bfloat16 head on ``hidden`` ``[n, d]`` (no softcap)."""
+        packed, _ = self._bf16()
+        return torch.ops.mkldnn._linear_pointwise(hidden.to(torch.bfloat16), packed, None, "none", [], "").float()
+
     def _cap(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.tanh(logits / self.softcap) * self.softcap if self.softcap else logits
 
@@ -81,9 +86,7 @@ class VerifyHead:
         """Logits for the drafting sources' seeding: bfloat16 where that is fast, else exact."""
         if not self.bf16:
             return self.logits(hidden)
-        packed, _ = self._bf16()
-        return self._cap(torch.ops.mkldnn._linear_pointwise(hidden.to(torch.bfloat16), packed, None, "none", [],
-                                                            "").float())
+        return self._cap(self._bf16_logits(hidden))
 
     @property
     def bounds(self) -> bool:
@@ -97,10 +100,8 @@ class VerifyHead:
         and rows on demand. Exact ``[n, vocab]`` logits where :attr:`bounds` is false."""
         if not self.bounds:
             return self.logits(hidden)
-        packed, norms = self._bf16()
-        head = self.model.get_output_embeddings()
-        weight = head.weight.detach()
-        approx = torch.ops.mkldnn._linear_pointwise(hidden.to(torch.bfloat16), packed, None, "none", [], "").float()
+        norms, head = self._bf16()[1], self.model.get_output_embeddings()
+        weight, approx = head.weight.detach(), self._bf16_logits(hidden)  # approx [n, vocab]
         x_norm = hidden.norm(dim=-1)  # [n]
 
         def radius(i: int) -> torch.Tensor:  # [vocab]
@@ -138,10 +139,8 @@ class VerifyHead:
         """
         if not self.bf16:
             return self.logits(hidden)
-        packed, norms = self._bf16()
-        head = self.model.get_output_embeddings()
-        weight = head.weight.detach()
-        approx = torch.ops.mkldnn._linear_pointwise(hidden.to(torch.bfloat16), packed, None, "none", [], "").float()
+        norms, head = self._bf16()[1], self.model.get_output_embeddings()
+        weight, approx = head.weight.detach(), self._bf16_logits(hidden)  # approx [n, vocab]
         n, k = hidden.shape[0], min(self.EXACT_TOP_K, approx.shape[-1])
         best = approx.topk(k, dim=-1).indices  # [n, k]
         floor = (weight[best] * hidden[:, None]).sum(dim=-1).min(dim=-1).values  # [n] exact k-th of these
