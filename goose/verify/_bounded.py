@@ -137,17 +137,18 @@ def sample_processed(row: torch.Tensor, generator: torch.Generator, temperature:
     return int(ids[torch.multinomial(probs, 1, generator=generator)])
 
 
-def in_nucleus(logits: BoundedLogits, node: int, v: float, lo: torch.Tensor, hi: torch.Tensor,
+def in_nucleus(logits: BoundedLogits, node: int, y: int, v: float, lo: torch.Tensor, hi: torch.Tensor,
                temperature: float, top_p: float) -> bool | None:
-    """Whether a token of scaled exact logit ``v`` (``l / T``) is in the top-p nucleus of
-    ``node``, from bounds ``lo <= l / T <= hi`` (``[vocab]``, float64) and exact entries;
-    ``None`` when the bounds cannot tell. The columns that can lie above ``v`` are
-    computed exactly; every other column adds between its bounds to the normaliser."""
-    cols = (hi >= v).nonzero().squeeze(1)  # [c] the columns that can lie above it (itself among them)
+    """Whether token ``y``, of scaled exact logit ``v`` (``l / T``), is in the top-p
+    nucleus of ``node``, from bounds ``lo <= l / T <= hi`` (``[vocab]``, float64) and
+    exact entries; ``None`` when the bounds cannot tell. The columns that can lie above
+    ``v`` are computed exactly; every other column adds between its bounds to the
+    normaliser."""
+    cols = (hi >= v).nonzero().squeeze(1)  # [c] the columns that can lie above it (y among them)
     if cols.numel() > EXACT_CAP:
         return None
     s = logits.entries(node, cols).double() / temperature  # [c]
-    above = torch.exp(s[s > v] - v).sum()  # mass strictly above, times exp(-v)
+    above = torch.exp(s[(s > v) & (cols != y)] - v).sum()  # mass strictly above y, times exp(-v)
     known = torch.exp(s - v).sum()
     # every other column adds between exp(lo - v) and exp(hi - v): sums over all columns, less the known ones
     z_lo = known + (torch.exp(lo - v).sum() - torch.exp(lo[cols] - v).sum()).clamp_min(0)
@@ -176,7 +177,7 @@ def sample_bounded(logits: BoundedLogits, node: int, generator: torch.Generator,
         y, v = int(cand[best]), float(s[best])
         if top_p >= 1.0:
             return y
-        keep = in_nucleus(logits, node, v, lo, hi, temperature, top_p)
+        keep = in_nucleus(logits, node, y, v, lo, hi, temperature, top_p)
         if keep is None:
             ids, _ = processed_probs(logits.row(node), temperature, 0, top_p)
             keep = bool((ids == y).any())
