@@ -15,11 +15,13 @@ of a row (temperature, then top-p, as plain sampling does) with exactly ``p``'s 
    ``p = softmax(l / T)`` conditioned on ``K``: drawing from ``softmax(l / T)`` until a
    draw lies in ``K`` gives ``p`` exactly. ``y`` lies in ``K`` iff the mass strictly
    above ``y`` is below ``top_p`` (transformers' ``TopPLogitsWarper``). The columns
-   that can lie above ``y`` are computed exactly, the rest of the normaliser is
-   bounded above, and a draw these bounds cannot decide is decided on the exact row.
+   that can lie above ``y`` are computed exactly, every other column adds between its
+   bounds to the normaliser, and a draw these bounds cannot decide is decided on the
+   exact row.
 
-Top-k is applied on the exact row (:func:`sample_processed`). docs/theory/sampling.md
-states the argument; tests compare the law with :func:`process_logits` exactly.
+Top-k is applied on the exact row (:func:`sample_processed`). docs/theory.md, section 7d,
+states the argument; tests/test_bounded.py checks it draw for draw against Gumbel-max on
+the exact row, and the law against :func:`process_logits`.
 """
 
 from __future__ import annotations
