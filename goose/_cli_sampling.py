@@ -19,6 +19,23 @@ def _floats(text: str, what: str) -> list[float]:
         raise typer.BadParameter(f"{what} must be comma-separated numbers, got {text!r}") from None
 
 
+def _bench_prompts(command: str, model: str, ids: str, tasks: str, temperature: float) -> tuple:
+    """``(model, encoded prompts)`` of a command that samples benchmark prompts."""
+    import goose.hf as gh
+    from goose import bench as gb
+
+    if temperature <= 0:
+        raise ValueError(f"{command} samples: give --temperature > 0")
+    id_list = [x.strip() for x in ids.split(",") if x.strip()]
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()]
+    ref = gb.find_reference(id_list[0]) if len(id_list) == 1 else None
+    if ref is not None:
+        task_list, id_list = list(ref["ids"]), [q for qs in ref["ids"].values() for q in qs]
+    prompts = gb.load_prompts(task_list, id_list, None)
+    lm, tok = gh.load_model(model)
+    return lm, [gh.encode_prompt(tok, p.text, p.chat) for p in prompts]
+
+
 def register_sampling_commands(app: typer.Typer, console: Console) -> None:
     """Add the sampling commands to ``app``."""
 
@@ -113,20 +130,10 @@ def register_sampling_commands(app: typer.Typer, console: Console) -> None:
     ) -> None:
         """Verifiers that read q on the very same trees: each drawn tree of one generation is
         verified many times by each, and the mean accepted lengths are compared tree by tree."""
-        import goose.hf as gh
         from goose import bench as gb
 
         try:
-            if temperature <= 0:
-                raise ValueError("compare-verifiers samples: give --temperature > 0")
-            id_list = [x.strip() for x in ids.split(",") if x.strip()]
-            task_list = [t.strip() for t in tasks.split(",") if t.strip()]
-            ref = gb.find_reference(id_list[0]) if len(id_list) == 1 else None
-            if ref is not None:
-                task_list, id_list = list(ref["ids"]), [q for qs in ref["ids"].values() for q in qs]
-            prompts = gb.load_prompts(task_list, id_list, None)
-            lm, tok = gh.load_model(model)
-            enc = [gh.encode_prompt(tok, p.text, p.chat) for p in prompts]
+            lm, enc = _bench_prompts("compare-verifiers", model, ids, tasks, temperature)
             names = [v.strip() for v in verifiers.split(",") if v.strip()]
             res = gb.same_tree_mat(lm, enc, method, names, repeats, temperature, top_k, top_p, seed, max_new_tokens)
         except ValueError as err:
@@ -140,6 +147,44 @@ def register_sampling_commands(app: typer.Typer, console: Console) -> None:
             table.add_row(v, f"{res['mean_accepted'][v]:.4f}",
                           "" if diff is None else f"{diff['mean_difference']:+.4f} ± {diff['se']:.4f}",
                           "1" if diff is None else f"{diff['ratio_of_mat']:.4f}")
+        console.print(table)
+        if json_out:
+            json_out.write_text(json.dumps(res, indent=1))
+
+    @app.command("compare-drafting")
+    def compare_drafting(
+        method: str = typer.Option("goose-stand", help="A method that draws children from q."),
+        model: str = typer.Option("smollm2", help="smollm2 (default), gemma3-270m, a local path or a hub id."),
+        ids: str = typer.Option("release-dev", help="Question ids, comma-separated, or 'release-dev'."),
+        tasks: str = typer.Option("mt_bench,translation,summarization,qa,math_reasoning,rag,humaneval",
+                                  help="Tasks the ids come from."),
+        max_new_tokens: int = typer.Option(128),
+        samples: int = typer.Option(1, help="Generations per prompt, sharing one memory per prompt (best-of-N)."),
+        temperature: float = typer.Option(0.8),
+        top_p: float = typer.Option(1.0, "--top-p"),
+        top_k: int = typer.Option(0, "--top-k"),
+        seed: int = typer.Option(0),
+        json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
+    ) -> None:
+        """Drawn children against their deterministic control on the very same nodes: at
+        each node that drew, the exact probability that its children are accepted, drawn
+        (rejection sampling) and as the top-k of the same q (sample-and-match)."""
+        from goose import bench as gb
+
+        try:
+            lm, enc = _bench_prompts("compare-drafting", model, ids, tasks, temperature)
+            res = gb.drafting_gain(lm, enc, method, temperature, top_k, top_p, seed, max_new_tokens, samples)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from None
+        table = Table(title=f"{method}: {res['nodes']} nodes that drew children, {res['prompts']} prompts x "
+                            f"{samples} samples, T={temperature:g}, top-p {top_p:g}: P(a child is accepted | the "
+                            f"node is reached)")
+        for col in ("nodes", "count", "drawn (rejection sampling)", "top-k of q (sample-and-match)", "ratio",
+                    "difference SE"):
+            table.add_column(col)
+        for name, r in [*res["by_depth"].items(), *res.get("by_sample", {}).items()]:
+            table.add_row(name, str(r["nodes"]), f"{r['drawn']:.4f}", f"{r['topk']:.4f}", f"{r['ratio']:.3f}",
+                          f"{r['difference_se']:.4f}")
         console.print(table)
         if json_out:
             json_out.write_text(json.dumps(res, indent=1))

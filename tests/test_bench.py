@@ -356,3 +356,27 @@ def test_verifiers_compared_on_the_same_drawn_trees():
         same_tree_mat(model, [prompt], "stand", ("match", "traversal"), max_new_tokens=4, progress=False)
     with pytest.raises(ValueError, match="no tree with a drawn node"):
         same_tree_mat(model, [prompt], "goose", ("rrs", "traversal"), max_new_tokens=4, progress=False)
+
+
+@pytest.mark.model
+def test_drawing_compared_with_its_top_k_control_on_the_same_nodes():
+    from goose.bench import drafting_gain
+
+    model = tiny_llama(vocab=16, seed=3)
+    prompt = [int(t) for t in range(16)] * 2
+    res = drafting_gain(model, [prompt, prompt[::-1]], "stand", temperature=1.0, max_new_tokens=10, progress=False)
+    parts = res["by_depth"]
+    assert parts["all"]["nodes"] == res["nodes"] > 0
+    assert parts["root"]["nodes"] + parts.get("below", {"nodes": 0})["nodes"] == res["nodes"]
+    for r in parts.values():
+        assert 0 < r["drawn"] <= 1 and 0 < r["topk"] <= 1
+        assert r["ratio"] == pytest.approx(r["drawn"] / r["topk"])
+    with pytest.raises(ValueError, match="drew no children"):
+        drafting_gain(model, [prompt], "stand-topk", max_new_tokens=4, progress=False)
+    # best-of-N: the later samples of a prompt draft from the table the first one filled
+    shared = drafting_gain(model, [prompt], "stand-shared", temperature=1.0, max_new_tokens=10, samples=3,
+                           progress=False)
+    split = shared["by_sample"]
+    assert split["first"]["nodes"] + split["later"]["nodes"] == shared["nodes"]
+    with pytest.raises(ValueError, match="samples"):
+        drafting_gain(model, [prompt], "stand", samples=0, progress=False)

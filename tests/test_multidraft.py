@@ -22,7 +22,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from goose.trees import DraftTree
-from goose.verify import completed_law, enumerate_random_law, process_logits, rejection_walk, traversal_walk
+from goose.verify import (
+    TorchRandomness,
+    children_acceptance,
+    completed_law,
+    enumerate_random_law,
+    process_logits,
+    rejection_walk,
+    topk_acceptance,
+    traversal_walk,
+)
 
 WALKS = {"rrs": rejection_walk, "traversal": traversal_walk}
 
@@ -165,6 +174,52 @@ def test_deterministic_trees_accept_like_sample_and_match():
         first = tuple(int(t) for t in tree.tokens[1:2])
         p_first = sum(w for seq, w in law.items() if seq[:1] == first and len(seq) > 1)
         assert abs(p_first - prob.p_of(())[first[0]]) < 1e-12
+
+
+def _first_level_acceptance(tree, p_root) -> float:
+    """P(the rejection walk accepts a child of the root), by enumerating its randomness."""
+    law = enumerate_random_law(lambda rng: (len(rejection_walk(tree, lambda v: p_root,
+                                                               rng).accepted) > 0,))
+    return law.get((True,), 0.0)
+
+
+@pytest.mark.parametrize("config", SIBLINGS, ids=str)
+@pytest.mark.parametrize("q_match", [0.0, 0.7])
+def test_children_acceptance_is_what_the_rejection_walk_accepts(config, q_match):
+    """Averaged over the draws, the closed form equals the walk's enumerated
+    probability of accepting a child, with top-k / top-p zeros in p."""
+    for seed in range(3):
+        prob = Problem(seed, 5, [config], temperature=0.9, top_k=4, top_p=0.9, q_match=q_match)
+        trees = {}
+
+        def run(rng, prob=prob, trees=trees):
+            tree = prob.draft(rng)
+            key = tuple(int(t) for t in tree.tokens)
+            trees[key] = tree
+            return (*key, len(rejection_walk(tree, lambda v: prob.p_of(()), rng).accepted) > 0)
+
+        law = enumerate_random_law(run)
+        walked = sum(w for out, w in law.items() if out[-1])
+        drafts: dict = {}
+        for out, w in law.items():
+            drafts[out[:-1]] = drafts.get(out[:-1], 0.0) + w
+        closed = sum(w * children_acceptance(trees[k], 0, prob.p_of(())) for k, w in drafts.items())
+        assert closed == pytest.approx(walked, abs=1e-12)
+
+
+def test_topk_acceptance_is_sample_and_match_on_the_deterministic_control():
+    """The control keeps the deterministic child and takes q's most likely tokens in
+    place of the drawn ones; a tree of just those accepts a child with that probability."""
+    for seed in range(4):
+        prob = Problem(seed, 5, [(1, 2)])
+        tree = prob.draft(TorchRandomness(torch.Generator().manual_seed(seed)))
+        ids, probs = tree.q[0]
+        det = [int(tree.tokens[c]) for c in tree.children(0) if not tree.drawn[c]]
+        top = [int(ids[i]) for i in np.argsort(-probs, kind="stable")[:2]]
+        control = DraftTree([0, *det, *top], [-1] + [0] * (len(det) + len(top)))
+        p = prob.p_of(())
+        assert topk_acceptance(tree, 0, p) == pytest.approx(_first_level_acceptance(control, p), abs=1e-12)
+        assert topk_acceptance(tree, 0, p) == pytest.approx(p[det + top].sum(), abs=1e-12)
 
 
 def test_traversal_accepts_at_least_as_much_as_rrs_in_expectation():

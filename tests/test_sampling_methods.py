@@ -55,6 +55,19 @@ def test_first_four_tokens_follow_plain_sampling(setting, method):
     assert chi_square_p(counts, law) > ALPHA
 
 
+def test_a_table_shared_across_samples_keeps_each_sample_exact(setting):
+    # stand-shared drafts every later sample from the table the earlier ones filled
+    # (best-of-N); the law of each sample must not depend on what is in the table
+    from goose.methods import Memory
+
+    model, law = setting
+    memory = Memory()
+    counts = sample(model, "stand-shared/rrs", memory=memory)
+    assert "stand-table" in memory and len(memory.setdefault("stand-table", dict)) > 0
+    assert set(counts) <= set(law)
+    assert chi_square_p(counts, law) > ALPHA
+
+
 @pytest.mark.parametrize("method", ["goose", "pld@auto"])
 def test_bounded_passes_follow_plain_sampling(setting, method):
     # a float32 copy: its tree passes are read through the bfloat16 head's bounds

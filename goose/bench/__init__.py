@@ -9,12 +9,13 @@ from ._release import matching_reference, release
 from ._report import checks, markdown, plot, sampling_checks, summarize, write_outputs
 from ._run import BenchMethod, Sampling, hf_generate, parse_methods, run_bench, trace_path
 from ._samecheck import homogeneity_pvalue, sample_first_tokens, two_sample_check
-from ._sametree import SameTreeJudge, same_tree_mat
+from ._sametree import DraftingJudge, SameTreeJudge, drafting_gain, same_tree_mat
 
 __all__ = [
     "TASKS",
     "BenchMethod",
     "BenchPrompt",
+    "DraftingJudge",
     "SameTreeJudge",
     "Sampling",
     "checks",
@@ -34,6 +35,7 @@ __all__ = [
     "run_bench",
     "run_meta",
     "sampling_checks",
+    "drafting_gain",
     "same_tree_mat",
     "sample_first_tokens",
     "stock_peak_rss_mb",

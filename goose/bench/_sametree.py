@@ -1,4 +1,6 @@
-"""Sampling verifiers compared on the very same trees (``goose compare-verifiers``).
+"""Sampling verifiers compared on the very same trees (``goose compare-verifiers``), and
+drawn children against their deterministic control on the very same nodes
+(``goose compare-drafting``).
 
 A benchmark run per verifier cannot compare verifiers tree by tree: after the first step
 each run samples its own text and drafts its own trees. Here one generation drafts the
@@ -6,6 +8,11 @@ trees (with the method's own verifier driving it) and, at every step, each compa
 verifier verifies that step's tree and target logits ``repeats`` times with fresh random
 numbers of its own: the mean accepted length per tree is an unbiased estimate of what
 that verifier expects on that tree, and the per-tree differences are paired.
+
+Drawing against top-k is compared the same way, and exactly: at every node that drew
+children, the target's row there gives the probability that those children are
+accepted, and the probability that the deterministic control (the same node's top-k
+of the same ``q``) would have been; no second text, no Monte Carlo.
 """
 
 from __future__ import annotations
@@ -18,9 +25,17 @@ import torch
 from tqdm.auto import tqdm
 
 from ..trees import DraftTree
-from ..verify import VERIFIERS, Verdict, Verifier, select_verifier
+from ..verify import (
+    VERIFIERS,
+    Verdict,
+    Verifier,
+    children_acceptance,
+    processed_probs,
+    select_verifier,
+    topk_acceptance,
+)
 
-__all__ = ["SameTreeJudge", "same_tree_mat"]
+__all__ = ["DraftingJudge", "SameTreeJudge", "drafting_gain", "same_tree_mat"]
 
 
 class SameTreeJudge(Verifier):
@@ -79,4 +94,87 @@ def same_tree_mat(model: Any, prompts: Sequence[Sequence[int]], method: str = "g
         out["vs_" + first][v] = {"mean_difference": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d)))
                                  if len(d) > 1 else float("nan"),
                                  "ratio_of_mat": float((1 + table[:, j].mean()) / (1 + table[:, 0].mean()))}
+    return out
+
+
+class DraftingJudge(Verifier):
+    """Verifies with ``inner`` (which drives the generation); before that, at every node
+    of the tree that drew children, computes exactly, from the target's processed row
+    there, the probability that its children as drawn are accepted
+    (:func:`~goose.verify.children_acceptance`) and that its deterministic control is
+    (:func:`~goose.verify.topk_acceptance`), and appends ``(depth, drawn, top-k)`` to
+    :attr:`rows`."""
+
+    reads_q = True
+    reads_bounds = False
+
+    def __init__(self, inner: Verifier, temperature: float, top_k: int, top_p: float) -> None:
+        self.inner, self.temperature, self.top_k, self.top_p = inner, temperature, top_k, top_p
+        self.rows: list[tuple[int, float, float]] = []
+
+    def verify(self, tree: DraftTree, logits: torch.Tensor) -> Verdict:
+        for u in sorted(tree.q):
+            if not any(tree.drawn[c] for c in tree.children(u)):
+                continue
+            ids, probs = processed_probs(logits[u].double().cpu(), self.temperature, self.top_k, self.top_p)
+            p = np.zeros(logits.shape[1])  # [vocab]
+            p[ids.numpy()] = probs.numpy()
+            self.rows.append((int(tree.depths[u]), children_acceptance(tree, u, p), topk_acceptance(tree, u, p)))
+        return self.inner.verify(tree, logits)
+
+
+def drafting_gain(model: Any, prompts: Sequence[Sequence[int]], method: str = "goose-stand", temperature: float = 0.8,
+                  top_k: int = 0, top_p: float = 1.0, seed: int = 0, max_new_tokens: int = 128, samples: int = 1,
+                  progress: bool = True) -> dict:
+    """What drawing children from ``q`` buys over taking its top-k, node by node: over
+    the drawn trees of ``method`` on ``prompts``, the mean exact probability that a
+    node's drawn children are accepted (recursive rejection sampling) and that its
+    deterministic control's are (sample-and-match on the same deterministic children
+    and as many top tokens of the same ``q``), at the root (reached at every step) and
+    below, with the standard error of the paired difference.
+
+    ``samples``: generations per prompt (sample ``j`` of prompt ``i`` seeded
+    ``seed + i * samples + j``), sharing one :class:`~goose.methods.Memory` per prompt,
+    so a cross-request method (``stand-shared``) drafts the later samples from a table
+    the earlier ones filled, as in best-of-N; with ``samples > 1`` the result also
+    splits the nodes into the first sample and the later ones."""
+    import goose.hf as gh
+    from goose.methods import Memory
+
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    rows: list[tuple[int, int, float, float]] = []
+    target = gh.HFTarget(model)
+    for i, ids in enumerate(tqdm(prompts, desc=method, disable=not progress)):
+        memory = Memory()
+        for j in range(samples):
+            s = seed + i * samples + j
+            judge = DraftingJudge(select_verifier(None, True, temperature, top_k, top_p, s), temperature, top_k, top_p)
+            gh.generate(model, list(ids), method=method, verifier=judge, temperature=temperature, top_k=top_k,
+                        top_p=top_p, seed=s, max_new_tokens=max_new_tokens, target=target, memory=memory)
+            rows += [(depth, j, drawn, topk) for depth, drawn, topk in judge.rows]
+    if not rows:
+        raise ValueError(f"{method} drew no children on these prompts (does it draw from q at T > 0?)")
+    table = np.array(rows)  # [nodes, (depth, sample, drawn, top-k)]
+    out = {"method": method, "nodes": len(rows), "temperature": temperature, "top_k": top_k, "top_p": top_p,
+           "seed": seed, "max_new_tokens": max_new_tokens, "prompts": len(prompts), "samples": samples,
+           "by_depth": _gains(table, {"root": table[:, 0] == 0, "below": table[:, 0] > 0, "all": table[:, 0] >= 0})}
+    if samples > 1:
+        out["by_sample"] = _gains(table, {"first": table[:, 1] == 0, "later": table[:, 1] > 0})
+    return out
+
+
+def _gains(table: np.ndarray, parts: dict[str, np.ndarray]) -> dict[str, dict]:
+    """Per named row mask of ``table`` (columns: depth, sample, drawn, top-k): the nodes,
+    both mean acceptances, their ratio and the standard error of the paired difference."""
+    out = {}
+    for name, pick in parts.items():
+        part = table[pick]
+        if not len(part):
+            continue
+        drawn, topk = part[:, 2], part[:, 3]
+        d = drawn - topk
+        out[name] = {"nodes": len(part), "drawn": float(drawn.mean()), "topk": float(topk.mean()),
+                     "difference_se": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan"),
+                     "ratio": float(drawn.mean() / topk.mean()) if topk.mean() > 0 else float("inf")}
     return out

@@ -65,9 +65,13 @@ def _paper(ctx: MethodContext) -> Drafting:
     return Drafting(sources, _paper_shaper(ctx), ctx.default_budget)
 
 
-def _stochastic(context: bool, draw: bool = True, delay: int | str = 0):  # noqa: ANN202
+def _stochastic(context: bool, draw: bool = True, delay: int | str = 0, shared: bool = False):  # noqa: ANN202
     def factory(ctx: MethodContext) -> Drafting:
-        sources = [StochasticNGramSource(k=10)]
+        # shared: one table for every generation of the caller (a Session, a bench column), as
+        # STAND keeps it across the samples of best-of-N
+        table = (ctx.memory.setdefault("stand-table", lambda: StochasticNGramSource(k=10, hot_start=True))
+                 if shared else StochasticNGramSource(k=10))
+        sources: list = [table]
         if context:
             sources.insert(0, ContextNGramSource((4, 3, 2), max_tokens=16))
         shaper = StochasticShaper(ctx.temperature, draw=draw, seed=ctx.seed, delay=delay, estimator=_estimator())
@@ -102,6 +106,12 @@ BUILTIN_METHODS = (
            tags=("deterministic-control",), description="goose-stand's sources and tree, top-k children"),
     Method("ddte", _stochastic(context=True, delay="auto"), default_budget=16, auto=False, tags=SAMPLING,
            description="goose-stand with delayed expansion: one path, then branches"),
+    Method("stand-shared", _stochastic(context=False, shared=True), default_budget=16, auto=False,
+           cross_request=True, tags=SAMPLING,
+           description="stand with one table for all generations of the caller (best-of-N on one prompt)"),
+    Method("stand-shared-topk", _stochastic(context=False, draw=False, shared=True), default_budget=16,
+           cross_request=True, tags=("deterministic-control",),
+           description="stand-shared's sources and tree, top-k children"),
     Method("paper", _paper, default_budget=100, auto=False, sim_shaper=_paper_shaper, tags=BOTH,
            description="the released GOOSE rules (@B: the release's node budget)"),
 )

@@ -11,7 +11,15 @@ from ._base import Verdict, Verifier, check_logits, sample_and_match
 from ._bounded import BoundedLogits, processed_probs, sample_bounded, sample_processed
 from ._greedy import GreedyVerifier
 from ._loose import LooseVerifier
-from ._multidraft import Randomness, TorchRandomness, rejection_walk, slot_law, traversal_walk
+from ._multidraft import (
+    Randomness,
+    TorchRandomness,
+    children_acceptance,
+    rejection_walk,
+    slot_law,
+    topk_acceptance,
+    traversal_walk,
+)
 from ._reference import completed_law, enumerate_law, enumerate_random_law, naive_greedy, target_law
 from ._sampling import RejectionVerifier, SamplingVerifier, TraversalVerifier, process_logits
 from ._select import VERIFIERS, select_verifier
@@ -29,6 +37,7 @@ __all__ = [
     "Verdict",
     "Verifier",
     "check_logits",
+    "children_acceptance",
     "completed_law",
     "enumerate_random_law",
     "rejection_walk",
@@ -43,4 +52,5 @@ __all__ = [
     "sample_and_match",
     "select_verifier",
     "target_law",
+    "topk_acceptance",
 ]

@@ -33,7 +33,8 @@ import torch
 from ..trees import DraftTree
 from ._base import Verdict
 
-__all__ = ["Randomness", "TorchRandomness", "rejection_walk", "slot_law", "traversal_walk"]
+__all__ = ["Randomness", "TorchRandomness", "children_acceptance", "rejection_walk", "slot_law", "topk_acceptance",
+           "traversal_walk"]
 
 ProbsAt = Callable[[int], np.ndarray]
 """``p_at(node)``: the float64 ``[vocab]`` target distribution after ``node``."""
@@ -88,6 +89,42 @@ def _residual(p: np.ndarray, q: np.ndarray, x: int) -> np.ndarray:
     r = p.copy()
     r[x] = 0.0
     return r / r.sum() if r.sum() > 0 else p
+
+
+def children_acceptance(tree: DraftTree, node: int, p: np.ndarray) -> float:
+    """Exact probability that :func:`rejection_walk`, standing at ``node`` with target
+    row ``p`` (``[vocab]``, float64), accepts one of ``node``'s children as drafted:
+    ``1 - prod_i (1 - a_i)``, the ``a_i = min(1, p_i(x_i) / q_i(x_i))`` taken along the
+    residuals ``p_i`` of the children tried before (the rejections are the only path
+    to the next child). Averaged over the drafting's own randomness (many trees), it
+    is the acceptance that drawing buys at that node."""
+    miss = 1.0
+    removed: set[int] = set()
+    for c in tree.verify_order(node):
+        x = int(tree.tokens[c])
+        q = slot_law(tree, node, c, removed, p.shape[0])  # [vocab]
+        miss *= 1.0 - min(1.0, p[x] / q[x])
+        if miss <= 0.0:
+            return 1.0
+        p = _residual(p, q, x)
+        if tree.drawn[c]:
+            removed.add(x)
+    return 1.0 - miss
+
+
+def topk_acceptance(tree: DraftTree, node: int, p: np.ndarray) -> float:
+    """Exact probability that sample-and-match accepts a child of ``node`` in the
+    deterministic control of its draw: the same deterministic children, and in place
+    of the drawn ones as many of the most likely tokens of the same ``q``
+    (``draw=False`` in :class:`~goose.trees.StochasticShaper`). That is the target's
+    mass on those tokens."""
+    kids = tree.children(node)
+    tokens = {int(tree.tokens[c]) for c in kids if not tree.drawn[c]}
+    drawn = sum(1 for c in kids if tree.drawn[c])
+    if drawn:
+        ids, probs = tree.q[node]
+        tokens |= {int(ids[i]) for i in np.argsort(-np.asarray(probs), kind="stable")[:drawn]}
+    return float(p[list(tokens)].sum()) if tokens else 0.0
 
 
 def rejection_walk(tree: DraftTree, p_at: ProbsAt, rng: Randomness, renormalize: bool = True) -> Verdict:
