@@ -19,6 +19,16 @@ def _floats(text: str, what: str) -> list[float]:
         raise typer.BadParameter(f"{what} must be comma-separated numbers, got {text!r}") from None
 
 
+# options shared by the commands that sample benchmark prompts
+_MODEL = typer.Option("smollm2", help="smollm2 (default), gemma3-270m, a local path or a hub id.")
+_IDS = typer.Option("release-dev", help="Question ids, comma-separated, or 'release-dev'.")
+_TASKS = typer.Option("mt_bench,translation,summarization,qa,math_reasoning,rag,humaneval",
+                      help="Tasks the ids come from.")
+_TOP_P = typer.Option(1.0, "--top-p")
+_TOP_K = typer.Option(0, "--top-k")
+_JSON = typer.Option(None, "--json", help="Write the results as JSON here.")
+
+
 def _bench_prompts(command: str, model: str, ids: str, tasks: str, temperature: float) -> tuple:
     """``(model, encoded prompts)`` of a command that samples benchmark prompts."""
     import goose.hf as gh
@@ -116,17 +126,16 @@ def register_sampling_commands(app: typer.Typer, console: Console) -> None:
         method: str = typer.Option("goose-stand", help="A method that draws children from q (its trees are compared)."),
         verifiers: str = typer.Option("rrs,traversal", help="Verifiers that read q, comma-separated: the first is "
                                                            "the baseline of the paired differences."),
-        model: str = typer.Option("smollm2", help="smollm2 (default), gemma3-270m, a local path or a hub id."),
-        ids: str = typer.Option("release-dev", help="Question ids, comma-separated, or 'release-dev'."),
-        tasks: str = typer.Option("mt_bench,translation,summarization,qa,math_reasoning,rag,humaneval",
-                                  help="Tasks the ids come from."),
+        model: str = _MODEL,
+        ids: str = _IDS,
+        tasks: str = _TASKS,
         repeats: int = typer.Option(20, help="Verifications per tree and verifier."),
         max_new_tokens: int = typer.Option(128),
         temperature: float = typer.Option(0.8),
-        top_p: float = typer.Option(1.0, "--top-p"),
-        top_k: int = typer.Option(0, "--top-k"),
+        top_p: float = _TOP_P,
+        top_k: int = _TOP_K,
         seed: int = typer.Option(0),
-        json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
+        json_out: Path | None = _JSON,
     ) -> None:
         """Verifiers that read q on the very same trees: each drawn tree of one generation is
         verified many times by each, and the mean accepted lengths are compared tree by tree."""
@@ -154,17 +163,16 @@ def register_sampling_commands(app: typer.Typer, console: Console) -> None:
     @app.command("compare-drafting")
     def compare_drafting(
         method: str = typer.Option("goose-stand", help="A method that draws children from q."),
-        model: str = typer.Option("smollm2", help="smollm2 (default), gemma3-270m, a local path or a hub id."),
-        ids: str = typer.Option("release-dev", help="Question ids, comma-separated, or 'release-dev'."),
-        tasks: str = typer.Option("mt_bench,translation,summarization,qa,math_reasoning,rag,humaneval",
-                                  help="Tasks the ids come from."),
+        model: str = _MODEL,
+        ids: str = _IDS,
+        tasks: str = _TASKS,
         max_new_tokens: int = typer.Option(128),
         samples: int = typer.Option(1, help="Generations per prompt, sharing one memory per prompt (best-of-N)."),
         temperature: float = typer.Option(0.8),
-        top_p: float = typer.Option(1.0, "--top-p"),
-        top_k: int = typer.Option(0, "--top-k"),
+        top_p: float = _TOP_P,
+        top_k: int = _TOP_K,
         seed: int = typer.Option(0),
-        json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
+        json_out: Path | None = _JSON,
     ) -> None:
         """Drawn children against their deterministic control on the very same nodes: at
         each node that drew, the exact probability that its children are accepted, drawn
