@@ -263,6 +263,39 @@ def test_stochastic_shaper_draws_reproducibly_from_the_q_it_reports():
         AutoBudgetShaper(shaper, lambda n: float(n))
 
 
+def test_delayed_expansion_drafts_one_path_then_branches():
+    """DDTE: above depth ``delay`` every node has one drawn child, below it up to
+    ``max_children``; ``"auto"`` counts the leading depths whose first-draw estimate
+    reaches ``confident`` (with no data yet, the prior 0.5)."""
+    from goose.sources import Observation, StochasticNGramSource
+    from goose.trees import StochasticShaper
+
+    src = StochasticNGramSource(ngram_sizes=(1,), k=4)
+    src.begin([1, 2])
+    ids = np.array([[2, 3, 4, 5], [3, 4, 5, 6]] + [[t % 7 + 1, (t + 1) % 7 + 1, (t + 2) % 7 + 1, (t + 3) % 7 + 1]
+                                                    for t in range(7)])
+    probs = np.tile([0.4, 0.3, 0.2, 0.1], (9, 1))
+    src.observe(Observation(np.array([1, 2]), np.array([-1, 1]), ids[:2], probs[:2]))
+    src.observe(Observation(np.arange(1, 8), np.full(7, -1), ids[2:], probs[2:], np.r_[-1, np.zeros(6, int)]))
+
+    def widths(tree):
+        out: dict[int, set[int]] = {}
+        for u in range(tree.num_nodes):
+            if tree.children(u):
+                out.setdefault(int(tree.depths[u]), set()).add(len(tree.children(u)))
+        return out
+
+    for delay, confident, single in [(2, 0.6, 2), ("auto", 0.4, 3), ("auto", 0.6, 0)]:
+        shaper = StochasticShaper(temperature=1.0, seed=0, max_children=3, max_depth=4, delay=delay,
+                                  confident=confident)
+        shaper.begin([1, 2])
+        tree = shaper.shape([1, 2], [src], 12)
+        w = widths(tree)
+        assert tree.drawn[1:].all()
+        assert all(w[d] == {1} for d in range(single)), (delay, w)
+        assert max(max(v) for d, v in w.items() if d >= single) > 1, (delay, w)
+
+
 def test_gumbel_top_k_draws_follow_sampling_without_replacement():
     """The drafter's Gumbel-top-k ordering has the law of sequential sampling without
     replacement: the first two draws of 10,000 seeded trees against the exact law,

@@ -55,6 +55,18 @@ def test_first_four_tokens_follow_plain_sampling(setting, method):
     assert chi_square_p(counts, law) > ALPHA
 
 
+@pytest.mark.parametrize("verifier", ["rrs", "traversal"])
+def test_delayed_expansion_in_force_follows_plain_sampling(setting, verifier):
+    # ddte decides its delay from estimates that a 4-token generation barely has, so
+    # here the delay is fixed: one drawn path down to depth 2, branches below it
+    model, law = setting
+    counts = Counter(tuple(generate(model, PROMPT, method="goose-stand", verifier=verifier, temperature=T, top_p=TOP_P,
+                                    seed=s, shaper=StochasticShaper(T, seed=s, delay=2), max_new_tokens=4,
+                                    eos_token_id=[]).tokens) for s in range(N))
+    assert set(counts) <= set(law)
+    assert chi_square_p(counts, law) > ALPHA
+
+
 def test_a_table_shared_across_samples_keeps_each_sample_exact(setting):
     # stand-shared drafts every later sample from the table the earlier ones filled
     # (best-of-N); the law of each sample must not depend on what is in the table
