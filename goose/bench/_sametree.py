@@ -27,10 +27,10 @@ from tqdm.auto import tqdm
 from ..trees import DraftTree
 from ..verify import (
     VERIFIERS,
+    SamplingVerifier,
     Verdict,
     Verifier,
     children_acceptance,
-    processed_probs,
     select_verifier,
     topk_acceptance,
 )
@@ -98,9 +98,10 @@ def same_tree_mat(model: Any, prompts: Sequence[Sequence[int]], method: str = "g
 
 
 class DraftingJudge(Verifier):
-    """Verifies with ``inner`` (which drives the generation); before that, at every node
-    of the tree that drew children, computes exactly, from the target's processed row
-    there, the probability that its children as drawn are accepted
+    """Verifies with ``inner`` (a :class:`~goose.verify.SamplingVerifier` that reads q,
+    which drives the generation); before that, at every node of the tree that drew
+    children, computes exactly, from the target's row there processed as ``inner``
+    processes it, the probability that its children as drawn are accepted
     (:func:`~goose.verify.children_acceptance`) and that its deterministic control is
     (:func:`~goose.verify.topk_acceptance`), and appends ``(depth, drawn, top-k)`` to
     :attr:`rows`."""
@@ -108,17 +109,15 @@ class DraftingJudge(Verifier):
     reads_q = True
     reads_bounds = False
 
-    def __init__(self, inner: Verifier, temperature: float, top_k: int, top_p: float) -> None:
-        self.inner, self.temperature, self.top_k, self.top_p = inner, temperature, top_k, top_p
+    def __init__(self, inner: SamplingVerifier) -> None:
+        self.inner = inner
         self.rows: list[tuple[int, float, float]] = []
 
     def verify(self, tree: DraftTree, logits: torch.Tensor) -> Verdict:
         for u in sorted(tree.q):
             if not any(tree.drawn[c] for c in tree.children(u)):
                 continue
-            ids, probs = processed_probs(logits[u].double().cpu(), self.temperature, self.top_k, self.top_p)
-            p = np.zeros(logits.shape[1])  # [vocab]
-            p[ids.numpy()] = probs.numpy()
+            p = self.inner.row_probs(logits[u])  # [vocab]
             self.rows.append((int(tree.depths[u]), children_acceptance(tree, u, p), topk_acceptance(tree, u, p)))
         return self.inner.verify(tree, logits)
 
@@ -149,7 +148,7 @@ def drafting_gain(model: Any, prompts: Sequence[Sequence[int]], method: str = "g
         memory = Memory()
         for j in range(samples):
             s = seed + i * samples + j
-            judge = DraftingJudge(select_verifier(None, True, temperature, top_k, top_p, s), temperature, top_k, top_p)
+            judge = DraftingJudge(select_verifier(None, True, temperature, top_k, top_p, s))
             gh.generate(model, list(ids), method=method, verifier=judge, temperature=temperature, top_k=top_k,
                         top_p=top_p, seed=s, max_new_tokens=max_new_tokens, target=target, memory=memory)
             rows += [(depth, j, drawn, topk) for depth, drawn, topk in judge.rows]

@@ -91,6 +91,14 @@ class SamplingVerifier(Verifier):
         """``[n, vocab]`` processed target distribution ``p`` at each row."""
         return process_logits(logits, self.temperature, self.top_k, self.top_p).softmax(dim=-1)
 
+    def row_probs(self, row: torch.Tensor) -> np.ndarray:
+        """``[vocab]`` float64 processed target distribution of one row of logits (the
+        nucleus found without a full sort where it can be: :func:`processed_probs`)."""
+        ids, probs = processed_probs(row.double().cpu(), self.temperature, self.top_k, self.top_p)
+        out = np.zeros(row.shape[-1])
+        out[ids.numpy()] = probs.numpy()
+        return out
+
     reads_q = False
     """Whether the verifier reads the draft distributions trees carry (and may verify drawn nodes)."""
     reads_bounds = True
@@ -126,9 +134,7 @@ class _QVerifier(SamplingVerifier):
 
         def p_at(node: int) -> np.ndarray:  # [vocab] float64, processed like plain sampling
             if node not in rows:
-                ids, probs = processed_probs(logits[node].double().cpu(), self.temperature, self.top_k, self.top_p)
-                rows[node] = np.zeros(logits.shape[1])
-                rows[node][ids.numpy()] = probs.numpy()
+                rows[node] = self.row_probs(logits[node])
             return rows[node]
 
         return self.walk(tree, p_at, TorchRandomness(self.generator))
