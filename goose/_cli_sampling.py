@@ -24,6 +24,9 @@ _MODEL = typer.Option("smollm2", help="smollm2 (default), gemma3-270m, a local p
 _IDS = typer.Option("release-dev", help="Question ids, comma-separated, or 'release-dev'.")
 _TASKS = typer.Option("mt_bench,translation,summarization,qa,math_reasoning,rag,humaneval",
                       help="Tasks the ids come from.")
+_MAX_NEW_TOKENS = typer.Option(128)
+_TEMPERATURE = typer.Option(0.8)
+_SEED = typer.Option(0)
 _TOP_P = typer.Option(1.0, "--top-p")
 _TOP_K = typer.Option(0, "--top-k")
 _JSON = typer.Option(None, "--json", help="Write the results as JSON here.")
@@ -130,11 +133,11 @@ def register_sampling_commands(app: typer.Typer, console: Console) -> None:
         ids: str = _IDS,
         tasks: str = _TASKS,
         repeats: int = typer.Option(20, help="Verifications per tree and verifier."),
-        max_new_tokens: int = typer.Option(128),
-        temperature: float = typer.Option(0.8),
+        max_new_tokens: int = _MAX_NEW_TOKENS,
+        temperature: float = _TEMPERATURE,
         top_p: float = _TOP_P,
         top_k: int = _TOP_K,
-        seed: int = typer.Option(0),
+        seed: int = _SEED,
         json_out: Path | None = _JSON,
     ) -> None:
         """Verifiers that read q on the very same trees: each drawn tree of one generation is
@@ -166,12 +169,12 @@ def register_sampling_commands(app: typer.Typer, console: Console) -> None:
         model: str = _MODEL,
         ids: str = _IDS,
         tasks: str = _TASKS,
-        max_new_tokens: int = typer.Option(128),
+        max_new_tokens: int = _MAX_NEW_TOKENS,
         samples: int = typer.Option(1, help="Generations per prompt, sharing one memory per prompt (best-of-N)."),
-        temperature: float = typer.Option(0.8),
+        temperature: float = _TEMPERATURE,
         top_p: float = _TOP_P,
         top_k: int = _TOP_K,
-        seed: int = typer.Option(0),
+        seed: int = _SEED,
         json_out: Path | None = _JSON,
     ) -> None:
         """Drawn children against their deterministic control on the very same nodes: at
