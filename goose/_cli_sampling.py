@@ -52,6 +52,11 @@ def _bench_prompts(command: str, model: str, ids: str, tasks: str, temperature: 
 def register_sampling_commands(app: typer.Typer, console: Console) -> None:
     """Add the sampling commands to ``app``."""
 
+    def _show(table: Table, res: object, json_out: Path | None) -> None:
+        console.print(table)
+        if json_out:
+            json_out.write_text(json.dumps(res, indent=1))
+
     @app.command("simulate-sampling")
     def simulate_sampling_cmd(
         closeness: str = typer.Option("0,0.25,0.5,0.75,0.9", help="How close the draft q is to the target p: "
@@ -82,9 +87,7 @@ def register_sampling_commands(app: typer.Typer, console: Console) -> None:
             table.add_column(col)
         for r in rows:
             table.add_row(f"{r['closeness']:g}", *(f"{r[v]['mat']:.3f} ± {r[v]['se']:.3f}" for v in SAMPLING_VERIFIERS))
-        console.print(table)
-        if json_out:
-            json_out.write_text(json.dumps(rows, indent=1))
+        _show(table, rows, json_out)
 
 
     @app.command("check-sampling")
@@ -119,10 +122,7 @@ def register_sampling_commands(app: typer.Typer, console: Console) -> None:
             table.add_column(col)
         for m, r in res["methods"].items():
             table.add_row(m, *(f"{p:.3f}" for p in r["pvalues"]), "same law" if r["passed"] else "DIFFERENT")
-        console.print(table)
-        if json_out:
-            json_out.write_text(json.dumps(res, indent=1))
-
+        _show(table, res, json_out)
 
     @app.command("compare-verifiers")
     def compare_verifiers(
@@ -159,9 +159,7 @@ def register_sampling_commands(app: typer.Typer, console: Console) -> None:
             table.add_row(v, f"{res['mean_accepted'][v]:.4f}",
                           "" if diff is None else f"{diff['mean_difference']:+.4f} ± {diff['se']:.4f}",
                           "1" if diff is None else f"{diff['ratio_of_mat']:.4f}")
-        console.print(table)
-        if json_out:
-            json_out.write_text(json.dumps(res, indent=1))
+        _show(table, res, json_out)
 
     @app.command("compare-drafting")
     def compare_drafting(
@@ -191,11 +189,10 @@ def register_sampling_commands(app: typer.Typer, console: Console) -> None:
                             f"{samples} samples, T={temperature:g}, top-p {top_p:g}: P(a child is accepted | the "
                             f"node is reached)")
         for col in ("nodes", "count", "drawn (rejection sampling)", "top-k of q (sample-and-match)", "ratio",
-                    "difference SE"):
+                    "difference SE", "best of both (ratio)", "1 - TV(p, q)", "p(top-1 of q)", "max p"):
             table.add_column(col)
         for name, r in [*res["by_depth"].items(), *res.get("by_sample", {}).items()]:
             table.add_row(name, str(r["nodes"]), f"{r['drawn']:.4f}", f"{r['topk']:.4f}", f"{r['ratio']:.3f}",
-                          f"{r['difference_se']:.4f}")
-        console.print(table)
-        if json_out:
-            json_out.write_text(json.dumps(res, indent=1))
+                          f"{r['difference_se']:.4f}", f"{r['best_of_both']:.4f} ({r['best_of_both_ratio']:.3f})",
+                          *(f"{r[k]:.3f}" for k in ("overlap", "q_top1", "p_max")))
+        _show(table, res, json_out)

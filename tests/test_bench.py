@@ -380,3 +380,41 @@ def test_drawing_compared_with_its_top_k_control_on_the_same_nodes():
     assert split["first"]["nodes"] + split["later"]["nodes"] == shared["nodes"]
     with pytest.raises(ValueError, match="samples"):
         drafting_gain(model, [prompt], "stand", samples=0, progress=False)
+    for r in (*parts.values(), *split.values()):
+        assert max(r["drawn"], r["topk"]) <= r["best_of_both"] <= r["drawn"] + r["topk"]
+        assert 0 < r["q_top1"] <= r["p_max"] <= 1 and 0 < r["overlap"] <= 1
+
+
+def test_the_drafting_judge_reads_slot_one_off_the_overlap_of_p_and_q():
+    """A node with one drawn child and no deterministic one is accepted with probability
+    1 - TV(p, q) averaged over the draw (slot 1): the judge's rows say so, with q's top-1
+    and p's maximum; a second drawn child recovers part of what the first one missed."""
+    import numpy as np
+    import torch
+
+    from goose.bench import DraftingJudge
+    from goose.trees import TreeBuilder
+    from goose.verify import select_verifier
+
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, 0.5, 0.2]] + [[0.0] * 6] * 2, dtype=torch.float64)  # [nodes, vocab]
+    p = torch.softmax(logits[0], -1).numpy()
+    q_ids, q_probs = np.array([0, 3, 4]), np.array([0.2, 0.5, 0.3])  # too little on p's top token 0
+
+    def judged(*children: int) -> tuple:
+        b = TreeBuilder(root=0)
+        b.set_q(0, q_ids, q_probs)
+        for x in children:
+            b.add(0, x, "stand", 0.5, drawn=True)
+        judge = DraftingJudge(select_verifier(None, True, 1.0, 0, 1.0, 0))
+        judge.verify(b.build(), logits[:len(children) + 1])
+        ((row),) = judge.rows
+        return row
+
+    overlap = np.minimum(p[q_ids], q_probs).sum()
+    rows = [judged(x) for x in q_ids]
+    for depth, _, topk, row_overlap, q_top1, p_max in rows:
+        assert depth == 0 and topk == pytest.approx(p[3]) and q_top1 == pytest.approx(p[3])
+        assert row_overlap == pytest.approx(overlap) and p_max == pytest.approx(p.max())
+    assert sum(w * r[1] for w, r in zip(q_probs, rows, strict=True)) == pytest.approx(overlap, abs=1e-12)
+    depth, drawn, topk, *_ = judged(3, 0)
+    assert drawn > judged(3)[1] and topk == pytest.approx(p[[3, 4]].sum())

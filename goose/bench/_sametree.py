@@ -103,22 +103,28 @@ class DraftingJudge(Verifier):
     children, computes exactly, from the target's row there processed as ``inner``
     processes it, the probability that its children as drawn are accepted
     (:func:`~goose.verify.children_acceptance`) and that its deterministic control is
-    (:func:`~goose.verify.topk_acceptance`), and appends ``(depth, drawn, top-k)`` to
-    :attr:`rows`."""
+    (:func:`~goose.verify.topk_acceptance`). It appends to :attr:`rows` the tuple
+    ``(depth, drawn, top-k, overlap, q-top-1, p-max)``: besides the two acceptances,
+    what decides between them, namely ``1 - TV(p, q)`` (slot 1's acceptance averaged
+    over its draw, when the node has no deterministic child), the target mass of
+    ``q``'s most likely token and the target's own largest probability."""
 
     reads_q = True
     reads_bounds = False
 
     def __init__(self, inner: SamplingVerifier) -> None:
         self.inner = inner
-        self.rows: list[tuple[int, float, float]] = []
+        self.rows: list[tuple[int, float, float, float, float, float]] = []
 
     def verify(self, tree: DraftTree, logits: torch.Tensor) -> Verdict:
         for u in sorted(tree.q):
             if not any(tree.drawn[c] for c in tree.children(u)):
                 continue
             p = self.inner.row_probs(logits[u])  # [vocab]
-            self.rows.append((int(tree.depths[u]), children_acceptance(tree, u, p), topk_acceptance(tree, u, p)))
+            ids, probs = (np.asarray(a) for a in tree.q[u])
+            q = probs / probs.sum()  # the node's law over ids, as slot_law reads it
+            self.rows.append((int(tree.depths[u]), children_acceptance(tree, u, p), topk_acceptance(tree, u, p),
+                              float(np.minimum(p[ids], q).sum()), float(p[ids[np.argmax(q)]]), float(p.max())))
         return self.inner.verify(tree, logits)
 
 
@@ -142,7 +148,7 @@ def drafting_gain(model: Any, prompts: Sequence[Sequence[int]], method: str = "g
 
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    rows: list[tuple[int, int, float, float]] = []
+    rows: list[tuple] = []
     target = gh.HFTarget(model)
     for i, ids in enumerate(tqdm(prompts, desc=method, disable=not progress)):
         memory = Memory()
@@ -151,10 +157,10 @@ def drafting_gain(model: Any, prompts: Sequence[Sequence[int]], method: str = "g
             judge = DraftingJudge(select_verifier(None, True, temperature, top_k, top_p, s))
             gh.generate(model, list(ids), method=method, verifier=judge, temperature=temperature, top_k=top_k,
                         top_p=top_p, seed=s, max_new_tokens=max_new_tokens, target=target, memory=memory)
-            rows += [(depth, j, drawn, topk) for depth, drawn, topk in judge.rows]
+            rows += [(r[0], j, *r[1:]) for r in judge.rows]
     if not rows:
         raise ValueError(f"{method} drew no children on these prompts (does it draw from q at T > 0?)")
-    table = np.array(rows)  # [nodes, (depth, sample, drawn, top-k)]
+    table = np.array(rows)  # [nodes, (depth, sample, drawn, top-k, overlap, q-top-1, p-max)]
     out = {"method": method, "nodes": len(rows), "temperature": temperature, "top_k": top_k, "top_p": top_p,
            "seed": seed, "max_new_tokens": max_new_tokens, "prompts": len(prompts), "samples": samples,
            "by_depth": _gains(table, {"root": table[:, 0] == 0, "below": table[:, 0] > 0, "all": table[:, 0] >= 0})}
@@ -164,16 +170,30 @@ def drafting_gain(model: Any, prompts: Sequence[Sequence[int]], method: str = "g
 
 
 def _gains(table: np.ndarray, parts: dict[str, np.ndarray]) -> dict[str, dict]:
-    """Per named row mask of ``table`` (columns: depth, sample, drawn, top-k): the nodes,
-    both mean acceptances, their ratio and the standard error of the paired difference."""
+    """Per named row mask of ``table`` (columns: depth, sample, drawn, top-k, overlap,
+    q-top-1, p-max): the nodes, both mean acceptances, their ratio, the standard error of
+    the paired difference, and:
+
+    * ``best_of_both``: the mean of the larger of the two per node, the most that any
+      rule choosing per node between drawing and top-k could reach, even one that
+      knew the target's row;
+    * ``overlap`` (``1 - TV(p, q)``), ``q_top1`` (``p`` of ``q``'s most likely token)
+      and ``p_max`` (``p``'s largest probability), means over the nodes."""
     out = {}
     for name, pick in parts.items():
         part = table[pick]
         if not len(part):
             continue
         drawn, topk = part[:, 2], part[:, 3]
+        best = np.maximum(drawn, topk)
         d = drawn - topk
         out[name] = {"nodes": len(part), "drawn": float(drawn.mean()), "topk": float(topk.mean()),
                      "difference_se": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan"),
-                     "ratio": float(drawn.mean() / topk.mean()) if topk.mean() > 0 else float("inf")}
+                     "ratio": _ratio(drawn.mean(), topk.mean()), "best_of_both": float(best.mean()),
+                     "best_of_both_ratio": _ratio(best.mean(), topk.mean()),
+                     **{k: float(part[:, c].mean()) for c, k in ((4, "overlap"), (5, "q_top1"), (6, "p_max"))}}
     return out
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b > 0 else float("inf")
