@@ -407,7 +407,7 @@ def test_the_drafting_judge_reads_slot_one_off_the_overlap_of_p_and_q():
             b.add(0, x, "stand", 0.5, drawn=True)
         judge = DraftingJudge(select_verifier(None, True, 1.0, 0, 1.0, 0))
         judge.verify(b.build(), logits[:len(children) + 1])
-        ((row),) = judge.rows
+        (row,) = judge.rows
         return row
 
     overlap = np.minimum(p[q_ids], q_probs).sum()
