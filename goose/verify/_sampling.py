@@ -91,6 +91,12 @@ class SamplingVerifier(Verifier):
         """``[n, vocab]`` processed target distribution ``p`` at each row."""
         return process_logits(logits, self.temperature, self.top_k, self.top_p).softmax(dim=-1)
 
+    reads_q = False
+    """Whether the verifier reads the draft distributions trees carry (and may verify drawn nodes)."""
+    reads_bounds = True
+    """Whether :meth:`verify` takes :class:`~goose.verify.BoundedLogits` (approximate
+    logits, exact on demand); the decode loop then asks a target that can for them."""
+
     def row_probs(self, row: torch.Tensor) -> np.ndarray:
         """``[vocab]`` float64 processed target distribution of one row of logits (the
         nucleus found without a full sort where it can be: :func:`processed_probs`)."""
@@ -98,12 +104,6 @@ class SamplingVerifier(Verifier):
         out = np.zeros(row.shape[-1])
         out[ids.numpy()] = probs.numpy()
         return out
-
-    reads_q = False
-    """Whether the verifier reads the draft distributions trees carry (and may verify drawn nodes)."""
-    reads_bounds = True
-    """Whether :meth:`verify` takes :class:`~goose.verify.BoundedLogits` (approximate
-    logits, exact on demand); the decode loop then asks a target that can for them."""
 
     def verify(self, tree: DraftTree, logits: torch.Tensor | BoundedLogits) -> Verdict:
         check_logits(tree, logits)
