@@ -658,3 +658,48 @@ def test_a_reused_prompt_prefill_gives_what_a_fresh_one_gives():
         assert other.tokens == fresh.generate(prompt[:-1], method="goose", max_new_tokens=5).tokens
     finally:
         hook.remove()
+
+
+class StaleDraftCache:
+    """Deliberately broken: feeds only the newest token and never crops the draft cache."""
+
+    @staticmethod
+    def logits(src, seq):
+        ids = torch.tensor([seq[-1:] if src._fed else seq])
+        with torch.no_grad():
+            out = src.model(input_ids=ids, past_key_values=src._cache, use_cache=True, logits_to_keep=1)
+        src._fed = seq
+        return out.logits[0, -1].float()
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])  # gemma3: sliding windows in the draft's own pass
+def test_a_model_draft_reads_each_path_as_a_fresh_pass_would(arch):
+    from goose.hf._draft import DraftModelSource
+
+    model = MODELS[arch]("sdpa")
+    context = [int(t) for t in PROMPTS[1]]
+    # a branching walk: down one path, back up, across, down again, then a commit
+    queries = [(context, ()), (context, (5,)), (context, (5, 7)), (context, (9,)), (context, (5, 7, 9)),
+               (context, (9, 3)), (context + [5, 7], ()), (context + [5, 7], (2,)), (context + [5, 7, 2, 4], ())]
+
+    def walk(src):
+        src.begin(context)
+        out, committed = [], len(context)
+        for ctx, path in queries:
+            if len(ctx) > committed:
+                src.commit(ctx[committed:])
+                committed = len(ctx)
+            props = src.propose(ctx, path)
+            out.append((props[0].q, [p.tokens for p in props]))
+        return out
+
+    got = walk(DraftModelSource(model, k=8))
+    for (ctx, path), (q, tokens) in zip(queries, got, strict=True):
+        with torch.no_grad():
+            fresh = model(torch.tensor([ctx + list(path)])).logits[0, -1].float().softmax(-1)
+        want = fresh.topk(8)
+        assert q.ids == tuple(want.indices.tolist()) and tokens == [(t,) for t in q.ids]
+        np.testing.assert_allclose(q.probs, want.values.double().numpy(), rtol=1e-5, atol=1e-7)
+    broken = DraftModelSource(model, k=8)
+    broken._logits = lambda seq: StaleDraftCache.logits(broken, seq)
+    assert [q.ids for q, _ in walk(broken)] != [q.ids for q, _ in got]  # the check has teeth

@@ -30,7 +30,7 @@ N, ALPHA, T, TOP_P = 2000, 1e-6, 0.8, 0.95
 # rows for whatever is sampled and the stochastic drafters draft from the first step
 PROMPT = [int(t) for t in np.random.default_rng(1).integers(0, 16, 40)]
 SAMPLERS = ["goose", "pld", "stand-topk", "stand/rrs", "stand/traversal", "goose-stand/rrs",
-            "goose-stand/traversal", "ddte"]
+            "goose-stand/traversal", "ddte", "bf16-draft@3/rrs", "bf16-draft@3/traversal", "bf16-draft-topk@3"]
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,16 @@
 One job per module: the target (:class:`HFTarget`: masks, prefill, tree pass,
 commit, rewind), the cache layer, the verification head (:class:`VerifyHead`),
 named models and their conversion (:func:`load_model`), calibration
-(:func:`calibrate`), and generation (:func:`generate`, :class:`Session`,
-:func:`custom_generate`). The CPU linear kernels are torch-only: :mod:`goose.kernels`.
+(:func:`calibrate`), a draft model as a token source (:class:`DraftModelSource`), and
+generation (:func:`generate`, :class:`Session`, :func:`custom_generate`). The CPU linear
+kernels are torch-only: :mod:`goose.kernels`.
 """
 
 from typing import Any
 
 from ._cache import growing_layer_class, new_cache
 from ._calibrate import CALIBRATION_CONTEXTS, CALIBRATION_SIZES, calibrate
+from ._draft import DraftModelSource, low_precision_copy
 from ._generate import ProcessorVerifier, Session, custom_generate, encode_prompt, eos_ids, generate, resolve_method
 from ._head import VerifyHead, cpu_has_fast_bf16
 from ._models import ALIASES, NAMED_MODELS, load_model, local_source, model_path
@@ -38,6 +40,7 @@ __all__ = [
     "NAMED_MODELS",
     "SUPPORTED_ARCHITECTURES",
     "SUPPORTED_ATTENTION",
+    "DraftModelSource",
     "HFTarget",
     "ProcessorVerifier",
     "Session",
@@ -52,6 +55,7 @@ __all__ = [
     "growing_layer_class",
     "load_model",
     "local_source",
+    "low_precision_copy",
     "model_path",
     "new_cache",
     "resolve_method",

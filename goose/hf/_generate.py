@@ -129,7 +129,7 @@ def generate(
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     m, want = resolve_method(method, budget)
-    ctx = m.context(label, want, warmup, memory, temperature, seed)
+    ctx = m.context(label, want, warmup, memory, temperature, seed, model)
     if isinstance(verifier, Verifier):
         argmax_only, bounded = verifier.argmax_only, getattr(verifier, "reads_bounds", False)
     else:  # a method with budget auto drafts deterministic trees: greedy, or sample-and-match
@@ -252,7 +252,7 @@ def custom_generate(
     verifier = ProcessorVerifier(logits_processor, prompt, bool(generation_config.do_sample),
                                  torch.Generator().manual_seed(goose_seed))
     m, want = resolve_method(goose_method, goose_budget)
-    ctx = m.context(budget=want)
+    ctx = m.context(budget=want, model=model)
     drafting = m.build(ctx, calibrate(model, argmax_only=False) if ctx.auto else None)
 
     def on_commit(tokens: list[int], kinds: list[str]) -> None:
