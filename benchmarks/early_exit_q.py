@@ -5,7 +5,10 @@ positions of 1 - TV(p, q) (slot 1's acceptance when a child is drawn from q), p(
 top-1 child of q is worth) and max p. q is softmax(logits_L / T), the law `StochasticShaper`
 draws from. The text is the target's own sample (`model.generate(do_sample=True)`, 128 tokens,
 seeded), read back teacher-forced in one pass. The last layer is a check: it must give
-1 - TV = 1 up to top-p (q keeps the tail that p cuts).
+1 - TV = 1 up to top-p (q keeps the tail that p cuts). Two more drafts of the same kind end
+the table: the target with its middle layers 13-16 skipped (layer skipping, as in
+self-speculative decoding), and the target's bfloat16 copy (``goose.hf.low_precision_copy``, the
+``bf16-draft`` method's q), both at full depth.
 
     python benchmarks/early_exit_q.py [layers, comma-separated]
 
@@ -19,7 +22,7 @@ import numpy as np
 import torch
 
 from goose.bench import load_prompts, load_reference
-from goose.hf import encode_prompt, load_model
+from goose.hf import encode_prompt, load_model, low_precision_copy
 from goose.verify import process_logits
 
 T, TOP_P, NEW = 0.8, 0.95, 128
@@ -28,7 +31,10 @@ model, tok = load_model("smollm2")
 n_layers = model.config.num_hidden_layers
 layers = [int(x) for x in sys.argv[1].split(",")] if len(sys.argv) > 1 else [16, 22, 26, 28, 29, n_layers]
 ids = [v[0] for v in RELEASE_DEV_IDS.values()] + [v[1] for v in RELEASE_DEV_IDS.values()]
-stats: dict[int, list[np.ndarray]] = {L: [] for L in layers}
+SKIPPED = range(13, 17)
+bf16 = low_precision_copy(model)
+skipping = torch.nn.ModuleList(layer for i, layer in enumerate(model.model.layers) if i not in SKIPPED)
+stats: dict[int | str, list[np.ndarray]] = {L: [] for L in [*layers, "skip", "bf16"]}
 p_max: list[np.ndarray] = []
 torch.set_grad_enabled(False)
 for i, prompt in enumerate(load_prompts(list(RELEASE_DEV_IDS), ids=ids)):
@@ -39,18 +45,24 @@ for i, prompt in enumerate(load_prompts(list(RELEASE_DEV_IDS), ids=ids)):
     rows = slice(x.shape[1] - 1, seq.shape[1] - 1)  # the rows that predicted the new tokens
     p = process_logits(out.logits[0, rows].float(), T, 0, TOP_P).softmax(-1)  # [new, vocab]
     p_max.append(p.max(-1).values.numpy())
-    for L in layers:
-        h = out.hidden_states[L][0, rows]
-        h = h if L == n_layers else model.model.norm(h)  # the last entry is already normed
-        q = (model.lm_head(h).float() / T).softmax(-1)  # [new, vocab]
+    whole = model.model.layers
+    model.model.layers = skipping
+    skip_logits = model(seq, use_cache=False).logits[0, rows]
+    model.model.layers = whole
+    drafts = [(L, model.lm_head(out.hidden_states[L][0, rows] if L == n_layers  # the last entry is already normed
+                                else model.model.norm(out.hidden_states[L][0, rows]))) for L in layers]
+    drafts += [("skip", skip_logits), ("bf16", bf16(seq).logits[0, rows])]
+    for L, logits in drafts:
+        q = (logits.float() / T).softmax(-1)  # [new, vocab]
         overlap = torch.minimum(p, q).sum(-1)
         top1 = p.gather(-1, q.argmax(-1, keepdim=True))[:, 0]
         stats[L].append(torch.stack([overlap, top1], -1).numpy())
     print(f"{prompt.task} {prompt.qid}: {seq.shape[1] - x.shape[1]} tokens", file=sys.stderr)
 
-print(f"| exit after layer (of {n_layers}) | 1 - TV(p, q) | p(argmax q) | max p |")
+NAMES = {"skip": f"skip layers {SKIPPED.start}-{SKIPPED.stop - 1}", "bf16": "bfloat16 copy"}
+print(f"| draft: exit after layer (of {n_layers}) | 1 - TV(p, q) | p(argmax q) | max p |")
 print("|---|---|---|---|")
 mp = float(np.concatenate(p_max).mean())
-for L in layers:
+for L in stats:
     a = np.concatenate(stats[L])
-    print(f"| {L} | {a[:, 0].mean():.3f} | {a[:, 1].mean():.3f} | {mp:.3f} |")
+    print(f"| {NAMES.get(L, L)} | {a[:, 0].mean():.3f} | {a[:, 1].mean():.3f} | {mp:.3f} |")

@@ -58,6 +58,9 @@ def test_sampling_tutorial_runs():
     runs = namespace["runs"]
     assert set(runs) == {"stand/rrs", "stand/traversal", "stand-topk/match"}
     assert all(0 < r.stats.new_tokens <= 48 and r.stats.lossless for r in runs.values())  # EOS may come first
+    close = namespace["close"]  # a q close to p: the drawn path accepts far more than the argmax path
+    assert close["bf16-draft"].stats.mat > 1.5 * close["bf16-draft-topk"].stats.mat > 1.5
+    assert namespace["tree"].stats.mat > 1
 
 
 @pytest.mark.skipif(shutil.which("mkdocs") is None and sys.modules.get("mkdocs") is None,

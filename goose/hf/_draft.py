@@ -19,7 +19,9 @@ _COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def low_precision_copy(model: Any, dtype: torch.dtype = torch.bfloat16) -> Any:
     """A ``dtype`` copy of ``model`` on its device, made once per model object and kept
-    while the model lives. Training-free: the target's own weights, rounded."""
+    while the model lives. Training-free: the target's own weights, rounded. Weights
+    changed in place afterwards are not copied again: the draft then drifts from the
+    target, which costs acceptance, never exactness."""
     key = (dtype,)
     copies = _COPIES.setdefault(model, {})
     if key not in copies:
