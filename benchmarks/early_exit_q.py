@@ -7,7 +7,7 @@ draws from. The text is the target's own sample (`model.generate(do_sample=True)
 seeded), read back teacher-forced in one pass. The last layer is a check: it must give
 1 - TV = 1 up to top-p (q keeps the tail that p cuts). Two more drafts of the same kind end
 the table: the target with its middle layers 13-16 skipped (layer skipping, as in
-self-speculative decoding), and the target's bfloat16 copy (``goose.hf.low_precision_copy``, the
+self-speculative decoding), and the target's bfloat16 copy (``HFTarget.low_precision_copy``, the
 ``bf16-draft`` method's q), both at full depth.
 
     python benchmarks/early_exit_q.py [layers, comma-separated]
@@ -16,13 +16,14 @@ An ad-hoc measurement kept so the numbers quoted in the issue notes can be repro
 test. Compare with the STAND table's columns in docs/benchmarks.md (`goose compare-drafting`).
 """
 
+import copy
 import sys
 
 import numpy as np
 import torch
 
 from goose.bench import load_prompts, load_reference
-from goose.hf import encode_prompt, load_model, low_precision_copy
+from goose.hf import HFTarget, encode_prompt, load_model
 from goose.verify import process_logits
 
 T, TOP_P, NEW = 0.8, 0.95, 128
@@ -32,8 +33,9 @@ n_layers = model.config.num_hidden_layers
 layers = [int(x) for x in sys.argv[1].split(",")] if len(sys.argv) > 1 else [16, 22, 26, 28, 29, n_layers]
 ids = [v[0] for v in RELEASE_DEV_IDS.values()] + [v[1] for v in RELEASE_DEV_IDS.values()]
 SKIPPED = range(13, 17)
-bf16 = low_precision_copy(model)
-skipping = torch.nn.ModuleList(layer for i, layer in enumerate(model.model.layers) if i not in SKIPPED)
+bf16 = HFTarget(model).low_precision_copy()
+skipping = copy.deepcopy(model)  # the same weights with layers 13-16 left out
+skipping.model.layers = torch.nn.ModuleList(layer for i, layer in enumerate(model.model.layers) if i not in SKIPPED)
 stats: dict[int | str, list[np.ndarray]] = {L: [] for L in [*layers, "skip", "bf16"]}
 p_max: list[np.ndarray] = []
 torch.set_grad_enabled(False)
@@ -45,10 +47,7 @@ for i, prompt in enumerate(load_prompts(list(RELEASE_DEV_IDS), ids=ids)):
     rows = slice(x.shape[1] - 1, seq.shape[1] - 1)  # the rows that predicted the new tokens
     p = process_logits(out.logits[0, rows].float(), T, 0, TOP_P).softmax(-1)  # [new, vocab]
     p_max.append(p.max(-1).values.numpy())
-    whole = model.model.layers
-    model.model.layers = skipping
-    skip_logits = model(seq, use_cache=False).logits[0, rows]
-    model.model.layers = whole
+    skip_logits = skipping(seq, use_cache=False).logits[0, rows]
     drafts = [(L, model.lm_head(out.hidden_states[L][0, rows] if L == n_layers  # the last entry is already normed
                                 else model.model.norm(out.hidden_states[L][0, rows]))) for L in layers]
     drafts += [("skip", skip_logits), ("bf16", bf16(seq).logits[0, rows])]

@@ -48,7 +48,7 @@ def user_module(tmp_path, monkeypatch):
     return user_methods
 
 
-@pytest.mark.parametrize("name", [n for n in METHODS if not METHODS[n].needs_model])
+@pytest.mark.parametrize("name", [n for n in METHODS if not METHODS[n].needs_target])
 def test_builtin_methods_pass_the_method_contract(name):
     check_method(METHODS[name])
 
@@ -169,7 +169,7 @@ def test_forced_acceptance_proves_drafts_are_emitted_right(name):
     model = tiny_llama()
     prompt = [int(t) for t in np.random.default_rng(1).integers(1, 64, 12)]
     ref = reference(model, prompt, 40)
-    drafting = METHODS[name].build(METHODS[name].context(model=model))
+    drafting = METHODS[name].build(METHODS[name].context(target=goose.hf.HFTarget(model)))
     oracles = [OracleSource(prompt + ref, s.name, s.kind) for s in drafting.sources]
     out = goose.hf.generate(model, prompt, method=name, sources=oracles, max_new_tokens=40, eos_token_id=[])
     assert out.tokens == ref

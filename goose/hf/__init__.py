@@ -12,7 +12,7 @@ from typing import Any
 
 from ._cache import growing_layer_class, new_cache
 from ._calibrate import CALIBRATION_CONTEXTS, CALIBRATION_SIZES, calibrate
-from ._draft import DraftModelSource, low_precision_copy
+from ._draft import DraftModelSource
 from ._generate import ProcessorVerifier, Session, custom_generate, encode_prompt, eos_ids, generate, resolve_method
 from ._head import VerifyHead, cpu_has_fast_bf16
 from ._models import ALIASES, NAMED_MODELS, load_model, local_source, model_path
@@ -55,7 +55,6 @@ __all__ = [
     "growing_layer_class",
     "load_model",
     "local_source",
-    "low_precision_copy",
     "model_path",
     "new_cache",
     "resolve_method",

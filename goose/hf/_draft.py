@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,21 +10,7 @@ import torch
 from ..sources import DraftDist, Proposal, TokenSource
 from ._cache import new_cache
 
-__all__ = ["DraftModelSource", "low_precision_copy"]
-
-_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def low_precision_copy(model: Any, dtype: torch.dtype = torch.bfloat16) -> Any:
-    """A ``dtype`` copy of ``model`` on its device, made once per model object and kept
-    while the model lives. Training-free: the target's own weights, rounded. Weights
-    changed in place afterwards are not copied again: the draft then drifts from the
-    target, which costs acceptance, never exactness."""
-    key = (dtype,)
-    copies = _COPIES.setdefault(model, {})
-    if key not in copies:
-        copies[key] = copy.deepcopy(model).to(dtype).eval()
-    return copies[key]
+__all__ = ["DraftModelSource"]
 
 
 class DraftModelSource(TokenSource):
@@ -42,7 +26,8 @@ class DraftModelSource(TokenSource):
     and draws from it, and the verifier is told exactly that law, so the output law is
     the target's whatever the draft model is.
 
-    With :func:`low_precision_copy` (the ``bf16-draft`` method) ``q`` is the target's own
+    With the target's own bfloat16 copy (:meth:`HFTarget.low_precision_copy`, the
+    ``bf16-draft`` method) ``q`` is the target's own
     law up to bfloat16 rounding: on SmolLM2 at T = 0.8, top-p 0.95 it shares 98.7% of
     its mass with the target's, and a single-token pass costs ~60% of the float32 one
     on a CPU with native bfloat16 (``benchmarks/early_exit_q.py`` measures the overlap,

@@ -129,7 +129,8 @@ def generate(
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     m, want = resolve_method(method, budget)
-    ctx = m.context(label, want, warmup, memory, temperature, seed, model)
+    target = target or HFTarget(model)
+    ctx = m.context(label, want, warmup, memory, temperature, seed, target)
     if isinstance(verifier, Verifier):
         argmax_only, bounded = verifier.argmax_only, getattr(verifier, "reads_bounds", False)
     else:  # a method with budget auto drafts deterministic trees: greedy, or sample-and-match
@@ -149,7 +150,7 @@ def generate(
             raise ValueError("pass either recorder or trace, not both")
         tracer = TraceRecorder()
         use_sources, recorder = tracer.wrap(use_sources), tracer.step
-    result = decode(target or HFTarget(model), ids, use_sources, drafting.shaper, verifier, drafting.budget,
+    result = decode(target, ids, use_sources, drafting.shaper, verifier, drafting.budget,
                     max_new_tokens, eos_ids(model, eos_token_id), on_commit=on_commit, recorder=recorder)
     if tracer is not None:
         tracer.write(trace, ids, result.tokens, m.name, drafting.budget, result.stats.forward_calls,
@@ -252,7 +253,8 @@ def custom_generate(
     verifier = ProcessorVerifier(logits_processor, prompt, bool(generation_config.do_sample),
                                  torch.Generator().manual_seed(goose_seed))
     m, want = resolve_method(goose_method, goose_budget)
-    ctx = m.context(budget=want, model=model)
+    target = HFTarget(model)
+    ctx = m.context(budget=want, target=target)
     drafting = m.build(ctx, calibrate(model, argmax_only=False) if ctx.auto else None)
 
     def on_commit(tokens: list[int], kinds: list[str]) -> None:
@@ -262,7 +264,7 @@ def custom_generate(
 
     if streamer is not None:
         streamer.put(input_ids.cpu())
-    result = decode(HFTarget(model), prompt, drafting.sources, drafting.shaper, verifier, drafting.budget, max_new,
+    result = decode(target, prompt, drafting.sources, drafting.shaper, verifier, drafting.budget, max_new,
                     eos_ids(model, generation_config.eos_token_id), on_commit=on_commit)
     if streamer is not None:
         streamer.end()

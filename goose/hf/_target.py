@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -75,15 +76,27 @@ class HFTarget:
         self._hidden: torch.Tensor | None = None
         self.reuse_prompt = bool(reuse_prompt)
         self._prompt: tuple[tuple[int, ...], torch.Tensor, torch.Tensor] | None = None  # tokens, logits, hidden
+        self._copies: dict[torch.dtype, Any] = {}  # low-precision copies of the model (drafts)
 
     def repack(self) -> None:
         """Drop every copy derived from the weights (this target's head copy and the
         model's packed linear layers); the next pass derives them afresh. Needed only
         after changes through ``weight.data`` (other in-place changes are seen)."""
         self.head.repack()
+        self._copies.clear()
         for m in self.model.modules():
             if hasattr(m, "repack") and m is not self.model:
                 m.repack()
+
+    def low_precision_copy(self, dtype: torch.dtype = torch.bfloat16) -> Any:
+        """A ``dtype`` copy of the model on its device, made on first use and kept with this
+        target (a :class:`Session` and a bench column keep one target): the draft model of
+        the ``bf16-draft`` method. Training-free: the target's own weights, rounded. After
+        an in-place change of the weights call :meth:`repack`, or the draft drifts from the
+        target (which costs acceptance, never exactness)."""
+        if dtype not in self._copies:
+            self._copies[dtype] = copy.deepcopy(self.model).to(dtype).eval()
+        return self._copies[dtype]
 
     def _mask(self, tree: DraftTree, window: int | None) -> torch.Tensor:
         n, past = tree.num_nodes, self.past

@@ -94,6 +94,13 @@ class PackedLinear(torch.nn.Linear):
         """Drop every weight copy; the next forward packs the current weights afresh."""
         self._copies, self._copies_of = {}, None
 
+    def __getstate__(self) -> dict:
+        """A deep copy or pickle leaves the weight copies behind (opaque oneDNN tensors
+        cannot be copied); the copy packs its own weights on first use."""
+        state = dict(self.__dict__)
+        state["_copies"], state["_copies_of"] = {}, None
+        return state
+
     def _copy(self, which: object) -> torch.Tensor:
         key = (self.weight.data_ptr(), self.weight._version)
         if key != self._copies_of:  # the weights changed in place since the copies were made

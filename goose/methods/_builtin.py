@@ -82,9 +82,9 @@ def _stochastic(context: bool, draw: bool = True, delay: int | str = 0, shared: 
 
 def _bf16_draft(draw: bool):  # noqa: ANN202 - a factory of factories
     def factory(ctx: MethodContext) -> Drafting:
-        from ..hf._draft import DraftModelSource, low_precision_copy  # the one method that needs torch here
+        from ..hf._draft import DraftModelSource  # the one method that needs torch here
 
-        source = DraftModelSource(low_precision_copy(ctx.model), name="bf16")
+        source = DraftModelSource(ctx.target.low_precision_copy(), name="bf16")
         # one path (DDTE with the delay at the budget): a model draft costs a pass per node
         shaper = StochasticShaper(ctx.temperature, draw=draw, seed=ctx.seed, max_children=1,
                                   max_depth=ctx.node_budget(), estimator=_estimator())
@@ -125,9 +125,9 @@ BUILTIN_METHODS = (
     Method("stand-shared-topk", _stochastic(context=False, draw=False, shared=True), default_budget=16,
            cross_request=True, tags=("deterministic-control",),
            description="stand-shared's sources and tree, top-k children"),
-    Method("bf16-draft", _bf16_draft(draw=True), default_budget=6, auto=False, needs_model=True, tags=SAMPLING,
+    Method("bf16-draft", _bf16_draft(draw=True), default_budget=6, auto=False, needs_target=True, tags=SAMPLING,
            description="a bfloat16 copy of the target drafts one path, drawn from its own law"),
-    Method("bf16-draft-topk", _bf16_draft(draw=False), default_budget=6, auto=False, needs_model=True,
+    Method("bf16-draft-topk", _bf16_draft(draw=False), default_budget=6, auto=False, needs_target=True,
            tags=("deterministic-control",), description="bf16-draft's source and path, its argmax tokens"),
     Method("paper", _paper, default_budget=100, auto=False, sim_shaper=_paper_shaper, tags=BOTH,
            description="the released GOOSE rules (@B: the release's node budget)"),

@@ -76,8 +76,9 @@ class MethodContext:
         temperature: the sampling temperature of the generation (0: greedy), which a
             stochastic drafter draws at.
         seed: the generation's seed, for a drafter's own generator.
-        model: the target model of a :func:`goose.hf.generate` call, for a method that
-            drafts with a model derived from it (``needs_model``); ``None`` elsewhere.
+        target: the :class:`goose.hf.HFTarget` of a :func:`goose.hf.generate` call
+            (``target.model`` is the model), for a method that drafts with a model derived
+            from it (``needs_target``); ``None`` elsewhere.
     """
 
     label: str
@@ -87,7 +88,7 @@ class MethodContext:
     memory: Memory = field(default_factory=Memory)
     temperature: float = 0.0
     seed: int = 0
-    model: Any = None
+    target: Any = None
 
     @property
     def auto(self) -> bool:
@@ -142,8 +143,8 @@ class Method:
             (the single-source baselines of the either-source bound),
             ``"anisotropic"`` and ``"isotropic"`` (trees compared at equal budget).
         description: one line for help texts.
-        needs_model: the factory drafts with a model derived from the target
-            (:attr:`MethodContext.model`), so it runs only through :func:`goose.hf.generate`
+        needs_target: the factory drafts with a model derived from the target
+            (:attr:`MethodContext.target`), so it runs only through :func:`goose.hf.generate`
             and its callers, not on :class:`goose.testing.ToyTarget`, in the simulator or in
             a replay.
     """
@@ -158,7 +159,7 @@ class Method:
     sim_shaper: str | Callable[[MethodContext], TreeShaper] | None = None
     tags: tuple[str, ...] = ()
     description: str = ""
-    needs_model: bool = False
+    needs_target: bool = False
 
     def check_budget(self, budget: int | str | None) -> int | str | None:
         """``budget`` as this method accepts it (an int >= 1, ``"auto"`` or ``None``), or ``ValueError``."""
@@ -190,21 +191,21 @@ class Method:
 
     def context(self, label: str | None = None, budget: int | str | None = None, warmup: bool = False,
                 memory: Memory | None = None, temperature: float = 0.0, seed: int = 0,
-                model: Any = None) -> MethodContext:
+                target: Any = None) -> MethodContext:
         """The context of one generation; ``memory`` reaches the factory only if the
         method is ``cross_request``."""
         shared = memory if (self.cross_request and memory is not None) else Memory()
         return MethodContext(label or self.name, self.check_budget(budget), self.default_budget, warmup, shared,
-                             float(temperature), int(seed), model)
+                             float(temperature), int(seed), target)
 
     def build(self, ctx: MethodContext | None = None, cost: Callable[..., float] | None = None) -> Drafting:
         """Fresh drafting parts for one generation. Under ``budget="auto"`` the shaper
         is wrapped in an :class:`~goose.trees.AutoBudgetShaper` cutting each tree by
         ``cost`` (the measured cost curve, required then)."""
         ctx = ctx if ctx is not None else self.context()
-        if self.needs_model and ctx.model is None:
+        if self.needs_target and ctx.target is None:
             raise ValueError(f"method {self.name!r} drafts with a copy of the target model: run it through "
-                             "goose.hf.generate (or goose bench), which passes the model")
+                             "goose.hf.generate (or goose bench), which passes the target")
         drafting = self.factory(ctx)
         if not isinstance(drafting, Drafting):
             raise ValueError(f"method {self.name!r}: its factory returned {type(drafting).__name__}, not a Drafting")
