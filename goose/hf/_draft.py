@@ -27,12 +27,12 @@ class DraftModelSource(TokenSource):
     the target's whatever the draft model is.
 
     With the target's own bfloat16 copy (:meth:`HFTarget.low_precision_copy`, the
-    ``bf16-draft`` method) ``q`` is the target's own
-    law up to bfloat16 rounding: on SmolLM2 at T = 0.8, top-p 0.95 it shares 98.7% of
-    its mass with the target's, and a single-token pass costs ~60% of the float32 one
-    on a CPU with native bfloat16 (``benchmarks/early_exit_q.py`` measures the overlap,
-    next to cheaper drafts that come nowhere near). A draft the size of the target pays
-    only as far as its passes are cheaper than the target's.
+    ``bf16-draft`` method) ``q`` is the target's own law up to bfloat16 rounding: on
+    SmolLM2 at T = 0.8, top-p 0.95 it shares 96% of its mass with the target's, and a
+    single-token pass costs ~60% of the float32 one on a CPU with native bfloat16
+    (``benchmarks/early_exit_q.py`` measures the overlap, next to cheaper drafts that
+    come nowhere near). A draft the size of the target pays only as far as its passes
+    are cheaper than the target's.
 
     Args:
         model: the draft causal LM (same tokenizer as the target).
