@@ -82,7 +82,7 @@ def _stochastic(context: bool, draw: bool = True, delay: int | str = 0, shared: 
 
 def _bf16_draft(draw: bool):  # noqa: ANN202 - a factory of factories
     def factory(ctx: MethodContext) -> Drafting:
-        from ..hf._draft import DraftModelSource  # the one method that needs torch here
+        from ..hf import DraftModelSource  # the one method that drafts with a model: only an HF run calls it
 
         source = DraftModelSource(ctx.target.low_precision_copy(), name="bf16")
         # one path (DDTE with the delay at the budget): a model draft costs a pass per node
