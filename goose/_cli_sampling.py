@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from goose._cli_errors import UserError, option_message
+
 __all__ = ["register_sampling_commands"]
 
 
@@ -16,7 +18,7 @@ def _floats(text: str, what: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise typer.BadParameter(f"{what} must be comma-separated numbers, got {text!r}") from None
+        raise UserError(f"{what} must be comma-separated numbers, got {text!r}") from None
 
 
 # options shared by the commands that sample benchmark prompts
@@ -80,7 +82,7 @@ def register_sampling_commands(app: typer.Typer, console: Console) -> None:
                                                              v, steps, seed, worlds) for v in SAMPLING_VERIFIERS}
                     for c in cs]
         except ValueError as err:
-            raise typer.BadParameter(str(err)) from None
+            raise UserError(option_message(str(err))) from None
         table = Table(title=f"sampling MAT: vocab {vocab}, {children} children per node, depth {depth}, "
                             f"{worlds} worlds x {steps} steps")
         for col in ("closeness", *SAMPLING_VERIFIERS):
@@ -110,7 +112,7 @@ def register_sampling_commands(app: typer.Typer, console: Console) -> None:
         from goose.bench import two_sample_check
 
         if samples < 1 or positions < 1 or temperature <= 0:
-            raise typer.BadParameter("samples and positions must be >= 1 and temperature > 0")
+            raise UserError("samples and positions must be >= 1 and temperature > 0")
         lm, tok = gh.load_model(model)
         ids = gh.encode_prompt(tok, prompt, chat=True)
         names = [m.strip() for m in methods.split(",") if m.strip()]
@@ -149,7 +151,7 @@ def register_sampling_commands(app: typer.Typer, console: Console) -> None:
             names = [v.strip() for v in verifiers.split(",") if v.strip()]
             res = gb.same_tree_mat(lm, enc, method, names, repeats, temperature, top_k, top_p, seed, max_new_tokens)
         except ValueError as err:
-            raise typer.BadParameter(str(err)) from None
+            raise UserError(option_message(str(err))) from None
         table = Table(title=f"{method}: {res['trees']} drawn trees of {res['prompts']} prompts, {repeats} "
                             f"verifications per tree and verifier, T={temperature:g}, top-p {top_p:g}")
         for col in ("verifier", "mean accepted per tree", f"difference from {names[0]} (± SE)", "MAT ratio"):
@@ -184,7 +186,7 @@ def register_sampling_commands(app: typer.Typer, console: Console) -> None:
             lm, enc = _bench_prompts("compare-drafting", model, ids, tasks, temperature)
             res = gb.drafting_gain(lm, enc, method, temperature, top_k, top_p, seed, max_new_tokens, samples)
         except ValueError as err:
-            raise typer.BadParameter(str(err)) from None
+            raise UserError(option_message(str(err))) from None
         table = Table(title=f"{method}: {res['nodes']} nodes that drew children, {res['prompts']} prompts x "
                             f"{samples} samples, T={temperature:g}, top-p {top_p:g}: P(a child is accepted | the "
                             f"node is reached)")

@@ -9,13 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from goose._cli_errors import OPTIONS, GooseGroup, UserError, check_output_dir, check_output_file, option_message
 from goose._cli_sampling import _floats, register_sampling_commands
 from goose.methods import METHODS
 from goose.trees import SHAPERS
 
 NAMED = ", ".join(METHODS)
 app = typer.Typer(help="goose: lossless speculative decoding with anisotropic draft trees.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, cls=GooseGroup)
 console = Console(width=None if Console().is_terminal else 160)
 
 
@@ -23,7 +24,7 @@ def _ints(text: str, what: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise typer.BadParameter(f"{what} must be comma-separated integers, got {text!r}") from None
+        raise UserError(f"{what} must be comma-separated integers, got {text!r}") from None
 
 
 @app.command()
@@ -59,7 +60,7 @@ def simulate(
         cost = theory.CostCurve.load(cost_curve) if cost_curve else None
         results = run_grid(model, names, budgets, steps, seed, cost, show_progress=not quiet)
     except ValueError as err:
-        raise typer.BadParameter(str(err)) from None
+        raise UserError(option_message(str(err))) from None
     table = Table(title=f"alpha={alpha} betas={beta_list} match_prob={match_prob} steps={steps} seed={seed}")
     for col in ("shaper", "budget", "MAT", "95% CI", "theory", "accept/node", "accept/opportunity"):
         table.add_column(col)
@@ -119,6 +120,23 @@ def _plain_decoding(lm: object, ids: list[int], max_new_tokens: int, temperature
             "tokens_per_s": len(tokens) / wall, "wall_s": wall}
 
 
+def _generate_request(method: str, budget: str, max_new_tokens: int, temperature: float, top_k: int, top_p: float,
+                      seed: int, verifier: str) -> object:
+    """The checked request of ``goose generate`` (before any model loads); warns of
+    sampling options that greedy decoding ignores."""
+    from goose.engine import GenerationRequest
+    from goose.methods import parse_method
+    from goose.verify import Sampling
+
+    m, at = parse_method(method)
+    use_budget = at if at is not None else None if budget == "default" else m.requested_budget(budget)
+    sampling = Sampling(temperature, top_k, top_p, seed)
+    for ignored in sampling.ignored():
+        option, _, value = ignored.partition("=")
+        console.print(f"[yellow]warning: {OPTIONS[option]} {value} is ignored at --temperature 0 (greedy)[/yellow]")
+    return GenerationRequest(m, use_budget, sampling, max_new_tokens, None if verifier == "auto" else verifier)
+
+
 @app.command()
 def generate(
     prompt: str = typer.Argument(..., help="The prompt."),
@@ -147,31 +165,26 @@ def generate(
     import goose.hf as gh
     from goose.bench import peak_rss_mb, stock_peak_rss_mb
 
-    try:
-        m, at = gh.resolve_method(method, None)
-        use_budget = at if at is not None else None if budget == "default" else m.requested_budget(budget)
-        lm, tok = gh.load_model(model, memory=memory)
-        ids = gh.encode_prompt(tok, prompt, chat)
-        shown = [""]
-        new_ids: list[int] = []
-
-        def stream(tokens: list[int], kinds: list[str]) -> None:
-            for t, kind in zip(tokens, kinds, strict=True):
-                new_ids.append(t)
-                text = tok.decode(new_ids, skip_special_tokens=True)
-                piece, shown[0] = text[len(shown[0]):], text
-                console.print(piece, style=KIND_STYLE[kind], end="", markup=False, highlight=False)
-
-        out = gh.generate(lm, ids, tokenizer=tok, method=m, budget=use_budget, max_new_tokens=max_new_tokens,
-                          temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, on_commit=stream,
-                          trace=trace, verifier=verifier)
-        console.print()
-        plain = _plain_decoding(lm, ids, max_new_tokens, temperature, top_k, top_p, seed) if compare else None
-        rss = {"goose_peak_mb": peak_rss_mb()}
-        if stats and stats_memory:
-            rss["stock_peak_mb"] = stock_peak_rss_mb(gh.local_source(model), ids, max_new_tokens)
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from None
+    request = _generate_request(method, budget, max_new_tokens, temperature, top_k, top_p, seed, verifier)
+    if not prompt:
+        raise UserError("the prompt is empty: give some text")
+    check_output_file(json_out, "--json")
+    check_output_file(trace, "--trace")
+    lm, tok = gh.load_model(model, memory=memory)
+    ids = gh.encode_prompt(tok, prompt, chat)
+    streamer = gh.KindStreamer(tok, lambda text, kind: console.print(text, style=KIND_STYLE[kind], end="",
+                                                                   markup=False, highlight=False))
+    sampling = request.sampling
+    out = gh.generate(lm, ids, tokenizer=tok, method=request.method, budget=request.budget,
+                      max_new_tokens=max_new_tokens, temperature=sampling.temperature, top_k=sampling.top_k,
+                      top_p=sampling.top_p, seed=sampling.seed, on_commit=streamer.on_commit, trace=trace,
+                      verifier=request.verifier)
+    streamer.end()
+    console.print()
+    plain = _plain_decoding(lm, ids, max_new_tokens, temperature, top_k, top_p, seed) if compare else None
+    rss = {"goose_peak_mb": peak_rss_mb()}
+    if stats and stats_memory:
+        rss["stock_peak_mb"] = stock_peak_rss_mb(gh.local_source(model), ids, max_new_tokens)
     s = out.stats
     lossy = "" if s.lossless else " [LOSSY verifier]"
     console.print(f"[bold]{method}[/bold]{lossy}: {s.new_tokens} tokens, {s.tokens_per_s:.1f} tok/s, "
@@ -198,7 +211,8 @@ def generate(
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         rec = {"model": model, "method": method, "prompt": prompt, "prompt_ids": ids, "tokens": out.tokens,
-               "kinds": out.kinds, "text": out.text, "stats": s.to_json(), "memory": rss}
+               "kinds": out.kinds, "text": out.text, "streamed_text": streamer.text, "finish_reason": out.finish_reason,
+               "stats": s.to_json(), "memory": rss}
         if plain is not None:
             rec["ar"] = plain | {"identical": plain["tokens"] == out.tokens}
         json_out.write_text(json.dumps(rec, indent=1))
@@ -217,7 +231,7 @@ def calibrate(
     try:
         lm, _ = gh.load_model(model, memory=memory)
     except ValueError as err:
-        raise typer.BadParameter(str(err)) from None
+        raise UserError(option_message(str(err))) from None
     curve = gh.calibrate(lm, cache=False)
     for length in curve.contexts if curve.contexts is not None else [None]:
         if length is not None:
@@ -248,7 +262,7 @@ def replay(
             console.print(f"{method or 'recorded method'} budget={b or 'recorded'}: replayed MAT {r.mat:.3f} "
                           f"({r.forward_calls} calls); recorded run {r.recorded_mat:.3f}")
     except ValueError as err:
-        raise typer.BadParameter(str(err)) from None
+        raise UserError(option_message(str(err))) from None
 
 
 @app.command()
@@ -299,6 +313,7 @@ def bench(
             task_list, id_list = list(ref["ids"]), [q for qs in ref["ids"].values() for q in qs]
         budgets = [b.strip() for b in budget.split(",") if b.strip()]
         ms = gb.parse_methods(methods, budgets)
+        check_output_dir(out, "--out")
         prompts = gb.load_prompts(task_list, id_list, prompts_per_task or None)
         sampling = gb.Sampling(temperature, top_k, top_p, seed) if temperature > 0 else None
         if sampling is not None and trace == "auto":
@@ -317,7 +332,7 @@ def bench(
             rss["stock_generate_peak_mb"] = gb.stock_peak_rss_mb(gh.local_source(model), first, max_new_tokens,
                                                                  torch.get_num_threads())
     except ValueError as err:
-        raise typer.BadParameter(str(err)) from None
+        raise UserError(option_message(str(err))) from None
     meta = gb.run_meta(lm, model, "goose " + " ".join(sys.argv[1:]), ms, len(prompts), max_new_tokens, seed,
                        trace_label, pack, memory, rss, None if sampling is None else sampling.to_json())
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -351,7 +366,7 @@ def bench_docs(
     from goose.bench import write_docs
 
     if not (run / "summary.json").is_file():
-        raise typer.BadParameter(f"{run} holds no summary.json: run goose bench --out {run} first")
+        raise UserError(f"{run} holds no summary.json: run goose bench --out {run} first")
     console.print(f"wrote {write_docs(run, docs, section)}")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from goose.bench import trace_path
+from goose.engine import GenerationRequest
 from goose.methods import parse_method
 from goose.sources import ContextNGramSource
 
@@ -62,7 +63,7 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
             mrows = [r for r in rows if r["method"] == label]
             rep_calls = 0
             for r in mrows:  # fresh, stateful objects per prompt
-                d = method.build(method.context(label, budget))
+                d = GenerationRequest(method, budget).plan(label=label)
                 _, steps_rec = load_trace(traces[r["question_id"]])
                 srcs = [s if isinstance(s, ContextNGramSource) else TraceSource(s.name, steps_rec) for s in d.sources]
                 rep_calls += replay(traces[r["question_id"]], d.shaper, srcs, d.budget).forward_calls

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from goose.engine import GenerationRequest
 from goose.methods import get_method
 from goose.sources import ContextNGramSource, Proposal, TokenSource
 from goose.theory import CostCurve
@@ -117,12 +118,12 @@ def replay_method(path: str | Path, method: str | None = None, budget: int | str
     want = budget if budget is not None else header.get("requested") if same else None
     if want is None and same and header.get("version", 1) < 2:
         want = header["budget"]  # version 1 traces recorded the node budget only
-    ctx = m.context(budget=want)
+    request = GenerationRequest(m, want)
     cost = None
-    if ctx.auto:
+    if request.auto:
         if not header.get("cost_curve"):
             raise ValueError(f"{path}: replaying budget 'auto' needs the cost curve, and the trace has none")
         cost = CostCurve.from_json(header["cost_curve"])
-    d = m.build(ctx, cost)
+    d = request.plan(cost)
     sources = [s if isinstance(s, ContextNGramSource) else TraceSource(s.name, steps) for s in d.sources]
     return replay(path, d.shaper, sources, d.budget)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from goose.trees import DraftTree
+from goose.testing import grow_tree
 
 
 @st.composite
@@ -18,21 +18,9 @@ def candidate_trees(draw, max_nodes: int = 13):
 
 @st.composite
 def draft_trees(draw, max_nodes: int = 10, vocab: int = 6):
-    """A valid DraftTree (distinct sibling tokens) over tokens 0..vocab-1."""
-    n = draw(st.integers(1, max_nodes))
-    parents, tokens = [-1], [draw(st.integers(0, vocab - 1))]
-    used: dict[int, set[int]] = {0: set()}
-    for _ in range(1, n):
-        p = draw(st.integers(0, len(parents) - 1))
-        free = sorted(set(range(vocab)) - used[p])
-        if not free:
-            continue
-        t = draw(st.sampled_from(free))
-        used[p].add(t)
-        used[len(parents)] = set()
-        parents.append(p)
-        tokens.append(t)
-    return DraftTree(tokens, parents)
+    """A valid DraftTree (distinct sibling tokens) over tokens 0..vocab-1, grown by
+    goose.testing's one tree generator from Hypothesis' draws (so it shrinks)."""
+    return grow_tree(lambda lo, hi: draw(st.integers(lo, hi)), max_nodes, vocab)
 
 
 def assert_property_fails(check, *args) -> None:

@@ -42,7 +42,7 @@ def test_parse_methods_expands_budgets_and_hf_pld():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("ar,nope", "unknown method 'nope'"), ("", "no methods"), ("goose@0", "must be >= 1"),
+    ("ar,nope", "unknown method 'nope'"), ("", "no methods"), ("goose@0", "must be an integer >= 1"),
     ("goose@x", "integer >= 1 or 'auto'"), ("ar@8", "takes no budget"), ("hf_pld_k4@3", "takes no budget"),
     ("paper@auto", "node budget"),
     ("goose@8,goose@8", "given twice"), ("hf_pld_k0", "unknown method"),
@@ -275,7 +275,7 @@ def test_fit_traces_counts_root_frequencies(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--methods", "ar,warp"], "unknown method 'warp'"),
     (["--tasks", "poetry"], "unknown task 'poetry'"),
-    (["--budget", "0", "--methods", "goose"], "must be >= 1"),
+    (["--budget", "0", "--methods", "goose"], "must be an integer >= 1"),
 ])
 def test_cli_bench_bad_inputs_fail_before_loading_a_model(args, message, tmp_path):
     res = runner.invoke(app, ["bench", "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "o"), *args])

@@ -45,11 +45,11 @@ def test_every_method_is_token_identical_to_generate(arch, attn):
 class ShiftedPositions(HFTarget):
     """Deliberately wrong: positions count nodes in flattened order, not depth."""
 
-    def forward_tree(self, tree, argmax_only=False):
+    def forward_tree(self, tree, argmax_only=False, bounded=False):
         depths = tree.depths
         tree.depths = np.arange(tree.num_nodes)
         try:
-            return super().forward_tree(tree, argmax_only)
+            return super().forward_tree(tree, argmax_only, bounded)
         finally:
             tree.depths = depths
 

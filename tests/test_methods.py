@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 import goose
+from goose.engine import GenerationRequest
 from goose.methods import METHODS, Drafting, Memory, Method, get_method, parse_method, register_method
 from goose.testing import OracleSource, check_method
 from goose.trees import ChainShaper, DraftTree, TreeShaper
@@ -101,7 +102,7 @@ def test_registry_names_budgets_and_errors():
     with pytest.raises(ValueError, match="may not contain"):
         register_method("a@b", lambda ctx: None)
     with pytest.raises(ValueError, match="auto.*cost curve"):
-        METHODS["goose"].build(METHODS["goose"].context(budget="auto"))
+        GenerationRequest("goose", "auto").plan()
 
 
 def test_register_method_and_entry_points(monkeypatch, user_module):

@@ -150,6 +150,17 @@ class FirstChildOnly(GreedyVerifier):
         return Verdict(tuple(acc), tuple(int(tree.tokens[v]) for v in acc), pred[node])
 
 
+def monotone_case(verifier, big, keep, logits):
+    """The pathwise monotonicity claim on one tree: pruning ``big`` to the nodes ``keep``
+    (a subtree, root included) never lengthens the accepted path."""
+    pos = {v: i for i, v in enumerate(keep)}
+    small = DraftTree(big.tokens[keep], [-1] + [pos[int(big.parents[v])] for v in keep[1:]])
+    n_small = len(verifier.verify(small, logits[keep]).accepted)
+    n_big = len(verifier.verify(big, logits).accepted)
+    assert n_big >= n_small  # pathwise, not only in expectation
+    return small
+
+
 def check_monotone(verifier):
     @given(draft_trees(max_nodes=10, vocab=4), st.data())
     def prop(big, data):
@@ -157,14 +168,10 @@ def check_monotone(verifier):
         for v in range(1, big.num_nodes):
             if int(big.parents[v]) in keep and data.draw(st.booleans()):
                 keep.append(v)
-        pos = {v: i for i, v in enumerate(keep)}
-        small = DraftTree(big.tokens[keep], [-1] + [pos[int(big.parents[v])] for v in keep[1:]])
         logits = torch.tensor(data.draw(st.lists(st.lists(st.integers(0, 3), min_size=4, max_size=4),
                                                  min_size=big.num_nodes, max_size=big.num_nodes)),
                               dtype=torch.float32)
-        n_small = len(verifier.verify(small, logits[keep]).accepted)
-        n_big = len(verifier.verify(big, logits).accepted)
-        assert n_big >= n_small  # pathwise, not only in expectation
+        small = monotone_case(verifier, big, keep, logits)
         accept = data.draw(st.lists(st.floats(0, 1), min_size=big.num_nodes, max_size=big.num_nodes))
         accept[0] = 1.0
         assert theory.expected_accepted(big.parents, accept) >= theory.expected_accepted(
@@ -178,7 +185,13 @@ def test_accepted_length_is_monotone_under_inclusion():
 
 
 def test_monotonicity_property_catches_first_child_walk():
-    assert_property_fails(check_monotone, FirstChildOnly())
+    # the smallest tree the broken walk gets wrong: the target wants the root's second child;
+    # pruned to that child alone it is accepted, in the full tree the walk never looks at it
+    big = DraftTree([0, 1, 2], [-1, 0, 0])
+    logits = torch.tensor([[0.0, 0.0, 3.0, 0.0]] * 3)
+    monotone_case(GreedyVerifier(), big, [0, 2], logits)  # the real walk keeps the claim
+    with pytest.raises(AssertionError):
+        monotone_case(FirstChildOnly(), big, [0, 2], logits)
 
 
 # -- the two-source model: closed form, balanced trees, anisotropy -----------------------

@@ -13,33 +13,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ..methods import Memory, Method, parse_method
+from ..verify import Sampling
 from ._prompts import BenchPrompt
 
 __all__ = ["BenchMethod", "Sampling", "hf_generate", "parse_methods", "run_bench"]
 
 HF_PLD_KS = (4, 10)
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """A benchmark's sampling settings (``temperature`` > 0). Prompt ``i`` is sampled
-    with seed ``seed + i`` by every method: transformers' ``generate`` after
-    ``torch.manual_seed``, goose's verifiers (and stochastic drafters) from their own
-    generators."""
-
-    temperature: float
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.temperature > 0:
-            raise ValueError(f"sampling needs temperature > 0 (0 is the greedy default), got {self.temperature}")
-        if self.top_k < 0 or not 0 < self.top_p <= 1:
-            raise ValueError("top_k must be >= 0 and top_p in (0, 1]")
-
-    def to_json(self) -> dict:
-        return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p, "seed": self.seed}
 
 
 @dataclass(frozen=True)
@@ -70,14 +49,20 @@ def parse_methods(text: str | Sequence[str], budgets: Sequence[int | str] = ()) 
     registered name or dotted path (``package.module:factory``). ``name@B`` fixes a
     budget (an integer or ``auto``); a method whose rules say ``budgeted`` runs,
     without ``@B``, once per entry of ``budgets`` (or at its default budget). A
-    trailing ``/V`` forces the sampling verifier ``V`` (``stand/rrs``)."""
+    trailing ``/V`` forces the sampling verifier ``V`` (``stand/rrs``). ``label=spec``
+    names a goose column (``sfx=suffix_methods:suffix``): without it a dotted path
+    labels its column in full."""
     from ..verify import VERIFIERS
 
     names = [x.strip() for x in (text.split(",") if isinstance(text, str) else text) if x.strip()]
     if not names:
         raise ValueError("no methods given")
     out: list[BenchMethod] = []
-    for full in names:
+    for given in names:
+        label, eq, full = given.partition("=") if "=" in given else ("", "", given)
+        if eq and (not label.strip() or any(c in label for c in "@,/:=")):
+            raise ValueError(f"column label {label!r} in {given!r} must be a plain name (no '@', ',', '/', ':' or '=')")
+        label, full = label.strip(), full.strip()
         name, slash, verifier = full.rpartition("/") if "/" in full else (full, "", "")
         if slash and verifier not in VERIFIERS:
             raise ValueError(f"unknown verifier {verifier!r} in {full!r}; known: {', '.join(VERIFIERS)}")
@@ -95,10 +80,14 @@ def parse_methods(text: str | Sequence[str], budgets: Sequence[int | str] = ()) 
             out.append(BenchMethod(base, "hf", "hf_pld", k=int(base[8:])))
         else:
             method, budget = parse_method(name)
-            todo = [budget] if at else [method.check_budget(x) for x in budgets] if method.budgeted and budgets \
+            todo = [budget] if at else [method.parse_budget(x) for x in budgets] if method.budgeted and budgets \
                 else [None]
-            out += [BenchMethod((base if bb is None else f"{base}@{bb}") + suffix, "goose", base, bb, method=method,
-                                verifier=verifier or None) for bb in todo]
+            stem = label or base
+            out += [BenchMethod((stem if bb is None or (label and len(todo) == 1) else f"{stem}@{bb}") + suffix,
+                                "goose", base, bb, method=method, verifier=verifier or None) for bb in todo]
+            continue
+        if label:
+            raise ValueError(f"{given!r}: transformers' columns keep their own names")
     labels = [m.label for m in out]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
@@ -184,6 +173,8 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
 
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if sampling is not None and sampling.greedy:
+        raise ValueError("sampling needs temperature > 0 (pass sampling=None for the greedy default)")
     out.mkdir(parents=True, exist_ok=True)
     traced = next((m for m in methods if m.label == trace_method), None)
     if trace_method and (traced is None or traced.kind != "goose"):

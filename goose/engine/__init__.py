@@ -1,7 +1,11 @@
-"""The decode loop (model-agnostic), its statistics and trace recording."""
+"""The decode loop (model-agnostic), the plan that sets up one generation, the loop's
+runtime checks, its statistics and trace recording."""
 
+from ._guards import TreeError, check_prompt, check_tree
 from ._loop import GenerationResult, GenerationStats, Target, decode, prefill_positions
+from ._plan import LOGITS_MEMORY_BYTES, GenerationPlan, GenerationRequest, node_ceiling
 from ._trace import RecordingSource, TraceRecorder
 
-__all__ = ["GenerationResult", "GenerationStats", "RecordingSource", "Target", "TraceRecorder", "decode",
-           "prefill_positions"]
+__all__ = ["LOGITS_MEMORY_BYTES", "GenerationPlan", "GenerationRequest", "GenerationResult", "GenerationStats",
+           "RecordingSource", "Target", "TraceRecorder", "TreeError", "check_prompt", "check_tree", "decode",
+           "node_ceiling", "prefill_positions"]

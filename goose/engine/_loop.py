@@ -16,8 +16,8 @@ Model-agnostic: a :class:`Target` scores trees (the Hugging Face adapter in
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ import torch
 from ..sources import Lifecycle, Observation, TokenSource
 from ..trees import DraftTree, TreeShaper, check_budget
 from ..verify import BoundedLogits, Verifier
+from ._guards import check_prompt, check_tree
 from ._stats import GenerationResult, GenerationStats
 
 __all__ = ["GenerationResult", "GenerationStats", "Target", "decode"]
@@ -32,43 +33,61 @@ __all__ = ["GenerationResult", "GenerationStats", "Target", "decode"]
 PREFILL_POSITIONS = ("all", "last-pair", "last-token", "none")
 
 
-class Target(Protocol):
-    """What the decode loop needs from a model. A target may also have an integer
-    ``max_positions`` (its context window): the loop then keeps trees inside it."""
+class Target(ABC):
+    """What the decode loop needs from a model: a prefill, tree passes over a cache,
+    and KV compaction to the accepted path. :class:`goose.hf.HFTarget` is the
+    transformers one; :class:`goose.testing.ToyTarget` a tiny pure-torch one.
 
-    argmax_only_logits: bool
+    The class attributes are what the loop reads of a target; override them where
+    the target can do more (each has a safe default)."""
+
+    vocab_size: int | None = None
+    """Rows of logits are ``[vocab_size]``; every id fed to the target (prompt and
+    tree) must lie in ``[0, vocab_size)``. ``None``: unknown (not checked)."""
+    max_positions: int | None = None
+    """The context window in positions, ``None`` for unbounded: the loop keeps trees
+    inside it, stops when the sequence fills it, and refuses a prompt that cannot fit."""
+    argmax_only_logits: bool = False
     """Whether :meth:`forward_tree` can return logits exact only at each row's argmax
     (and its top entries) when asked with ``argmax_only=True``, faster."""
+    bounded_logits: bool = False
+    """Whether :meth:`forward_tree` takes ``bounded=True`` and may then return
+    :class:`~goose.verify.BoundedLogits` (approximate logits with rigorous bounds,
+    exact entries and rows on demand)."""
 
+    @abstractmethod
     def prefill(self, prompt: Sequence[int]) -> torch.Tensor:
         """Process the prompt into a fresh cache; ``[vocab]`` logits after its last token."""
 
     def prefill_topk(self, k: int, positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """Top-k ids and probabilities after the given prompt positions of the last
         prefill (all when ``None``; ``[len(positions), k]`` each), or ``None`` if not
-        available."""
+        available (the default)."""
+        return None
 
-    def forward_tree(self, tree: DraftTree, argmax_only: bool = False) -> torch.Tensor:
+    @abstractmethod
+    def forward_tree(self, tree: DraftTree, argmax_only: bool = False,
+                     bounded: bool = False) -> torch.Tensor | BoundedLogits:
         """``[num_nodes, vocab]`` logits after every node of ``tree`` (root = last
         committed token, not yet cached). Appends the nodes to the cache.
 
-        A target whose ``bounded_logits`` attribute is true also takes ``bounded=True``
-        (passed only when the verifier reads them, ``Verifier.reads_bounds``) and may
-        then return :class:`~goose.verify.BoundedLogits`: approximate logits with
-        rigorous bounds, exact entries and rows on demand.
+        ``bounded=True`` is passed only when the verifier reads bounds
+        (:attr:`Verifier.reads_bounds`) and :attr:`bounded_logits` is true.
+        ``argmax_only=True`` is passed only when the verifier reads nothing but each
+        row's argmax (:attr:`Verifier.argmax_only`) and :attr:`argmax_only_logits` is
+        true: the logits may then be exact only at each row's argmax (any other entry
+        below it). The sources' summaries of the pass read the top entries, so drafts
+        are best when those are exact too, as ``HFTarget`` makes its top 10."""
 
-        ``argmax_only=True`` (passed only when the verifier reads nothing but each
-        row's argmax, :attr:`Verifier.argmax_only`, and ``argmax_only_logits`` is
-        true) lets the logits be exact only at each row's argmax (any other entry
-        below it). The sources' summaries of the pass read the top entries, so
-        drafts are best when those are exact too, as ``HFTarget`` makes its top 10."""
-
+    @abstractmethod
     def commit(self, tree: DraftTree, accepted: Sequence[int]) -> None:
         """Keep only the root and the ``accepted`` nodes of the last tree in the cache."""
 
+    @abstractmethod
     def rewind(self, n: int) -> None:
         """Drop the last ``n`` positions of the cache (``n >= 0``)."""
 
+    @abstractmethod
     def cache_length(self) -> int:
         """Number of positions in the cache."""
 
@@ -96,14 +115,14 @@ def prefill_positions(prompt: Sequence[int], needs: set[str]) -> np.ndarray | No
 def _watchers(sources: Sequence[TokenSource]) -> list[TokenSource]:
     """The sources that learn from passes (override ``observe``); checks every
     source's ``prefill_positions``."""
-    prefill_positions([0], {getattr(s, "prefill_positions", "all") for s in sources})
+    prefill_positions([0], {s.prefill_positions for s in sources})
     return [s for s in sources if type(s).observe is not TokenSource.observe]
 
 
 def _prefill(target: Target, prompt: list[int], watchers: Sequence[TokenSource], k: int) -> torch.Tensor:
     """Prefill the prompt and show the watchers what the target predicted after it."""
     logits = target.prefill(prompt)
-    positions = prefill_positions(prompt, {getattr(s, "prefill_positions", "all") for s in watchers})
+    positions = prefill_positions(prompt, {s.prefill_positions for s in watchers})
     harvest = target.prefill_topk(k, positions) if watchers and (positions is None or len(positions)) else None
     if harvest is not None:
         tokens = np.asarray(prompt, dtype=np.int64)
@@ -135,29 +154,38 @@ def _observe(watchers: Sequence[TokenSource], tree: DraftTree, prev_root: int,
 
 class _Sequence:
     """The committed tokens of one generation and everything that is told of them:
-    the EOS and length cut, the lifecycle hooks, the streaming callback."""
+    the EOS, length and context-window cut, the lifecycle hooks, the streaming
+    callback, and why the generation finished."""
 
-    def __init__(self, prompt: Sequence[int], max_new_tokens: int, eos: Sequence[int],
+    def __init__(self, prompt: list[int], max_new_tokens: int, eos: Sequence[int], window: int | None,
                  hooks: Sequence[Lifecycle], on_commit: Callable[[list[int], list[str]], None] | None) -> None:
-        self.committed = [int(t) for t in prompt]
+        self.committed = list(prompt)
         self.new: list[int] = []
         self.kinds: list[str] = []
-        self.max_new, self.eos, self.hooks, self.on_commit = max_new_tokens, {int(e) for e in eos}, hooks, on_commit
-        self.done = False
+        self.max_new, self.eos, self.window = max_new_tokens, {int(e) for e in eos}, window
+        self.hooks, self.on_commit = hooks, on_commit
+        self.finish_reason: str | None = None
         for h in hooks:
             h.begin(list(self.committed))
 
     @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
+
+    @property
     def room(self) -> int:
-        """New tokens still allowed."""
-        return self.max_new - len(self.new)
+        """New tokens still allowed: by the token limit and by the context window."""
+        room = self.max_new - len(self.new)
+        return room if self.window is None else min(room, self.window - len(self.committed))
 
     def cut(self, tokens: Sequence[int], kinds: Sequence[str]) -> tuple[list[int], list[str]]:
         """What of a step's tokens is emitted: up to the first EOS (included), at most ``room``."""
         stop = next((i + 1 for i, t in enumerate(tokens) if t in self.eos), None)
-        keep = len(tokens) if stop is None else stop
-        self.done = stop is not None or keep >= self.room
-        keep = min(keep, self.room)
+        keep = min(len(tokens) if stop is None else stop, self.room)
+        if stop is not None and keep == stop:
+            self.finish_reason = "eos"
+        elif keep >= self.room:
+            self.finish_reason = "length" if len(self.new) + keep >= self.max_new else "context"
         return list(tokens[:keep]), list(kinds[:keep])
 
     def append(self, tokens: list[int], kinds: list[str]) -> None:
@@ -169,17 +197,16 @@ class _Sequence:
         if self.on_commit:
             self.on_commit(tokens, kinds)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """``end`` every hook, or ``abort`` them when the generation raised."""
         for h in self.hooks:
-            h.end(list(self.committed))
+            (h.abort if failed else h.end)(list(self.committed))
 
 
-def _fit(tree: DraftTree, target: Target, seq: _Sequence) -> DraftTree:
-    """``tree`` without the nodes that could never be emitted (past the token limit)
-    or never run (past the target's context window)."""
+def _fit(tree: DraftTree, seq: _Sequence) -> DraftTree:
+    """``tree`` without the nodes that could never be emitted: past the token limit or
+    the target's context window (the bonus token takes one place of ``room``)."""
     depth_cap = seq.room - 1
-    if getattr(target, "max_positions", None) is not None:
-        depth_cap = min(depth_cap, int(target.max_positions) - len(seq.committed))
     return tree.truncated(depth_cap) if int(tree.depths.max()) > depth_cap else tree
 
 
@@ -196,43 +223,50 @@ def decode(
     on_commit: Callable[[list[int], list[str]], None] | None = None,
     recorder: Callable[[dict], None] | None = None,
 ) -> GenerationResult:
-    """Generate up to ``max_new_tokens`` tokens after ``prompt`` (non-empty), drafting
-    at most ``budget`` (>= 1) nodes a step; stops right after the first of
-    ``eos_token_ids`` it emits. ``observe_k``: top-k of each processed position shown
+    """Generate up to ``max_new_tokens`` tokens after ``prompt`` (non-empty ids in the
+    target's vocabulary), drafting at most ``budget`` nodes a step; stops right after
+    the first of ``eos_token_ids`` it emits, or when the sequence fills the target's
+    context window (``GenerationResult.finish_reason``). Every tree is checked before
+    the pass (:func:`check_tree`). ``observe_k``: top-k of each processed position shown
     to the sources; ``on_commit(tokens, kinds)``: each step's new tokens (streaming);
-    ``recorder``: one dict per step (trace recording for ``sim``)."""
-    if len(prompt) == 0:
-        raise ValueError("the prompt is empty: give at least one token")
-    if max_new_tokens <= 0:
-        raise ValueError(f"max_new_tokens must be > 0, got {max_new_tokens}")
+    ``recorder``: one dict per step (trace recording for ``sim``). If anything raises,
+    the sources and the shaper hear ``abort`` instead of ``end``."""
+    ids = check_prompt(prompt, target.vocab_size, target.max_positions)
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
     budget, watchers = check_budget(budget), _watchers(sources)
-    argmax_only = bool(verifier.argmax_only and getattr(target, "argmax_only_logits", False))
-    bounded = {"bounded": True} if getattr(verifier, "reads_bounds", False) and getattr(target, "bounded_logits",
-                                                                                           False) else {}
+    passes = {"argmax_only": verifier.argmax_only and target.argmax_only_logits,
+              "bounded": verifier.reads_bounds and target.bounded_logits}
     stats, t_start = GenerationStats(lossless=bool(verifier.lossless)), time.perf_counter()
-    seq = _Sequence(prompt, max_new_tokens, eos_token_ids, [*sources, shaper], on_commit)
-    logits = _prefill(target, seq.committed, watchers, observe_k)
-    first = verifier.verify(DraftTree([seq.committed[-1]], [-1]), logits[None]).bonus
-    stats.forward_calls, stats.time_prefill = 1, time.perf_counter() - t_start
-    seq.append(*seq.cut([first], ["bonus"]))
-    while not seq.done:
-        t0 = time.perf_counter()
-        tree = _fit(shaper.shape(seq.committed, sources, budget), target, seq)
-        t1 = time.perf_counter()
-        logits = target.forward_tree(tree, argmax_only=argmax_only, **bounded)
-        t2 = time.perf_counter()
-        verdict = verifier.verify(tree, logits)
-        t3 = time.perf_counter()
-        target.commit(tree, verdict.accepted)
-        stats.count_step(tree, verdict)
-        tokens, kinds = seq.cut(verdict.emitted, [tree.kinds[v] for v in verdict.accepted] + ["bonus"])
-        if recorder is not None:
-            recorder({"context_len": len(seq.committed), "tree_size": tree.size,
-                      "accepted": len(verdict.accepted), "emitted": tokens})
-        _observe(watchers, tree, seq.committed[-2] if len(seq.committed) > 1 else -1, logits, observe_k)
-        shaper.record(tree, verdict.accepted)
-        seq.append(tokens, kinds)
-        stats.add_times((t0, t1, t2, t3, time.perf_counter()))
+    seq = _Sequence(ids, max_new_tokens, eos_token_ids, target.max_positions, [*sources, shaper], on_commit)
+    try:
+        logits = _prefill(target, seq.committed, watchers, observe_k)
+        first = verifier.verify(DraftTree([seq.committed[-1]], [-1]), logits[None]).bonus
+        stats.forward_calls, stats.time_prefill = 1, time.perf_counter() - t_start
+        seq.append(*seq.cut([first], ["bonus"]))
+        while not seq.done:
+            t0 = time.perf_counter()
+            drafted = check_tree(shaper.shape(seq.committed, sources, budget), seq.committed[-1], budget,
+                                 target.vocab_size, shaper)
+            tree = _fit(drafted, seq)
+            t1 = time.perf_counter()
+            logits = target.forward_tree(tree, **passes)
+            t2 = time.perf_counter()
+            verdict = verifier.verify(tree, logits)
+            t3 = time.perf_counter()
+            target.commit(tree, verdict.accepted)
+            stats.count_step(tree, verdict)
+            tokens, kinds = seq.cut(verdict.emitted, [tree.kinds[v] for v in verdict.accepted] + ["bonus"])
+            if recorder is not None:
+                recorder({"context_len": len(seq.committed), "tree_size": tree.size,
+                          "accepted": len(verdict.accepted), "emitted": tokens})
+            _observe(watchers, tree, seq.committed[-2] if len(seq.committed) > 1 else -1, logits, observe_k)
+            shaper.record(tree, verdict.accepted)
+            seq.append(tokens, kinds)
+            stats.add_times((t0, t1, t2, t3, time.perf_counter()))
+    except BaseException:
+        seq.close(failed=True)
+        raise
     seq.close()
     stats.new_tokens, stats.time_total = len(seq.new), time.perf_counter() - t_start
-    return GenerationResult(tokens=seq.new, stats=stats, kinds=seq.kinds)
+    return GenerationResult(tokens=seq.new, stats=stats, kinds=seq.kinds, finish_reason=seq.finish_reason)

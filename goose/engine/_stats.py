@@ -110,9 +110,14 @@ class GenerationResult:
         stats: counters and timings.
         kinds: per new token, the label of the tree node it came from (``"spine"`` or
             ``"branch"``, :attr:`DraftTree.kinds`), or ``"bonus"`` (the target's own token).
+        finish_reason: why it stopped: ``"eos"`` (an EOS token, emitted last),
+            ``"length"`` (``max_new_tokens`` reached) or ``"context"`` (the sequence
+            filled the model's context window); ``None`` for a result not made by
+            :func:`decode`.
     """
 
     tokens: list[int]
     stats: GenerationStats
     kinds: list[str] = field(default_factory=list)
     text: str = ""
+    finish_reason: str | None = None

@@ -35,7 +35,7 @@ class RecordingSource(TokenSource):
     def __init__(self, inner: TokenSource, recorder: TraceRecorder) -> None:
         self.inner, self.recorder, self.name = inner, recorder, inner.name
         self.kind = inner.kind
-        self.prefill_positions = getattr(inner, "prefill_positions", "all")
+        self.prefill_positions = inner.prefill_positions
 
     def begin(self, prompt: Sequence[int]) -> None:
         self.inner.begin(prompt)
@@ -45,6 +45,9 @@ class RecordingSource(TokenSource):
 
     def end(self, tokens: Sequence[int]) -> None:
         self.inner.end(tokens)
+
+    def abort(self, tokens: Sequence[int]) -> None:
+        self.inner.abort(tokens)
 
     def observe(self, obs: Observation) -> None:
         self.inner.observe(obs)

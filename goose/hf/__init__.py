@@ -4,7 +4,8 @@ One job per module: the target (:class:`HFTarget`: masks, prefill, tree pass,
 commit, rewind), the cache layer, the verification head (:class:`VerifyHead`),
 named models and their conversion (:func:`load_model`), calibration
 (:func:`calibrate`), a draft model as a token source (:class:`DraftModelSource`), and
-generation (:func:`generate`, :class:`Session`, :func:`custom_generate`). The CPU linear
+generation (:func:`generate`, :class:`Session`, :func:`custom_generate`) and streaming its
+text (:class:`KindStreamer`). The CPU linear
 kernels are torch-only: :mod:`goose.kernels`.
 """
 
@@ -16,6 +17,7 @@ from ._draft import DraftModelSource
 from ._generate import ProcessorVerifier, Session, custom_generate, encode_prompt, eos_ids, generate, resolve_method
 from ._head import VerifyHead, cpu_has_fast_bf16
 from ._models import ALIASES, NAMED_MODELS, load_model, local_source, model_path
+from ._stream import KindStreamer
 from ._target import SUPPORTED_ARCHITECTURES, SUPPORTED_ATTENTION, HFTarget
 
 
@@ -42,6 +44,7 @@ __all__ = [
     "SUPPORTED_ATTENTION",
     "DraftModelSource",
     "HFTarget",
+    "KindStreamer",
     "ProcessorVerifier",
     "Session",
     "VerifyHead",

@@ -9,11 +9,11 @@ from typing import Any
 
 import torch
 
-from ..engine import GenerationResult, TraceRecorder, decode
-from ..methods import Drafting, Memory, Method, parse_method
+from ..engine import GenerationRequest, GenerationResult, TraceRecorder, decode
+from ..methods import Memory, Method
 from ..sources import TokenSource
-from ..trees import AutoBudgetShaper, DraftTree, TreeShaper
-from ..verify import Verdict, Verifier, check_logits, sample_and_match, select_verifier
+from ..trees import DraftTree, TreeShaper
+from ..verify import Sampling, Verdict, Verifier, check_logits, sample_and_match
 from ._calibrate import calibrate
 from ._target import HFTarget
 
@@ -46,10 +46,8 @@ def encode_prompt(tokenizer: Any, prompt: str, chat: bool) -> list[int]:
 def resolve_method(method: str | Method, budget: int | str | None) -> tuple[Method, int | str | None]:
     """The method and its checked budget from ``"name"``, ``"name@B"`` or a
     :class:`Method`, and a separate ``budget`` (which ``@B`` may not contradict)."""
-    m, at = (method, None) if isinstance(method, Method) else parse_method(method)
-    if at is not None and budget is not None and m.check_budget(budget) != at:
-        raise ValueError(f"{method!r} names budget {at}, but budget={budget!r} was passed too")
-    return m, m.check_budget(budget) if at is None else at
+    request = GenerationRequest(method, budget)
+    return request.method, request.budget  # type: ignore[return-value]
 
 
 def _prompt_ids(prompt: str | Sequence[int] | torch.Tensor, tokenizer: Any, chat: bool) -> list[int]:
@@ -57,10 +55,20 @@ def _prompt_ids(prompt: str | Sequence[int] | torch.Tensor, tokenizer: Any, chat
         if tokenizer is None:
             raise ValueError("a text prompt needs a tokenizer (or pass token ids)")
         return encode_prompt(tokenizer, prompt, chat)
-    ids = [int(t) for t in (prompt.reshape(-1).tolist() if isinstance(prompt, torch.Tensor) else prompt)]
-    if not ids:
+    if isinstance(prompt, torch.Tensor):
+        if prompt.dim() > 2 or (prompt.dim() == 2 and prompt.shape[0] != 1):
+            raise ValueError(f"a prompt tensor must be one row of ids ([n] or [1, n]), got shape {tuple(prompt.shape)}: "
+                             "goose decodes one sequence at a time")
+        if prompt.is_floating_point() or prompt.is_complex() or prompt.dtype == torch.bool:
+            raise ValueError(f"prompt ids must be integers, got a {prompt.dtype} tensor")
+        prompt = prompt.reshape(-1).tolist()
+    elif len(prompt) and isinstance(prompt[0], (list, tuple)):
+        if len(prompt) != 1:
+            raise ValueError(f"got {len(prompt)} rows of prompt ids: goose decodes one sequence at a time")
+        prompt = prompt[0]
+    if len(prompt) == 0:
         raise ValueError("the prompt is empty")
-    return ids
+    return list(prompt)
 
 
 def generate(
@@ -123,38 +131,23 @@ def generate(
         out = goose.generate(model, "def fib(n):", tokenizer=tok, max_new_tokens=64)
         print(out.text, out.stats.mat)
     """
+    request = GenerationRequest(method, budget, Sampling(temperature, top_k, top_p, seed), max_new_tokens,
+                                verifier, sources, shaper)
     ids = _prompt_ids(prompt, tokenizer, chat)
-    if max_new_tokens <= 0:
-        raise ValueError(f"max_new_tokens must be > 0, got {max_new_tokens}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    m, want = resolve_method(method, budget)
+    if trace is not None and recorder is not None:
+        raise ValueError("pass either recorder or trace, not both")
     target = target or HFTarget(model)
-    ctx = m.context(label, want, warmup, memory, temperature, seed, target)
-    if isinstance(verifier, Verifier):
-        argmax_only, bounded = verifier.argmax_only, getattr(verifier, "reads_bounds", False)
-    else:  # a method with budget auto drafts deterministic trees: greedy, or sample-and-match
-        argmax_only, bounded = temperature == 0, temperature > 0 and verifier in (None, "auto", "match")
-    cost = calibrate(model, argmax_only=bool(argmax_only), bounded=bool(bounded)) if ctx.auto else None
-    parts = m.build(ctx, cost)
-    if shaper is not None and cost is not None:
-        shaper = AutoBudgetShaper(shaper, cost)
-    drafting = Drafting(list(sources) if sources is not None else parts.sources, shaper or parts.shaper,
-                        parts.budget)
-    if not isinstance(verifier, Verifier):  # draws happen on the CPU generator, whatever the model's device
-        draws = bool(getattr(drafting.shaper, "draws_from_q", False))
-        verifier = select_verifier(verifier, draws, temperature, top_k, top_p, seed)
-    use_sources, tracer = drafting.sources, None
+    cost = calibrate(model, *request.cost_kind) if request.auto else None
+    plan = request.plan(cost, target=target, vocab_size=target.vocab_size, label=label, memory=memory, warmup=warmup)
+    use_sources, tracer = plan.sources, None
     if trace is not None:
-        if recorder is not None:
-            raise ValueError("pass either recorder or trace, not both")
         tracer = TraceRecorder()
         use_sources, recorder = tracer.wrap(use_sources), tracer.step
-    result = decode(target, ids, use_sources, drafting.shaper, verifier, drafting.budget,
-                    max_new_tokens, eos_ids(model, eos_token_id), on_commit=on_commit, recorder=recorder)
+    result = decode(target, ids, use_sources, plan.shaper, plan.verifier, plan.budget, plan.max_new_tokens,
+                    eos_ids(model, eos_token_id), on_commit=on_commit, recorder=recorder)
     if tracer is not None:
-        tracer.write(trace, ids, result.tokens, m.name, drafting.budget, result.stats.forward_calls,
-                     [s.name for s in use_sources], requested=ctx.budget,
+        tracer.write(trace, ids, result.tokens, plan.method.name, plan.budget, result.stats.forward_calls,
+                     [s.name for s in use_sources], requested=request.budget,
                      cost_curve=None if cost is None else cost.to_json())
     if tokenizer is not None:
         result.text = tokenizer.decode(result.tokens, skip_special_tokens=True)
@@ -184,7 +177,9 @@ class Session:
         """:func:`generate` on this session's model, target and memories."""
         label = kwargs.pop("label", None) or (method if isinstance(method, str) else method.name)
         kwargs.setdefault("tokenizer", self.tokenizer)
-        memory = kwargs.pop("memory", None) or self.memories.setdefault(label, Memory())
+        memory = kwargs.pop("memory", None)
+        if memory is None:  # an empty Memory of the caller's is still the caller's (bool(Memory()) is False)
+            memory = self.memories.setdefault(label, Memory())
         return generate(self.model, prompt, method=method, target=self.target, label=label, memory=memory, **kwargs)
 
 
@@ -252,10 +247,10 @@ def custom_generate(
         max_new = int(generation_config.max_new_tokens)
     verifier = ProcessorVerifier(logits_processor, prompt, bool(generation_config.do_sample),
                                  torch.Generator().manual_seed(goose_seed))
-    m, want = resolve_method(goose_method, goose_budget)
+    request = GenerationRequest(goose_method, goose_budget, max_new_tokens=max_new, verifier=verifier)
     target = HFTarget(model)
-    ctx = m.context(budget=want, target=target)
-    drafting = m.build(ctx, calibrate(model, argmax_only=False) if ctx.auto else None)
+    plan = request.plan(calibrate(model, *request.cost_kind) if request.auto else None, target=target,
+                        vocab_size=target.vocab_size)
 
     def on_commit(tokens: list[int], kinds: list[str]) -> None:
         verifier.extend(tokens)
@@ -264,7 +259,7 @@ def custom_generate(
 
     if streamer is not None:
         streamer.put(input_ids.cpu())
-    result = decode(target, prompt, drafting.sources, drafting.shaper, verifier, drafting.budget, max_new,
+    result = decode(target, prompt, plan.sources, plan.shaper, plan.verifier, plan.budget, plan.max_new_tokens,
                     eos_ids(model, generation_config.eos_token_id), on_commit=on_commit)
     if streamer is not None:
         streamer.end()

@@ -10,9 +10,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..engine import Target
+from ..sources import TokenSource
 from ..trees import DraftTree
 from ..verify import BoundedLogits
 from ._cache import new_cache
+from ._draft import DraftModelSource
 from ._head import VerifyHead
 
 __all__ = ["SUPPORTED_ARCHITECTURES", "SUPPORTED_ATTENTION", "HFTarget"]
@@ -22,7 +25,7 @@ SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma3_text")
 SUPPORTED_ATTENTION = ("sdpa", "eager")
 
 
-class HFTarget:
+class HFTarget(Target):
     """A transformers causal LM as a goose :class:`~goose.engine.Target` (batch 1).
 
     Tree verification passes run on the model's decoder with its own ``DynamicCache``:
@@ -58,7 +61,8 @@ class HFTarget:
         self.model = model
         self.attn = attn
         self.grouped_heads = True  # sdpa tree passes read grouped K/V heads as they are (see _SdpaGqa)
-        self.max_positions = int(getattr(cfg, "max_position_embeddings", 1 << 30))
+        self.max_positions: int | None = int(getattr(cfg, "max_position_embeddings", 1 << 30))
+        self.vocab_size: int | None = int(model.get_input_embeddings().num_embeddings)
         layer_types = list(getattr(cfg, "layer_types", None) or [])
         window = getattr(cfg, "sliding_window", None)
         if model_type == "qwen2" and not getattr(cfg, "use_sliding_window", False):
@@ -87,6 +91,12 @@ class HFTarget:
         for m in self.model.modules():
             if hasattr(m, "repack") and m is not self.model:
                 m.repack()
+
+    def draft_source(self, name: str = "bf16", dtype: torch.dtype = torch.bfloat16) -> TokenSource:
+        """A :class:`DraftModelSource` drafting with this target's ``dtype`` copy
+        (:meth:`low_precision_copy`): how a method factory reaches a draft model, through
+        its context (``ctx.target.draft_source()``), without importing ``goose.hf``."""
+        return DraftModelSource(self.low_precision_copy(dtype), name=name)
 
     def low_precision_copy(self, dtype: torch.dtype = torch.bfloat16) -> Any:
         """A ``dtype`` copy of the model on its device, made on first use and kept with this

@@ -82,9 +82,7 @@ def _stochastic(context: bool, draw: bool = True, delay: int | str = 0, shared: 
 
 def _bf16_draft(draw: bool):  # noqa: ANN202 - a factory of factories
     def factory(ctx: MethodContext) -> Drafting:
-        from ..hf import DraftModelSource  # the one method that drafts with a model: only an HF run calls it
-
-        source = DraftModelSource(ctx.target.low_precision_copy(), name="bf16")
+        source = ctx.target.draft_source("bf16")  # the target's bfloat16 copy (goose.hf.HFTarget)
         # one path (DDTE with the delay at the budget): a model draft costs a pass per node
         shaper = StochasticShaper(ctx.temperature, draw=draw, seed=ctx.seed, max_children=1,
                                   max_depth=ctx.node_budget(), estimator=_estimator())

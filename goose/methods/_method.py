@@ -78,7 +78,8 @@ class MethodContext:
         seed: the generation's seed, for a drafter's own generator.
         target: the :class:`goose.hf.HFTarget` of a :func:`goose.hf.generate` call
             (``target.model`` is the model), for a method that drafts with a model derived
-            from it (``needs_target``); ``None`` elsewhere.
+            from it (``needs_target``): ``target.draft_source(name)`` is a draft-model
+            token source on the target's bfloat16 copy. ``None`` elsewhere.
     """
 
     label: str
@@ -118,6 +119,13 @@ class Drafting:
         if not isinstance(self.shaper, TreeShaper):
             raise ValueError(f"a method's shaper must be a TreeShaper, got {type(self.shaper).__name__}")
         self.budget = check_budget(self.budget)
+
+    def cut_by(self, cost: Callable[..., float]) -> Drafting:
+        """These parts under ``budget="auto"``: the shaper wrapped in an
+        :class:`~goose.trees.AutoBudgetShaper` that keeps, each step, the prefix of its
+        tree that maximises tokens per second under ``cost`` (the measured curve). The
+        one place ``auto`` is applied."""
+        return Drafting(self.sources, AutoBudgetShaper(self.shaper, cost), self.budget)
 
 
 Factory = Callable[[MethodContext], Drafting]
@@ -161,8 +169,9 @@ class Method:
     description: str = ""
     needs_target: bool = False
 
-    def check_budget(self, budget: int | str | None) -> int | str | None:
-        """``budget`` as this method accepts it (an int >= 1, ``"auto"`` or ``None``), or ``ValueError``."""
+    def parse_budget(self, budget: int | str | None) -> int | str | None:
+        """``budget`` as this method accepts it (an int in ``[1, MAX_NODE_BUDGET]``,
+        ``"auto"`` or ``None``; a string of digits is read as an int), or ``ValueError``."""
         if budget is None:
             return None
         if not self.takes_budget:
@@ -176,18 +185,19 @@ class Method:
                 budget = int(budget)
             except ValueError:
                 raise ValueError(f"budget of {self.name!r} must be an integer >= 1 or 'auto', got {budget!r}") from None
-        if isinstance(budget, bool) or not isinstance(budget, int):
-            raise ValueError(f"budget of {self.name!r} must be an integer >= 1 or 'auto', got {budget!r}")
-        if budget < 1:
-            raise ValueError(f"budget of {self.name!r} must be >= 1 (draft nodes per step), got {budget}")
-        return budget
+        try:
+            return check_budget(budget)  # type: ignore[arg-type]
+        except ValueError as err:
+            raise ValueError(f"method {self.name!r}: {err}") from None
+
+    check_budget = parse_budget  # deprecated name (goose <= 0.1): use parse_budget
 
     def requested_budget(self, text: str) -> int | str | None:
         """A command line's ``--budget``: ``"default"`` (the method's own), ``"auto"``
         (where the method allows it; its default otherwise), or an integer."""
         if text == "default" or (text == "auto" and not (self.auto and self.takes_budget)):
             return None
-        return self.check_budget(text)
+        return self.parse_budget(text)
 
     def context(self, label: str | None = None, budget: int | str | None = None, warmup: bool = False,
                 memory: Memory | None = None, temperature: float = 0.0, seed: int = 0,
@@ -195,13 +205,14 @@ class Method:
         """The context of one generation; ``memory`` reaches the factory only if the
         method is ``cross_request``."""
         shared = memory if (self.cross_request and memory is not None) else Memory()
-        return MethodContext(label or self.name, self.check_budget(budget), self.default_budget, warmup, shared,
+        return MethodContext(label or self.name, self.parse_budget(budget), self.default_budget, warmup, shared,
                              float(temperature), int(seed), target)
 
     def build(self, ctx: MethodContext | None = None, cost: Callable[..., float] | None = None) -> Drafting:
-        """Fresh drafting parts for one generation. Under ``budget="auto"`` the shaper
-        is wrapped in an :class:`~goose.trees.AutoBudgetShaper` cutting each tree by
-        ``cost`` (the measured cost curve, required then)."""
+        """Fresh drafting parts for one generation, from the factory. A generation gets
+        them through ``goose.engine.GenerationRequest.plan``, which also applies
+        ``auto`` (:meth:`Drafting.cut_by`); ``cost`` is kept for older callers and does
+        the same here."""
         ctx = ctx if ctx is not None else self.context()
         if self.needs_target and ctx.target is None:
             raise ValueError(f"method {self.name!r} drafts with a copy of the target model: run it through "
@@ -209,8 +220,6 @@ class Method:
         drafting = self.factory(ctx)
         if not isinstance(drafting, Drafting):
             raise ValueError(f"method {self.name!r}: its factory returned {type(drafting).__name__}, not a Drafting")
-        if ctx.auto:
-            if cost is None:
-                raise ValueError(f"{ctx.label}: budget 'auto' needs the forward cost curve (goose calibrate)")
-            drafting = Drafting(drafting.sources, AutoBudgetShaper(drafting.shaper, cost), drafting.budget)
+        if ctx.auto and cost is not None:
+            return drafting.cut_by(cost)
         return drafting

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -19,12 +20,24 @@ METHODS: dict[str, Method] = {m.name: m for m in BUILTIN_METHODS}
 """Registered methods by name (built-ins first; :func:`register_method` adds more)."""
 
 
+def _takes_one_argument(fn: Any) -> bool:
+    """Whether ``fn(ctx)`` binds (a callable whose signature cannot be read passes)."""
+    try:
+        inspect.signature(fn).bind(None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read
+        return True
+    return True
+
+
 def _as_method(name: str, obj: Any) -> Method:
     if isinstance(obj, Method):
         return obj
-    if callable(obj):
+    if callable(obj) and _takes_one_argument(obj):
         return Method(name, obj)
-    raise ValueError(f"method {name!r} is neither a goose Method nor a factory (ctx -> Drafting)")
+    raise ValueError(f"method {name!r} is neither a goose Method nor a factory: give a Method, or a function "
+                     "factory(ctx) -> Drafting of one argument (a MethodContext)")
 
 
 def register_method(name: str | Method, factory: Factory | None = None, *, replace: bool = False,

@@ -131,7 +131,9 @@ class Lifecycle:
     1. ``begin(prompt)`` once, before the prefill;
     2. per step: the shaper's ``shape`` (which queries the sources), the target's
        pass, ``observe`` (sources) and ``record`` (shapers), then ``commit(new)``;
-    3. ``end(tokens)`` once, with the whole sequence (prompt + new tokens).
+    3. ``end(tokens)`` once, with the whole sequence (prompt + new tokens); or, if the
+       generation raised, ``abort(tokens)`` with what was committed (which by default
+       calls ``end``).
 
     ``commit`` receives exactly the tokens appended to the sequence: the prefill's
     first token, then each step's accepted draft and bonus, cut where generation
@@ -148,6 +150,13 @@ class Lifecycle:
 
     def end(self, tokens: Sequence[int]) -> None:  # noqa: B027 - optional hook
         """The sequence is finished; ``tokens`` is all of it, prompt first."""
+
+    def abort(self, tokens: Sequence[int]) -> None:
+        """The generation raised (a bad tree, an interrupt, a failing pass) after
+        ``begin``; ``tokens`` is what was committed. Called instead of ``end``, so state
+        kept across requests (a caller's :class:`~goose.methods.Memory`) can be left
+        consistent. By default it ends the sequence like :meth:`end`."""
+        self.end(tokens)
 
 
 class TokenSource(Lifecycle, ABC):

@@ -9,16 +9,18 @@ draws children from the sources' draft distributions (STAND, delayed expansion).
 """
 
 from ._auto import AutoBudgetShaper
-from ._base import TreeShaper, check_budget, source_by_name
+from ._base import MAX_NODE_BUDGET, TreeShaper, check_budget, source_by_name
 from ._estimate import AcceptanceEstimator
 from ._paper import GoosePaperShaper, harmonic_split, paper_confidence
 from ._registry import SHAPERS, ShaperSpec, make_shaper, shaper_spec
 from ._shapers import BalancedShaper, BestFirstShaper, ChainShaper, NoDraftShaper, SpineShaper
 from ._stochastic import StochasticShaper
 from ._template import TOKEN_RECYCLING_TEMPLATE
-from ._tree import DraftTree, TreeBuilder
+from ._tree import ROOT_SOURCE, DraftTree, TreeBuilder
 
 __all__ = [
+    "MAX_NODE_BUDGET",
+    "ROOT_SOURCE",
     "SHAPERS",
     "TOKEN_RECYCLING_TEMPLATE",
     "AcceptanceEstimator",

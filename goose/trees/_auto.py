@@ -48,7 +48,7 @@ class AutoBudgetShaper(TreeShaper):
     def __init__(self, inner: TreeShaper, cost: Callable[[float], float], horizon: int = 16) -> None:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
-        if getattr(inner, "draws_from_q", False):
+        if inner.draws_from_q:
             raise ValueError("a shaper that draws children from q takes a fixed budget, not 'auto': cutting its "
                              "trees by values that read the drawn tokens would bias what the verifier is told "
                              "(docs/theory.md, section 7b)")
@@ -78,6 +78,9 @@ class AutoBudgetShaper(TreeShaper):
 
     def end(self, tokens: Sequence[int]) -> None:
         self.inner.end(tokens)
+
+    def abort(self, tokens: Sequence[int]) -> None:
+        self.inner.abort(tokens)
 
     def record(self, tree: DraftTree, accepted: Sequence[int]) -> None:
         self.inner.record(tree, accepted)

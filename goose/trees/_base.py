@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from ..sources import Lifecycle, TokenSource
 from ._tree import DraftTree
 
-__all__ = ["TreeShaper", "check_budget", "source_by_name"]
+__all__ = ["MAX_NODE_BUDGET", "TreeShaper", "check_budget", "source_by_name"]
+
+
+MAX_NODE_BUDGET = 256
+"""The most draft nodes goose puts in one tree. A pass over a larger tree costs far more
+than it can gain on any device goose has measured (a CPU pass over 257 tokens costs
+several plain steps, and even a GPU's flat region ends below it), and its logits and
+mask grow with it; a target may set a lower ceiling (``goose.engine.node_ceiling``)."""
 
 
 def check_budget(budget: int) -> int:
-    """Return ``budget`` as an int, or raise ``ValueError`` if it is below 1."""
-    if int(budget) != budget or budget < 1:
+    """``budget`` (draft nodes per step) as an int, or ``ValueError`` unless it is an
+    integer in ``[1, MAX_NODE_BUDGET]``. The one budget check: methods, the plan and
+    the decode loop all call it."""
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 1:
         raise ValueError(f"budget must be an integer >= 1 (draft nodes per step), got {budget!r}")
+    if budget > MAX_NODE_BUDGET:
+        raise ValueError(f"budget {budget} is above goose's ceiling of {MAX_NODE_BUDGET} draft nodes a step: a "
+                         "larger tree pass costs more than it can gain; give a smaller budget or 'auto'")
     return int(budget)
 
 
@@ -52,6 +65,11 @@ class TreeShaper(Lifecycle, ABC):
         >>> FirstProposal().shape([1, 2, 3, 1, 2], [ContextNGramSource((2,))], 4).tokens.tolist()
         [2, 3, 1, 2]
     """
+
+    draws_from_q: bool = False
+    """Whether the trees carry children drawn from a source's draft distribution ``q``
+    (:attr:`DraftTree.drawn`): the verifier must then read ``q`` (rejection sampling or
+    Traversal), and the budget must be fixed (``auto`` would cut by the drawn tokens)."""
 
     @abstractmethod
     def shape(self, context: Sequence[int], sources: Sequence[TokenSource], budget: int) -> DraftTree:

@@ -23,13 +23,15 @@ Vocabulary (used the same way everywhere in goose):
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["DraftTree", "TreeBuilder"]
+__all__ = ["ROOT_SOURCE", "DraftTree", "TreeBuilder"]
 
 ROOT_SOURCE = "root"
+"""The source label of every tree's root (node 0), which no source proposed."""
 
 
 class DraftTree:
@@ -89,7 +91,10 @@ class DraftTree:
         q: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
         drawn: Sequence[bool] | np.ndarray | None = None,
     ) -> None:
-        tok = np.asarray(tokens, dtype=np.int64).reshape(-1)
+        raw = np.asarray(tokens)
+        if raw.size and raw.dtype.kind not in "iu":  # never truncate a float id, or read a bool as one
+            raise ValueError(f"token ids must be int64 integers, got {raw.dtype} values such as {raw.reshape(-1)[:3]}")
+        tok = raw.astype(np.int64).reshape(-1)
         par = np.asarray(parents, dtype=np.int64).reshape(-1)
         n = tok.shape[0]
         if n == 0:
@@ -182,13 +187,23 @@ class DraftTree:
 
     # -- construction helpers -------------------------------------------------------
     @classmethod
-    def chain(cls, root: int, tokens: Sequence[int], source: str = "draft", kind: str = "branch") -> DraftTree:
-        """A single path ``root -> tokens[0] -> tokens[1] -> ...``."""
+    def chain(cls, root: int, tokens: Sequence[int], source: str = "draft", kind: str = "branch",
+              confidences: Sequence[float] | None = None) -> DraftTree:
+        """A single path ``root -> tokens[0] -> tokens[1] -> ...``; ``confidences``:
+        each token's conditional acceptance estimate (default 1), which ``auto``
+        cuts by.
+
+        Example:
+            >>> DraftTree.chain(1, [5, 6], "suffix", "spine", [0.9, 0.5]).confidences.tolist()
+            [1.0, 0.9, 0.5]
+        """
         n = len(tokens)
+        conf = None if confidences is None else [1.0, *confidences]
         return cls(
             [root, *tokens],
             [-1, *range(n)],
             sources=(ROOT_SOURCE,) + (source,) * n,
+            confidences=conf,
             kinds=(ROOT_SOURCE,) + (kind,) * n,
         )
 
@@ -301,7 +316,7 @@ class TreeBuilder:
         1
     """
 
-    __slots__ = ("tokens", "parents", "sources", "confidences", "keys", "depths", "drawn", "q", "_index")
+    __slots__ = ("tokens", "parents", "sources", "confidences", "keys", "kinds", "depths", "drawn", "q", "_index")
 
     def __init__(self, root: int) -> None:
         self.tokens: list[int] = [int(root)]
@@ -309,6 +324,7 @@ class TreeBuilder:
         self.sources: list[str] = [ROOT_SOURCE]
         self.confidences: list[float] = [1.0]
         self.keys: list[str] = [""]
+        self.kinds: list[str | None] = [ROOT_SOURCE]
         self.depths: list[int] = [0]
         self.drawn: list[bool] = [False]
         self.q: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -321,11 +337,15 @@ class TreeBuilder:
     def find(self, parent: int, token: int) -> int | None:
         return self._index.get((parent, int(token)))
 
-    def add(self, parent: int, token: int, source: str, confidence: float, key: str = "",
-            drawn: bool = False) -> int:
+    def add(self, parent: int, token: int, source: str, confidence: float = 1.0, key: str = "",
+            drawn: bool = False, kind: str | None = None) -> int:
         """Add ``token`` under ``parent`` (or merge with the sibling carrying it).
-        ``drawn``: the token was sampled from the ``q`` of ``parent`` (:meth:`set_q`)
-        and may not merge."""
+        ``confidence``: its conditional acceptance estimate; ``drawn``: the token was
+        sampled from the ``q`` of ``parent`` (:meth:`set_q`) and may not merge;
+        ``kind``: its label (``"spine"`` or ``"branch"``), by default that of its
+        source (:meth:`build`)."""
+        if isinstance(token, bool) or not isinstance(token, numbers.Integral):
+            raise ValueError(f"source {source!r} proposed token {token!r}: token ids must be integers")
         token = int(token)
         existing = self._index.get((parent, token))
         if existing is not None:
@@ -340,6 +360,7 @@ class TreeBuilder:
         self.sources.append(source)
         self.confidences.append(float(confidence))
         self.keys.append(key)
+        self.kinds.append(kind)
         self.depths.append(self.depths[parent] + 1)
         self.drawn.append(bool(drawn))
         self._index[(parent, token)] = node
@@ -358,10 +379,12 @@ class TreeBuilder:
         return out[::-1]
 
     def build(self, sources: Sequence[object] = ()) -> DraftTree:
-        """The tree, each node labelled with the ``kind`` of the source (among
-        ``sources``) whose name it carries; ``"branch"`` for any other."""
-        kind_of = {getattr(s, "name", None): getattr(s, "kind", "branch") for s in sources}
-        kinds = [ROOT_SOURCE] + [kind_of.get(s, "branch") for s in self.sources[1:]]
+        """The tree. A node added without a ``kind`` is labelled with the ``kind`` of
+        the source (among ``sources``, :class:`~goose.sources.TokenSource` objects) whose
+        name it carries; ``"branch"`` for any other."""
+        kind_of = {s.name: s.kind for s in sources}  # type: ignore[attr-defined]
+        kinds = [ROOT_SOURCE] + [k or kind_of.get(s, "branch") for s, k in zip(self.sources[1:], self.kinds[1:],
+                                                                              strict=True)]
         with_draws = {self.parents[c] for c in range(len(self.tokens)) if self.drawn[c]}
         q = {u: d for u, d in self.q.items() if u in with_draws}
         return DraftTree(self.tokens, self.parents, self.sources, self.confidences, self.keys, kinds, q,

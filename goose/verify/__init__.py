@@ -3,7 +3,8 @@
 :class:`GreedyVerifier` (argmax walk), :class:`SamplingVerifier`
 (sample-and-match, deterministic drafts), :class:`RejectionVerifier` and
 :class:`TraversalVerifier` (drafts drawn from q) are lossless; :class:`LooseVerifier` is **lossy** and opt-in.
-:class:`BoundedLogits` and :func:`sample_bounded` sample exactly from logits known
+:class:`Sampling` holds a generation's temperature, top-k, top-p and seed, validated
+once. :class:`BoundedLogits` and :func:`sample_bounded` sample exactly from logits known
 within bounds (a cheap approximate head, exact entries on demand).
 """
 
@@ -20,11 +21,13 @@ from ._multidraft import (
     topk_acceptance,
     traversal_walk,
 )
+from ._params import GREEDY, Sampling, process_logits
 from ._reference import completed_law, enumerate_law, enumerate_random_law, naive_greedy, target_law
-from ._sampling import RejectionVerifier, SamplingVerifier, TraversalVerifier, process_logits
+from ._sampling import RejectionVerifier, SamplingVerifier, TraversalVerifier
 from ._select import VERIFIERS, select_verifier
 
 __all__ = [
+    "GREEDY",
     "VERIFIERS",
     "BoundedLogits",
     "GreedyVerifier",
@@ -32,6 +35,7 @@ __all__ = [
     "TorchRandomness",
     "LooseVerifier",
     "RejectionVerifier",
+    "Sampling",
     "SamplingVerifier",
     "TraversalVerifier",
     "Verdict",

@@ -92,6 +92,17 @@ class Verifier(ABC):
     """
 
     lossless: bool = True
+    """Whether the emitted tokens have exactly the law of plain decoding (greedy:
+    identical tokens). A lossy verifier sets ``False``; it is then labelled lossy in
+    every output and is never a default."""
+    reads_q: bool = False
+    """Whether :meth:`verify` reads the draft distribution ``q`` of drawn children
+    (:attr:`DraftTree.q`): only such a verifier is lossless on trees drawn from ``q``,
+    and it has nothing to read on deterministic trees."""
+    reads_bounds: bool = False
+    """Whether :meth:`verify` accepts :class:`~goose.verify.BoundedLogits` (approximate
+    logits with rigorous bounds and exact entries on demand) in place of exact logits.
+    The decode loop then asks a target that can (``Target.bounded_logits``) for them."""
     argmax_only: bool = False
     """Whether :meth:`verify` reads nothing of a row of logits but its argmax. The decode
     loop then lets a target that can (``HFTarget`` on a CPU with native bfloat16) return

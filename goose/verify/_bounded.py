@@ -30,6 +30,8 @@ from collections.abc import Callable
 
 import torch
 
+from ._params import process_logits
+
 __all__ = ["BoundedLogits", "gumbel", "in_nucleus", "processed_probs", "sample_bounded", "sample_processed"]
 
 NUCLEUS_TOP = 1024
@@ -109,8 +111,6 @@ def processed_probs(row: torch.Tensor, temperature: float, top_k: int = 0,
     the tokens it keeps and their probabilities (float32), the same as
     ``process_logits(row[None], ...).softmax(-1)`` without sorting the whole row when
     the nucleus lies among the :data:`NUCLEUS_TOP` largest entries."""
-    from ._sampling import process_logits
-
     scores = row.to(torch.promote_types(row.dtype, torch.float32))  # float64 stays float64
     if temperature != 1.0:
         scores = scores / temperature

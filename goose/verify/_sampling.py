@@ -9,38 +9,9 @@ from ..trees import DraftTree
 from ._base import Verdict, Verifier, check_logits, sample_and_match
 from ._bounded import BoundedLogits, processed_probs, sample_bounded, sample_processed
 from ._multidraft import TorchRandomness, rejection_walk, traversal_walk
+from ._params import process_logits
 
-__all__ = ["RejectionVerifier", "SamplingVerifier", "TraversalVerifier", "process_logits"]
-
-
-def process_logits(
-    logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0
-) -> torch.Tensor:
-    """Apply temperature, then top-k, then top-p, exactly as transformers' warpers do
-    in ``generate`` (filtered entries become ``-inf``).
-
-    Args:
-        logits: ``[n, vocab]`` raw target logits.
-
-    Returns:
-        ``[n, vocab]`` processed scores, float32 (float64 stays float64); ``softmax`` of
-        a row is ``p``.
-    """
-    scores = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    if temperature != 1.0:
-        scores = scores / temperature
-    if top_k > 0:
-        k = min(top_k, scores.shape[-1])
-        kth = torch.topk(scores, k, dim=-1).values[..., -1:]  # [n, 1]
-        scores = scores.masked_fill(scores < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_scores, order = torch.sort(scores, descending=False)  # [n, vocab]
-        cum = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
-        drop_sorted = cum <= (1 - top_p)
-        drop_sorted[..., -1:] = False  # keep at least one token
-        drop = drop_sorted.scatter(1, order, drop_sorted)
-        scores = scores.masked_fill(drop, float("-inf"))
-    return scores
+__all__ = ["RejectionVerifier", "SamplingVerifier", "TraversalVerifier"]
 
 
 class SamplingVerifier(Verifier):
