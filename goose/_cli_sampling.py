@@ -1,4 +1,8 @@
-"""The sampling commands of the CLI: ``goose simulate-sampling`` and ``goose check-sampling``."""
+"""The sampling commands of the CLI: ``goose simulate-sampling`` (predict the MAT of the
+sampling verifiers before any model runs), ``goose check-sampling`` (a per-position
+two-sample test of goose's samples against transformers' own), ``goose
+compare-verifiers`` (verifiers that read q on the very same drawn trees) and ``goose
+compare-drafting`` (drawn children against their top-k control on the same nodes)."""
 
 from __future__ import annotations
 

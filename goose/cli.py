@@ -1,4 +1,15 @@
-"""The ``goose`` command line: ``generate``, ``simulate``, ``figures``."""
+"""The ``goose`` command line.
+
+Model runs: ``generate`` (stream one generation, ``--compare`` with plain decoding),
+``calibrate`` (the forward cost curve ``auto`` reads), ``bench`` (every method on the
+dev prompts, with baselines and peers, in one process) and ``bench-docs`` (the
+benchmarks page from a run). Offline: ``simulate`` (the Monte Carlo simulator),
+``figures`` (its plots) and ``replay`` (a recorded trace under other settings). The
+sampling commands (``simulate-sampling``, ``check-sampling``, ``compare-verifiers``,
+``compare-drafting``) live in ``goose._cli_sampling``. A user's mistake is one line on
+stderr with exit code 2 (``goose._cli_errors``), found before the model loads
+wherever it can be.
+"""
 
 from __future__ import annotations
 

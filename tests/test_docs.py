@@ -58,8 +58,15 @@ def test_sampling_tutorial_runs():
     runs = namespace["runs"]
     assert set(runs) == {"stand/rrs", "stand/traversal", "stand-topk/match"}
     assert all(0 < r.stats.new_tokens <= 48 and r.stats.lossless for r in runs.values())  # EOS may come first
-    close = namespace["close"]  # a q close to p: the drawn path accepts far more than the argmax path
-    assert close["bf16-draft"].stats.mat > 1.5 * close["bf16-draft-topk"].stats.mat > 1.5
+    # a q close to p: exact facts only. How much more the drawn path accepts than the argmax one is a
+    # statistical claim: one 48-token sample of each cannot carry it (a ratio of two small MATs is noise),
+    # so it is measured on 14 prompts by benchmarks/early_exit_q.py and goose bench (docs/benchmarks.md)
+    close = namespace["close"]
+    assert set(close) == {"bf16-draft", "bf16-draft-topk"}
+    for r in close.values():
+        assert r.stats.lossless and 0 < r.stats.new_tokens <= 48
+        assert r.stats.tree_sizes and max(r.stats.tree_sizes) <= 6  # one drafted path of at most 6 nodes
+        assert sum(r.stats.drafted.values()) > 0
     assert namespace["tree"].stats.mat > 1
 
 

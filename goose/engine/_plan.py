@@ -53,7 +53,8 @@ class GenerationRequest:
             :data:`~goose.verify.VERIFIERS`, or ``None``/``"auto"`` (greedy at
             temperature 0; otherwise Traversal for trees drawn from ``q``, else
             sample-and-match).
-        sources, shaper: parts that replace the method's own.
+        sources: token sources that replace the method's own.
+        shaper: a tree shaper that replaces the method's own.
 
     After construction ``method`` is the :class:`~goose.methods.Method` and ``budget``
     the checked request (``@B`` folded in).
@@ -127,8 +128,10 @@ class GenerationRequest:
                 derived from it reads (:attr:`MethodContext.target`).
             vocab_size: the target's vocabulary, which sets the node ceiling
                 (:func:`node_ceiling`).
-            label, memory, warmup: what the method factory is told
+            label: the column or session label the method factory is told
                 (:class:`~goose.methods.MethodContext`).
+            memory: the caller's memory, handed to a cross-request method only.
+            warmup: the generation only warms caches up.
         """
         method: Method = self.method  # type: ignore[assignment]
         curve = None

@@ -6,6 +6,7 @@ import heapq
 import itertools
 from collections import deque
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from ..sources import Proposal, TokenSource
 from ._base import TreeShaper, check_budget, source_by_name
@@ -187,7 +188,7 @@ class BalancedShaper(_EstimatedShaper):
 
 
 class BestFirstShaper(_EstimatedShaper):
-    """The optimal tree under the independent-acceptance model (DESIGN.md section 2).
+    """The optimal tree under the independent-acceptance model (docs/theory.md, section 2).
 
     Every node's value is its path probability P(v) = product of a(u) on its path,
     where a(u) is the source's confidence (corrected by ``estimator`` when given).
@@ -219,21 +220,20 @@ class BestFirstShaper(_EstimatedShaper):
     def shape(self, context: Sequence[int], sources: Sequence[TokenSource], budget: int) -> DraftTree:
         budget = check_budget(budget)
         b = TreeBuilder(context[-1])
-        heap: list[tuple] = []
+        heap: list[_Candidate] = []
         tick = itertools.count()
         on_spine = {0}
 
-        def expand(node: int, value: float, rest: tuple) -> None:
-            # rest = (source, key, tokens, confidences) left over from a chain proposal
+        def expand(node: int, value: float, rest: _Rest | None) -> None:
+            # the children of ``node``: the next token of a chain proposal left over (rest), then every source's
             path = b.path_tokens(node)
             depth = len(path) + 1
-            best: dict[int, tuple] = {}
-            if rest and rest[2]:
-                src_name, key, toks, confs = rest
-                a = self._a(src_name, key, depth, confs[0])
-                best[toks[0]] = (a, src_name, key, (src_name, key, toks[1:], confs[1:]))
+            best: dict[int, _Choice] = {}
+            if rest and rest.tokens:
+                a = self._a(rest.source, rest.key, depth, rest.confidences[0])
+                best[rest.tokens[0]] = _Choice(a, rest.source, rest.key, rest.advanced())
             for src in sources:
-                if rest and rest[2] and src.name == rest[0]:
+                if rest and rest.tokens and src.name == rest.source:
                     continue
                 if self.spine is not None and src.name == self.spine and node not in on_spine:
                     continue
@@ -242,29 +242,64 @@ class BestFirstShaper(_EstimatedShaper):
                     props = props[:1]
                 for p in props:
                     a = self._a(p.source, p.key, depth, p.confidence[0])
-                    tail = (p.source, p.key, p.tokens[1:], p.confidence[1:])
+                    tail = _Rest(p.source, p.key, p.tokens[1:], p.confidence[1:])
                     old = best.get(p.tokens[0])
                     if old is not None:  # two sources agree: one node, larger a, keep a chain
-                        if not tail[2]:
-                            tail = old[3]
-                        if a < old[0]:
-                            a, src_name, key = old[0], old[1], old[2]
-                            best[p.tokens[0]] = (a, src_name, key, tail)
+                        if not tail.tokens:
+                            tail = old.rest
+                        if a < old.accept:
+                            best[p.tokens[0]] = old._replace(rest=tail)
                             continue
-                    best[p.tokens[0]] = (a, p.source, p.key, tail)
-            for tok, (a, src_name, key, tail) in best.items():
-                v = value * a
+                    best[p.tokens[0]] = _Choice(a, p.source, p.key, tail)
+            for tok, choice in best.items():
+                v = value * choice.accept
                 if v > self.min_value:
-                    heapq.heappush(heap, (-v, next(tick), node, tok, a, src_name, key, tail))
+                    heapq.heappush(heap, _Candidate(-v, next(tick), node, tok, choice))
 
-        expand(0, 1.0, ())
+        expand(0, 1.0, None)
         while heap and b.size < budget:
-            neg_v, _, parent, tok, a, src_name, key, tail = heapq.heappop(heap)
-            node = b.add(parent, tok, src_name, a, key)
-            if parent in on_spine and self.spine in (src_name, tail[0] if tail else None):
+            cand = heapq.heappop(heap)
+            choice = cand.choice
+            node = b.add(cand.parent, cand.token, choice.source, choice.accept, choice.key)
+            if cand.parent in on_spine and self.spine in (choice.source, choice.rest.source if choice.rest else None):
                 on_spine.add(node)
-            expand(node, -neg_v, tail)
+            expand(node, -cand.neg_value, choice.rest)
         return b.build(sources)
+
+
+class _Rest(NamedTuple):
+    """What is left of a chain proposal below the node it made: the source and key it
+    came from, its further tokens and their confidences."""
+
+    source: str
+    key: str
+    tokens: tuple[int, ...]
+    confidences: tuple[float, ...]
+
+    def advanced(self) -> _Rest:
+        """The rest after its first token becomes a node."""
+        return _Rest(self.source, self.key, self.tokens[1:], self.confidences[1:])
+
+
+class _Choice(NamedTuple):
+    """The best proposal of one token as a child of a node: its conditional acceptance
+    ``accept``, the source and key it is counted under, and the chain rest below it."""
+
+    accept: float
+    source: str
+    key: str
+    rest: _Rest | None
+
+
+class _Candidate(NamedTuple):
+    """A heap entry: a token offered as a child of ``parent``, ordered by decreasing
+    path probability (``neg_value``), ties by arrival (``tick``)."""
+
+    neg_value: float
+    tick: int
+    parent: int
+    token: int
+    choice: _Choice
 
 
 class SpineShaper(TreeShaper):

@@ -1,7 +1,7 @@
 """Lossless verification of trees whose children were drawn from a draft distribution q.
 
 Two algorithms over the same trees (:class:`~goose.trees.DraftTree` with ``q`` and
-``drawn``; docs/theory/sampling.md has the proofs):
+``drawn``; docs/theory.md, section 7b, has the proofs):
 
 * :func:`rejection_walk` -- recursive rejection sampling without replacement
   (SpecTr / Sequoia / Jeon et al.), top-down: at each node try the children in

@@ -23,7 +23,8 @@ def select_verifier(name: str | None, draws: bool, temperature: float = 0.0, top
             Verification when the drafter draws from q, sample-and-match when it does
             not), or a name of :data:`VERIFIERS` to force one.
         draws: whether the drafter's trees carry children drawn from q.
-        temperature, top_k, top_p, seed: the sampling settings, or
+        temperature: the sampling temperature (0: greedy), with ``top_k``, ``top_p``
+            and ``seed`` beside it; or
         sampling: all four as one :class:`Sampling` (what the generation plan passes).
 
     Raises:
