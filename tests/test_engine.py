@@ -1,6 +1,5 @@
 """End-to-end exactness of the engine on tiny float64 models built from configs."""
 
-import json
 from collections import Counter
 
 import numpy as np
@@ -195,6 +194,8 @@ def test_bad_inputs_raise_clear_errors():
         generate(model, [1, 2], budget=0)
     with pytest.raises(ValueError, match="tokenizer"):
         generate(model, "hello")
+    with pytest.raises(ValueError, match=r"prompt id 64 at position 1 is outside the vocabulary \[0, 64\)"):
+        generate(model, [1, 64])  # the tiny model's vocabulary is 64: one past it, before torch sees it
     model.config._attn_implementation = "flash_attention_2"
     with pytest.raises(ValueError, match="flash_attention_2"):
         generate(model, [1, 2])
@@ -286,169 +287,22 @@ def test_auto_budget_is_lossless_and_calibration_is_cached(tmp_path, monkeypatch
         generate(model, PROMPTS[0], budget="big")
 
 
-@pytest.mark.parametrize("processors", [{}, {"repetition_penalty": 1.5}, {"no_repeat_ngram_size": 3}])
-def test_custom_generate_hook_matches_generate_with_processors(processors):
-    from goose.hf import custom_generate
-
-    model = tiny_llama()
-    x = torch.tensor([PROMPTS[0]])
-    ref = model.generate(x, do_sample=False, max_new_tokens=40, pad_token_id=0, **processors)
-    for method in ("goose", "tr", "pld"):
-        out = model.generate(x, do_sample=False, max_new_tokens=40, pad_token_id=0,
-                             custom_generate=custom_generate, goose_method=method, **processors)
-        assert torch.equal(out, ref)
 
 
-def test_processors_must_see_the_node_path():
-    """Negative control: processing every node with the committed history only (not its
-    own path) breaks a path-dependent processor. (No-repeat n-grams show it; transformers'
-    repetition penalty is set-based and path tokens are usually in the history already.)"""
-    import goose.hf as gh
-
-    class CommittedOnly(gh.ProcessorVerifier):
-        def verify(self, tree, logits):
-            from goose.verify import sample_and_match
-
-            ids = torch.tensor([self.committed])
-            return sample_and_match(tree, lambda v: int(self.processors(ids, logits[v:v + 1].float())[0].argmax()))
-
-    model = tiny_llama()
-    x = torch.tensor([PROMPTS[0]])
-    ref = model.generate(x, do_sample=False, max_new_tokens=40, pad_token_id=0, no_repeat_ngram_size=2)
-    import goose.hf._generate as module  # where custom_generate looks its verifier up
-
-    original = module.ProcessorVerifier
-    module.ProcessorVerifier = CommittedOnly
-    try:
-        out = model.generate(x, do_sample=False, max_new_tokens=40, pad_token_id=0, no_repeat_ngram_size=2,
-                             custom_generate=gh.custom_generate, goose_method="goose")
-    finally:
-        module.ProcessorVerifier = original
-    assert not torch.equal(out, ref)
 
 
-def test_custom_generate_sampling_is_seeded():
-    from goose.hf import custom_generate
-
-    model = tiny_llama()
-    x = torch.tensor([PROMPTS[0]])
-    runs = [model.generate(x, do_sample=True, temperature=0.8, top_p=0.95, max_new_tokens=20, pad_token_id=0,
-                           custom_generate=custom_generate, goose_seed=s) for s in (4, 4, 5)]
-    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
 
 
-KERNEL_OPS = {"mkl": "aten::linear", "weight-left": "aten::mm", "onednn": "mkldnn::_linear_pointwise",
-              "mkl-packed": "mkl::_mkl_linear"}
 
 
-@pytest.mark.parametrize("rows", [1, 2, 4, 5, 13, 17, 200])
-@pytest.mark.parametrize("kernel", ["mkl", "weight-left", "onednn", "mkl-packed"])
-def test_packed_linear_runs_its_plans_kernel_for_the_same_map(rows, kernel):
-    from goose.kernels import PackedLinear, mkl_packed_available
-
-    if kernel == "mkl-packed" and not mkl_packed_available():
-        pytest.skip("this torch build has no MKL packed GEMM")
-    torch.manual_seed(rows)
-    dense = torch.nn.Linear(48, 80)  # with a bias (Qwen2's q/k/v have one)
-    # MKL's packed copies serve up to MKL_PACK_ROWS[-1] rows (padded up to the next count)
-    upto = PackedLinear.MKL_PACK_ROWS[-1] if kernel == "mkl-packed" else PackedLinear.PLAN_ROWS
-    packed = PackedLinear(dense, plan=["onednn"] + [kernel] * upto + ["onednn"] * (PackedLinear.PLAN_ROWS - upto))
-    x = torch.randn(1, rows, 48)
-    with torch.inference_mode(), torch.profiler.profile() as prof:
-        y = packed(x)
-    ops = {e.key for e in prof.key_averages()}
-    used = kernel if rows <= upto else "onednn"  # past the plan (prefill): oneDNN
-    assert packed.kernel(rows) == used
-    assert {k for k, op in KERNEL_OPS.items() if op in ops} == {used}
-    assert y.shape == (1, rows, 80) and y.is_contiguous()  # a transposed output would push sdpa off its kernel
-    torch.testing.assert_close(y, torch.nn.functional.linear(x, dense.weight, dense.bias), atol=1e-5, rtol=1e-5)
 
 
-def test_packed_linear_default_plan_and_bad_plans():
-    from goose.kernels import PackedLinear
-
-    layer = PackedLinear(torch.nn.Linear(4, 4))
-    assert set(layer.plan) == {"mkl"} and layer.copy_bytes() == 0  # untuned: F.linear, no weight copy
-    with pytest.raises(ValueError, match="prefill"):
-        PackedLinear(torch.nn.Linear(4, 4), plan=["mkl-packed", "mkl"])
-    with pytest.raises(ValueError, match="unknown linear kernels"):
-        PackedLinear(torch.nn.Linear(4, 4), plan=["onednn", "cublas"])
 
 
-def test_mkl_packed_plans_keep_only_the_copies_they_use():
-    from goose.kernels import PackedLinear, mkl_packed_available
-
-    if not mkl_packed_available():
-        pytest.skip("this torch build has no MKL packed GEMM")
-    layer = PackedLinear(torch.nn.Linear(16, 24))
-    assert layer._copies == {}  # the default plan uses none
-    plan = ["onednn", "mkl", "mkl", "mkl", "mkl-packed", "mkl-packed", "onednn", "mkl-packed"] + ["onednn"] * 25
-    layer.set_plan(plan)
-    assert layer.copy_bytes() == 4 * 16 * 24 * 4  # oneDNN's copy and MKL's for 4, 6 and 8 rows
-    with torch.inference_mode():
-        for rows in (4, 5, 7, 6):
-            x = torch.randn(rows, 16)
-            torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
-    assert sorted(k for k in layer._copies if k != "onednn") == [4, 6, 8]  # 4 -> 4, 5 -> 6, 7 -> 8 rows
-    layer.set_plan(["onednn"] * 33)
-    assert set(layer._copies) <= {"onednn"}
-    with pytest.raises(ValueError, match="at most 16 rows"):
-        layer.set_plan(["onednn"] + ["mkl-packed"] * 32)
 
 
-def test_tune_linears_measures_a_plan_per_shape_and_caches_it(tmp_path, monkeypatch):
-    from goose.kernels import KERNEL_MEMORY, PackedLinear, pack_linears, tune_linears
-
-    monkeypatch.setenv("GOOSE_CACHE", str(tmp_path))
-    model = tiny_llama("sdpa").float()
-    pack_linears(model)
-    fast = tune_linears(model, reps=1, memory="fast")
-    assert all(set(plan) <= set(KERNEL_MEMORY["fast"]) for plan in fast.values())
-    plans = tune_linears(model, reps=1)  # lean, the default: no weight copies
-    assert set(plans) == {"layers", "head"}  # the decoder layers' plan, the vocabulary projection's
-    for plan in plans.values():
-        assert len(plan) == PackedLinear.PLAN_ROWS + 1 and set(plan) <= set(KERNEL_MEMORY["lean"])
-    assert sum(m.copy_bytes() for m in model.modules() if isinstance(m, PackedLinear)) == 0
-    for m in model.modules():
-        if isinstance(m, PackedLinear):
-            assert list(m.plan) == plans["head" if m is model.get_output_embeddings() else "layers"]
-    saved = [p for p in (tmp_path / "kernels").glob("*.json") if json.loads(p.read_text())["plans"] == plans]
-    assert len(saved) == 1 and len(list((tmp_path / "kernels").glob("*.json"))) == 2  # one per policy
-    # a second tune reads the cache: a doctored file is taken as it is
-    doctored = {k: ["onednn"] + ["weight-left"] * PackedLinear.PLAN_ROWS for k in plans}
-    saved[0].write_text(json.dumps({"plans": doctored}))
-    assert tune_linears(model, memory="lean") == doctored
-    assert all(m.kernel(3) == "weight-left" for m in model.modules() if isinstance(m, PackedLinear))
 
 
-def test_packed_linears_agree_and_keep_every_method_identical_to_generate():
-    import os
-
-    from goose.kernels import PackedLinear, pack_linears
-
-    model = tiny_llama("sdpa").float()
-    x = torch.tensor([PROMPTS[0]])
-    with torch.inference_mode():
-        before = model(input_ids=x).logits
-    assert pack_linears(model) == 2 * 7 + 1  # q, k, v, o, gate, up, down per layer + lm_head
-    assert pack_linears(model) == 0  # idempotent
-    for m in model.modules():  # every row count through oneDNN's packed copy
-        if isinstance(m, PackedLinear):
-            m.set_plan(["onednn"] * (PackedLinear.PLAN_ROWS + 1))
-    with torch.inference_mode(), torch.profiler.profile() as prof:
-        after = model(input_ids=x).logits
-    ops = {e.key for e in prof.key_averages()}
-    assert "mkldnn::_linear_pointwise" in ops and "aten::linear" not in ops  # really goose's kernels...
-    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)  # ...for the same map
-    with torch.enable_grad():  # gradients fall back to F.linear, bit for bit
-        assert torch.equal(model(input_ids=x).logits.detach(), before)
-    for prompt in PROMPTS:
-        prompt = [int(t) for t in prompt]
-        ref = reference(model, prompt, 40)  # model.generate runs the packed layers too
-        for method in METHODS:
-            out = generate(model, prompt, method=method, max_new_tokens=40, eos_token_id=[])
-            assert out.tokens == ref, method
-    assert "TRANSFORMERS_SDPA_FORCE_GQA" not in os.environ  # tree passes restore the switch
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])  # gemma3: soft-capped logits
@@ -480,20 +334,6 @@ def test_bfloat16_prompt_seeding_only_shapes_drafts(arch):
         assert out.tokens == reference(model, prompt, 24)
 
 
-def test_linear_plans_are_described_by_row_ranges():
-    from goose.kernels import PackedLinear, describe_linear_plans
-
-    class Model(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layer = PackedLinear(torch.nn.Linear(8, 8), plan=["onednn"] + ["mkl"] * 3 + ["onednn"] * 29)
-            self.head = PackedLinear(torch.nn.Linear(8, 8), plan=["onednn", "weight-left"] + ["mkl"] * 31)
-
-        def get_output_embeddings(self):
-            return self.head
-
-    assert describe_linear_plans(Model()) == "layers: mkl 1-3, onednn 4+; head: weight-left 1, mkl 2-32, onednn 33+"
-    assert describe_linear_plans(torch.nn.Linear(2, 2)) == ""
 
 
 def _near_tie_hidden(weight: torch.Tensor, rows: int, margin: float, seed: int) -> torch.Tensor:
@@ -703,3 +543,29 @@ def test_a_model_draft_reads_each_path_as_a_fresh_pass_would(arch):
     broken = DraftModelSource(model, k=8)
     broken._logits = lambda seq: StaleDraftCache.logits(broken, seq)
     assert [q.ids for q, _ in walk(broken)] != [q.ids for q, _ in got]  # the check has teeth
+
+
+def test_session_keeps_a_callers_empty_memory():
+    # bool(Memory()) is False: an empty memory of the caller's must still be the one used
+    from goose.hf import Session
+    from goose.methods import Memory
+
+    session = Session(tiny_llama())
+    mine = Memory()
+    session.generate(PROMPTS[0], method="stand-shared", max_new_tokens=8, temperature=0.8)
+    assert len(mine) == 0 and "stand-shared" in session.memories
+    session.memories.clear()
+    session.generate(PROMPTS[0], method="stand-shared", max_new_tokens=8, temperature=0.8, memory=mine)
+    assert "stand-table" in mine, "the caller's empty memory was replaced by the session's"
+    assert "stand-shared" not in session.memories
+
+
+def test_a_generation_that_fills_the_context_window_returns_what_it_made():
+    # the window is 40 positions and the prompt 34: six new tokens fit, though 24 were asked for
+    model = tiny_llama(max_positions=40)
+    prompt = (PROMPTS[0] * 3)[:34]
+    out = generate(model, prompt, method="goose", max_new_tokens=24, eos_token_id=[])
+    assert out.finish_reason == "context" and len(out.tokens) == 6
+    assert out.tokens == reference(model, prompt, 6)
+    with pytest.raises(ValueError, match="the prompt has 40 tokens and the model's context window is 40"):
+        generate(model, (PROMPTS[0] * 3)[:40], max_new_tokens=4)

@@ -93,3 +93,40 @@ def test_bounded_logits_bound_the_float32_head(smollm2):
                 g1, g2 = torch.Generator().manual_seed(s), torch.Generator().manual_seed(s)
                 assert sample_bounded(bounded, i, g1, temperature, 0, top_p) == \
                     reference_sample(exact[i], g2, temperature, top_p)
+
+
+CJK_PROMPT = "请用中文介绍一下你自己。"
+
+
+def test_streamed_text_of_multi_byte_characters_equals_the_final_text(smollm2):
+    # a Chinese reply: most characters span two or more byte-level tokens, so naive per-token
+    # decoding prints replacement characters; transformers' streamer holds a piece back until whole
+    import goose.hf as gh
+
+    model, tok = smollm2
+    ids = gh.encode_prompt(tok, CJK_PROMPT, chat=True)
+    pieces: list[str] = []
+    streamer = gh.KindStreamer(tok, lambda text, kind: pieces.append(text))
+    out = gh.generate(model, ids, tokenizer=tok, method="goose", budget=8, max_new_tokens=24,
+                      on_commit=streamer.on_commit)
+    streamer.end()
+    assert "".join(pieces) == streamer.text == out.text
+    assert "\ufffd" not in out.text and any(ord(c) > 0x2E80 for c in out.text)
+    # the same holds fed one token at a time, the hardest split
+    one_by_one = gh.KindStreamer(tok, lambda text, kind: None)
+    for t in out.tokens:
+        one_by_one.on_commit([t], ["bonus"])
+    one_by_one.end()
+    assert one_by_one.text == out.text
+
+
+def test_cli_streams_exactly_the_final_text(tmp_path):
+    from typer.testing import CliRunner
+
+    from goose.cli import app
+
+    res = CliRunner().invoke(app, ["generate", CJK_PROMPT, "--method", "goose", "--budget", "8", "--max-new-tokens",
+                                   "24", "--json", str(tmp_path / "out.json")])
+    assert res.exit_code == 0, res.output
+    rec = json.loads((tmp_path / "out.json").read_text())
+    assert rec["streamed_text"] == rec["text"] and rec["text"] in res.output

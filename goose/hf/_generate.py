@@ -50,6 +50,14 @@ def resolve_method(method: str | Method, budget: int | str | None) -> tuple[Meth
     return request.method, request.budget  # type: ignore[return-value]
 
 
+def _cost_curve(model: Any, request: GenerationRequest) -> Any:
+    """The measured (cached) cost curve of the passes ``request`` runs, under ``auto``."""
+    if not request.auto:
+        return None
+    argmax_only, bounded = request.cost_kind
+    return calibrate(model, argmax_only=argmax_only, bounded=bounded)
+
+
 def _prompt_ids(prompt: str | Sequence[int] | torch.Tensor, tokenizer: Any, chat: bool) -> list[int]:
     if isinstance(prompt, str):
         if tokenizer is None:
@@ -137,7 +145,7 @@ def generate(
     if trace is not None and recorder is not None:
         raise ValueError("pass either recorder or trace, not both")
     target = target or HFTarget(model)
-    cost = calibrate(model, *request.cost_kind) if request.auto else None
+    cost = _cost_curve(model, request)
     plan = request.plan(cost, target=target, vocab_size=target.vocab_size, label=label, memory=memory, warmup=warmup)
     use_sources, tracer = plan.sources, None
     if trace is not None:
@@ -249,7 +257,7 @@ def custom_generate(
                                  torch.Generator().manual_seed(goose_seed))
     request = GenerationRequest(goose_method, goose_budget, max_new_tokens=max_new, verifier=verifier)
     target = HFTarget(model)
-    plan = request.plan(calibrate(model, *request.cost_kind) if request.auto else None, target=target,
+    plan = request.plan(_cost_curve(model, request), target=target,
                         vocab_size=target.vocab_size)
 
     def on_commit(tokens: list[int], kinds: list[str]) -> None:

@@ -53,7 +53,17 @@ class TreeShaper(Lifecycle, ABC):
 
     A shaper must honour the budget exactly (``tree.size <= budget``), return a
     valid tree whose root is ``context[-1]``, and return the root alone when it has
-    nothing to propose ("no draft": the engine then takes a plain step).
+    nothing to propose ("no draft": the engine then takes a plain step). The decode
+    loop checks each tree before the target pass (``goose.engine.check_tree``) and
+    stops with an error naming the shaper on a violation.
+
+    **Node order.** Number the nodes best-first: under ``budget="auto"``,
+    :class:`AutoBudgetShaper` keeps a *prefix* of the tree in node order (the first
+    ``k`` nodes), so a node should come after every node more likely to be accepted
+    (by path probability, the product of the confidences from the root). Chains are
+    best-first by nature; :class:`BestFirstShaper` and :class:`SpineShaper` emit their
+    nodes in this order. A tree in another order stays valid, but ``auto`` then keeps
+    worse nodes than it could.
 
     Example:
         >>> from goose.sources import ContextNGramSource
