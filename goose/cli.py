@@ -286,8 +286,9 @@ def bench(
                                      "released GOOSE's reference run); default: the first --prompts-per-task."),
     prompts_per_task: int = typer.Option(4, "--prompts-per-task", help="Prompts per task (0 = all)."),
     methods: str = typer.Option("ar,hf_pld," + ",".join(m for m in METHODS if m != "ar"),
-                                help=f"ar, hf_pld (K=4,10) or hf_pld_kK, and goose methods: registered names ({NAMED}) "
-                                     "or package.module:factory; name@B fixes a budget (an integer or auto)."),
+                                help=f"ar (= hf_ar, transformers' generate), hf_pld (K=4,10) or hf_pld_kK, and goose methods: "
+                                     f"registered names ({NAMED}) or package.module:factory; name@B fixes a budget "
+                                     "(an integer or auto); label=method names a goose column (goose_ar=ar)."),
     budget: str = typer.Option("", help="Budgets for budgeted methods given without @B: integers and/or auto."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
     seed: int = typer.Option(0, help="Seeds torch; under sampling prompt i is drawn with seed + i by every method."),

@@ -418,3 +418,14 @@ def test_the_drafting_judge_reads_slot_one_off_the_overlap_of_p_and_q():
     assert sum(w * r[1] for w, r in zip(q_probs, rows, strict=True)) == pytest.approx(overlap, abs=1e-12)
     depth, drawn, topk, *_ = judged(3, 0)
     assert drawn > judged(3)[1] and topk == pytest.approx(p[[3, 4]].sum())
+
+
+def test_columns_can_be_labelled_and_goose_ar_is_reachable():
+    ms = parse_methods("hf_ar,goose_ar=ar,sfx=best-first@8,bf=best-first", budgets=["4", "auto"])
+    assert [(m.label, m.kind) for m in ms] == [("ar", "hf"), ("goose_ar", "goose"), ("sfx", "goose"),
+                                               ("bf@4", "goose"), ("bf@auto", "goose")]
+    assert ms[1].method.name == "ar" and ms[2].budget == 8  # goose's own plain decoding, beside transformers'
+    for bad, message in [("a:b=pld", "must be a plain name"), ("=pld", "must be a plain name"),
+                         ("k4=hf_pld", "transformers' columns keep their own names")]:
+        with pytest.raises(ValueError, match=message):
+            parse_methods(bad)

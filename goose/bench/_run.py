@@ -45,13 +45,15 @@ class BenchMethod:
 
 
 def parse_methods(text: str | Sequence[str], budgets: Sequence[int | str] = ()) -> list[BenchMethod]:
-    """``ar``, ``hf_pld`` (K = 4 and 10) or ``hf_pld_kK``, and goose's methods by
+    """``ar`` (or ``hf_ar``: transformers' ``model.generate``, the baseline every
+    speed-up is measured against), ``hf_pld`` (K = 4 and 10) or ``hf_pld_kK``, and goose's methods by
     registered name or dotted path (``package.module:factory``). ``name@B`` fixes a
     budget (an integer or ``auto``); a method whose rules say ``budgeted`` runs,
     without ``@B``, once per entry of ``budgets`` (or at its default budget). A
     trailing ``/V`` forces the sampling verifier ``V`` (``stand/rrs``). ``label=spec``
     names a goose column (``sfx=suffix_methods:suffix``): without it a dotted path
-    labels its column in full."""
+    labels its column in full. A labelled column is always a goose method, so
+    ``goose_ar=ar`` runs goose's own plain-decoding method next to the ``ar`` baseline."""
     from ..verify import VERIFIERS
 
     names = [x.strip() for x in (text.split(",") if isinstance(text, str) else text) if x.strip()]
@@ -68,6 +70,10 @@ def parse_methods(text: str | Sequence[str], budgets: Sequence[int | str] = ()) 
             raise ValueError(f"unknown verifier {verifier!r} in {full!r}; known: {', '.join(VERIFIERS)}")
         suffix = f"/{verifier}" if slash else ""
         base, at, b = name.rpartition("@") if "@" in name else (name, "", "")
+        if base == "hf_ar":
+            base = "ar"  # transformers' model.generate, under its explicit name
+        elif base == "ar" and label:
+            base = name = "goose-ar"  # a labelled column is always a goose method: goose's own plain decoding
         if slash and (base == "ar" or base.startswith("hf_pld")):
             raise ValueError(f"{base!r} is transformers' own decoding: it takes no goose verifier ({full!r})")
         if at and (base == "ar" or base.startswith("hf_pld")):
@@ -79,8 +85,9 @@ def parse_methods(text: str | Sequence[str], budgets: Sequence[int | str] = ()) 
         elif base.startswith("hf_pld_k") and base[8:].isdigit() and int(base[8:]) > 0:
             out.append(BenchMethod(base, "hf", "hf_pld", k=int(base[8:])))
         else:
-            method, budget = parse_method(name)
-            todo = [budget] if at else [method.parse_budget(x) for x in budgets] if method.budgeted and budgets \
+            method, budget = parse_method("ar" if name == "goose-ar" else name)
+            todo = [budget] if at else [method.parse_budget(x) for x in budgets] \
+                if method.budgeted and method.takes_budget and budgets \
                 else [None]
             stem = label or base
             out += [BenchMethod((stem if bb is None or (label and len(todo) == 1) else f"{stem}@{bb}") + suffix,
