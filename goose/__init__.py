@@ -5,9 +5,12 @@ shaper turns them into a draft tree under a node budget (:mod:`goose.trees`), th
 target scores every node in one forward pass, and a verifier keeps the accepted
 path plus one bonus token (:mod:`goose.verify`). :mod:`goose.theory` says what a
 tree is worth; :mod:`goose.methods` names the ready-made combinations (and yours);
-:mod:`goose.testing` checks plug-ins against the contracts.
+:mod:`goose.engine` sets up each generation from one validated request
+(:class:`GenerationRequest`) and runs the decode loop; :mod:`goose.testing` checks
+plug-ins against the contracts.
 """
 
+from .engine import GenerationRequest
 from .methods import Drafting, Memory, Method, MethodContext, get_method, register_method
 from .sources import ContextNGramSource, Lifecycle, Observation, Proposal, RecyclingSource, TokenSource
 from .trees import (
@@ -23,7 +26,7 @@ from .trees import (
     TreeShaper,
     make_shaper,
 )
-from .verify import GreedyVerifier, LooseVerifier, SamplingVerifier, Verdict, Verifier
+from .verify import GreedyVerifier, LooseVerifier, Sampling, SamplingVerifier, Verdict, Verifier
 
 __version__ = "0.1.0"
 
@@ -45,6 +48,7 @@ __all__ = [
     "ContextNGramSource",
     "DraftTree",
     "Drafting",
+    "GenerationRequest",
     "GoosePaperShaper",
     "GreedyVerifier",
     "HFTarget",
@@ -56,6 +60,7 @@ __all__ = [
     "Observation",
     "Proposal",
     "RecyclingSource",
+    "Sampling",
     "SamplingVerifier",
     "Session",
     "SpineShaper",

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from goose.trees import DraftTree
-from goose.verify import enumerate_random_law, rejection_walk, sample_and_match, traversal_walk
+from goose.verify import VERIFIERS, enumerate_random_law, sample_and_match
 
 __all__ = ["SAMPLING_VERIFIERS", "SamplingWorld", "exact_sampling_mat", "simulate_sampling"]
 
@@ -33,8 +33,10 @@ def _match(tree: DraftTree, p_at: Callable[[int], np.ndarray], rng) -> object:  
     return sample_and_match(tree, lambda v: rng.sample(p_at(v)))
 
 
-SAMPLING_VERIFIERS = {"match": _match, "rrs": rejection_walk, "traversal": traversal_walk}
-"""Verifier name -> walk ``(tree, p_at, rng) -> Verdict``; ``match`` runs on top-k trees."""
+SAMPLING_VERIFIERS = {name: cls.walk if cls.reads_q else _match for name, cls in VERIFIERS.items()}
+"""Verifier name -> walk ``(tree, p_at, rng) -> Verdict``, derived from goose's one table of
+sampling verifiers (:data:`goose.verify.VERIFIERS`): the walk a verifier that reads ``q``
+runs, and sample-and-match (on top-k trees) for ``match``."""
 
 
 @dataclass(frozen=True)

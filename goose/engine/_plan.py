@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..methods import Memory, Method, parse_method
@@ -156,6 +156,9 @@ class GenerationRequest:
         verifier = self.verifier
         if not isinstance(verifier, Verifier):
             verifier = select_verifier(verifier, drafting.shaper.draws_from_q, sampling=self.sampling)
+        elif drafting.shaper.draws_from_q and not verifier.reads_q:
+            raise ValueError(f"{ctx.label!r} draws its children from q, and {type(verifier).__name__} does not read q: "
+                             "it would not be lossless; pass a verifier that reads q (rrs, traversal)")
         return GenerationPlan(self, ctx.label, drafting.sources, drafting.shaper, verifier, drafting.budget, curve)
 
 
@@ -180,11 +183,9 @@ class GenerationPlan:
     verifier: Verifier
     budget: int
     cost: Callable[..., float] | None = None
-    names: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.budget = check_budget(self.budget)
-        self.names = [s.name for s in self.sources]
 
     @property
     def method(self) -> Method:
