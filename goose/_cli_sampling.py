@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from goose._cli_errors import UserError, option_message
+from goose._cli_errors import UserError
 
 __all__ = ["register_sampling_commands"]
 
@@ -80,13 +80,10 @@ def register_sampling_commands(app: typer.Typer, console: Console) -> None:
         Traversal Verification (drafts drawn from q) before any model runs."""
         from sim import SAMPLING_VERIFIERS, SamplingWorld, simulate_sampling
 
-        try:
-            cs = _floats(closeness, "--closeness")
-            rows = [{"closeness": c} | {v: simulate_sampling(SamplingWorld(vocab, concentration, c, children, depth, seed),
-                                                             v, steps, seed, worlds) for v in SAMPLING_VERIFIERS}
-                    for c in cs]
-        except ValueError as err:
-            raise UserError(option_message(str(err))) from None
+        cs = _floats(closeness, "--closeness")
+        rows = [{"closeness": c} | {v: simulate_sampling(SamplingWorld(vocab, concentration, c, children, depth, seed),
+                                                         v, steps, seed, worlds) for v in SAMPLING_VERIFIERS}
+                for c in cs]
         table = Table(title=f"sampling MAT: vocab {vocab}, {children} children per node, depth {depth}, "
                             f"{worlds} worlds x {steps} steps")
         for col in ("closeness", *SAMPLING_VERIFIERS):
@@ -150,12 +147,9 @@ def register_sampling_commands(app: typer.Typer, console: Console) -> None:
         verified many times by each, and the mean accepted lengths are compared tree by tree."""
         from goose import bench as gb
 
-        try:
-            lm, enc = _bench_prompts("compare-verifiers", model, ids, tasks, temperature)
-            names = [v.strip() for v in verifiers.split(",") if v.strip()]
-            res = gb.same_tree_mat(lm, enc, method, names, repeats, temperature, top_k, top_p, seed, max_new_tokens)
-        except ValueError as err:
-            raise UserError(option_message(str(err))) from None
+        lm, enc = _bench_prompts("compare-verifiers", model, ids, tasks, temperature)
+        names = [v.strip() for v in verifiers.split(",") if v.strip()]
+        res = gb.same_tree_mat(lm, enc, method, names, repeats, temperature, top_k, top_p, seed, max_new_tokens)
         table = Table(title=f"{method}: {res['trees']} drawn trees of {res['prompts']} prompts, {repeats} "
                             f"verifications per tree and verifier, T={temperature:g}, top-p {top_p:g}")
         for col in ("verifier", "mean accepted per tree", f"difference from {names[0]} (± SE)", "MAT ratio"):
@@ -186,11 +180,8 @@ def register_sampling_commands(app: typer.Typer, console: Console) -> None:
         (rejection sampling) and as the top-k of the same q (sample-and-match)."""
         from goose import bench as gb
 
-        try:
-            lm, enc = _bench_prompts("compare-drafting", model, ids, tasks, temperature)
-            res = gb.drafting_gain(lm, enc, method, temperature, top_k, top_p, seed, max_new_tokens, samples)
-        except ValueError as err:
-            raise UserError(option_message(str(err))) from None
+        lm, enc = _bench_prompts("compare-drafting", model, ids, tasks, temperature)
+        res = gb.drafting_gain(lm, enc, method, temperature, top_k, top_p, seed, max_new_tokens, samples)
         table = Table(title=f"{method}: {res['nodes']} nodes that drew children, {res['prompts']} prompts x "
                             f"{samples} samples, T={temperature:g}, top-p {top_p:g}: P(a child is accepted | the "
                             f"node is reached)")

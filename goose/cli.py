@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from goose._cli_errors import OPTIONS, GooseGroup, UserError, check_output_dir, check_output_file, option_message
+from goose._cli_errors import OPTIONS, GooseGroup, UserError, check_output_dir, check_output_file
 from goose._cli_sampling import _floats, register_sampling_commands
 from goose.methods import METHODS
 from goose.trees import SHAPERS
@@ -63,15 +63,12 @@ def simulate(
     beta_list = _floats(betas, "--betas")
     budgets = _ints(budget, "--budget")
     names = [s.strip() for s in shapers.split(",") if s.strip()]
-    try:
-        model = SimulationModel(
-            ChainModel(alpha, decay=decay, match_prob=match_prob) if alpha > 0 else None,
-            RecycledModel(tuple(beta_list), overlap=overlap) if beta_list else None,
-        )
-        cost = theory.CostCurve.load(cost_curve) if cost_curve else None
-        results = run_grid(model, names, budgets, steps, seed, cost, show_progress=not quiet)
-    except ValueError as err:
-        raise UserError(option_message(str(err))) from None
+    model = SimulationModel(
+        ChainModel(alpha, decay=decay, match_prob=match_prob) if alpha > 0 else None,
+        RecycledModel(tuple(beta_list), overlap=overlap) if beta_list else None,
+    )
+    cost = theory.CostCurve.load(cost_curve) if cost_curve else None
+    results = run_grid(model, names, budgets, steps, seed, cost, show_progress=not quiet)
     table = Table(title=f"alpha={alpha} betas={beta_list} match_prob={match_prob} steps={steps} seed={seed}")
     for col in ("shaper", "budget", "MAT", "95% CI", "theory", "accept/node", "accept/opportunity"):
         table.add_column(col)
@@ -239,10 +236,7 @@ def calibrate(
     """Measure the forward cost c(n) of tree passes over n tokens on this device."""
     import goose.hf as gh
 
-    try:
-        lm, _ = gh.load_model(model, memory=memory)
-    except ValueError as err:
-        raise UserError(option_message(str(err))) from None
+    lm, _ = gh.load_model(model, memory=memory)
     curve = gh.calibrate(lm, cache=False)
     for length in curve.contexts if curve.contexts is not None else [None]:
         if length is not None:
@@ -266,14 +260,11 @@ def replay(
     """Replay a recorded greedy run with other methods or budgets, offline."""
     from sim import replay_method
 
-    try:
-        budgets: list[int | str | None] = [b.strip() for b in budget.split(",") if b.strip()] if budget else [None]
-        for b in budgets:
-            r = replay_method(trace, method, b)
-            console.print(f"{method or 'recorded method'} budget={b or 'recorded'}: replayed MAT {r.mat:.3f} "
-                          f"({r.forward_calls} calls); recorded run {r.recorded_mat:.3f}")
-    except ValueError as err:
-        raise UserError(option_message(str(err))) from None
+    budgets: list[int | str | None] = [b.strip() for b in budget.split(",") if b.strip()] if budget else [None]
+    for b in budgets:
+        r = replay_method(trace, method, b)
+        console.print(f"{method or 'recorded method'} budget={b or 'recorded'}: replayed MAT {r.mat:.3f} "
+                      f"({r.forward_calls} calls); recorded run {r.recorded_mat:.3f}")
 
 
 @app.command()
@@ -317,34 +308,31 @@ def bench(
     import goose.hf as gh
     from goose import bench as gb
 
-    try:
-        id_list = [x.strip() for x in ids.split(",") if x.strip()]
-        task_list = [t.strip() for t in tasks.split(",") if t.strip()]
-        ref = gb.find_reference(id_list[0]) if len(id_list) == 1 else None  # a reference run's prompts
-        if ref is not None:
-            task_list, id_list = list(ref["ids"]), [q for qs in ref["ids"].values() for q in qs]
-        budgets = [b.strip() for b in budget.split(",") if b.strip()]
-        ms = gb.parse_methods(methods, budgets)
-        check_output_dir(out, "--out")
-        prompts = gb.load_prompts(task_list, id_list, prompts_per_task or None)
-        sampling = gb.Sampling(temperature, top_k, top_p, seed) if temperature > 0 else None
-        if sampling is not None and trace == "auto":
-            trace = "none"  # replay predictions model greedy acceptance
-        trace_label = gb.default_trace_label(ms) if trace == "auto" else None if trace == "none" else trace
-        if threads:
-            torch.set_num_threads(threads)
-        torch.manual_seed(seed)
-        lm, tok = gh.load_model(model, pack=pack, memory=memory)
-        console.print(f"{len(prompts)} prompts x {len(ms)} methods: {', '.join(m.label for m in ms)}")
-        records = gb.run_bench(lm, tok, prompts, ms, max_new_tokens, out, trace_method=trace_label,
-                               log=lambda s: console.print(f"[red]{s}[/red]"), sampling=sampling)
-        rss = {"goose_bench_peak_mb": gb.peak_rss_mb()}
-        if measure_memory and prompts:
-            first = gh.encode_prompt(tok, prompts[0].text, prompts[0].chat)
-            rss["stock_generate_peak_mb"] = gb.stock_peak_rss_mb(gh.local_source(model), first, max_new_tokens,
-                                                                 torch.get_num_threads())
-    except ValueError as err:
-        raise UserError(option_message(str(err))) from None
+    id_list = [x.strip() for x in ids.split(",") if x.strip()]
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()]
+    ref = gb.find_reference(id_list[0]) if len(id_list) == 1 else None  # a reference run's prompts
+    if ref is not None:
+        task_list, id_list = list(ref["ids"]), [q for qs in ref["ids"].values() for q in qs]
+    budgets = [b.strip() for b in budget.split(",") if b.strip()]
+    ms = gb.parse_methods(methods, budgets)
+    check_output_dir(out, "--out")
+    prompts = gb.load_prompts(task_list, id_list, prompts_per_task or None)
+    sampling = gb.Sampling(temperature, top_k, top_p, seed) if temperature > 0 else None
+    if sampling is not None and trace == "auto":
+        trace = "none"  # replay predictions model greedy acceptance
+    trace_label = gb.default_trace_label(ms) if trace == "auto" else None if trace == "none" else trace
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    lm, tok = gh.load_model(model, pack=pack, memory=memory)
+    console.print(f"{len(prompts)} prompts x {len(ms)} methods: {', '.join(m.label for m in ms)}")
+    records = gb.run_bench(lm, tok, prompts, ms, max_new_tokens, out, trace_method=trace_label,
+                           log=lambda s: console.print(f"[red]{s}[/red]"), sampling=sampling)
+    rss = {"goose_bench_peak_mb": gb.peak_rss_mb()}
+    if measure_memory and prompts:
+        first = gh.encode_prompt(tok, prompts[0].text, prompts[0].chat)
+        rss["stock_generate_peak_mb"] = gb.stock_peak_rss_mb(gh.local_source(model), first, max_new_tokens,
+                                                             torch.get_num_threads())
     meta = gb.run_meta(lm, model, "goose " + " ".join(sys.argv[1:]), ms, len(prompts), max_new_tokens, seed,
                        trace_label, pack, memory, rss, None if sampling is None else sampling.to_json())
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
