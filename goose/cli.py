@@ -159,7 +159,10 @@ def generate(
     top_p: float = typer.Option(1.0, "--top-p"),
     top_k: int = typer.Option(0, "--top-k"),
     seed: int = typer.Option(0),
-    verifier: str = typer.Option("auto", help="Under sampling: auto (from the trees), match, rrs or traversal."),
+    verifier: str = typer.Option("auto", help="auto (lossless: greedy at temperature 0, else chosen from the trees), "
+                                              "match, rrs or traversal under sampling, or the LOSSY greedy "
+                                              "loose[-wW][-eH] (FLy-style: window W, entropy threshold H; its "
+                                              "output may differ from plain decoding)."),
     chat: bool = typer.Option(True, "--chat/--raw", help="Wrap the prompt in the chat template."),
     json_out: Path | None = typer.Option(None, "--json", help="Write tokens, text and stats here."),
     stats: bool = typer.Option(False, "--stats", help="Print the time split and per-source acceptance."),
@@ -210,7 +213,8 @@ def generate(
         j = s.to_json()
         t = j["time"]
         console.print(f"  time: prefill {t['prefill']:.3f}s, draft {t['draft']:.3f}s, forward {t['forward']:.3f}s, "
-                      f"verify {t['verify']:.3f}s, other {t['other']:.3f}s; non-forward step work = "
+                      f"verify {t['verify']:.3f}s, commit {t['commit']:.3f}s, other {t['other']:.3f}s; "
+                      f"non-forward work = "
                       f"{j['overhead_vs_forward']:.1%} of forward time; mean tree {j['mean_tree_size']:.1f} nodes")
         stock = rss.get("stock_peak_mb")
         console.print(f"  memory: peak RSS {rss['goose_peak_mb']:.0f} MiB (this process, kernels: {memory})"
@@ -220,7 +224,7 @@ def generate(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         rec = {"model": model, "method": method, "prompt": prompt, "prompt_ids": ids, "tokens": out.tokens,
                "kinds": out.kinds, "text": out.text, "streamed_text": streamer.text, "finish_reason": out.finish_reason,
-               "stats": s.to_json(), "memory": rss}
+               "lossless": s.lossless, "verifier": verifier, "stats": s.to_json(), "memory": rss}
         if plain is not None:
             rec["ar"] = plain | {"identical": plain["tokens"] == out.tokens}
         json_out.write_text(json.dumps(rec, indent=1))
@@ -346,7 +350,7 @@ def bench(
     for col in ("method", "MAT", "tok/s", "speed-up vs ar", "identical to ar"):
         table.add_column(col)
     for m, c in summary["overall"].items():
-        table.add_row(m, f"{c['mat']:.2f}", f"{c['tokens_per_s']:.1f}",
+        table.add_row(m if c.get("lossless", True) else f"{m} (LOSSY)", f"{c['mat']:.2f}", f"{c['tokens_per_s']:.1f}",
                       "-" if c.get("speedup_vs_ar") is None else f"{c['speedup_vs_ar']:.2f}x",
                       "- (sampling)" if sampling is not None else c["identical_count"])
     console.print(table)

@@ -429,3 +429,54 @@ def test_columns_can_be_labelled_and_goose_ar_is_reachable():
                          ("k4=hf_pld", "transformers' columns keep their own names")]:
         with pytest.raises(ValueError, match=message):
             parse_methods(bad)
+
+
+def test_loose_columns_parse_and_are_refused_where_they_cannot_run(tmp_path):
+    ms = parse_methods("ar,goose@8,goose@8/loose,pld/loose-w4-e0.5")
+    assert [(m.label, m.verifier) for m in ms[2:]] == [("goose@8/loose", "loose"), ("pld/loose-w4-e0.5", "loose-w4-e0.5")]
+    for bad in ("pld/loosen", "pld/loose-w", "pld/"):
+        with pytest.raises(ValueError, match="unknown verifier"):
+            parse_methods(bad)
+    with pytest.raises(ValueError, match="greedy only"):  # loose verification loosens greedy verification
+        run_bench(None, None, [], ms, 8, tmp_path, sampling=Sampling(0.8), progress=False)
+
+
+@pytest.mark.model
+def test_a_lossy_column_is_labelled_and_scored_and_every_run_splits_its_time(tmp_path):
+    from goose.bench._run import target_logprob
+    from goose.hf import encode_prompt
+
+    prompts = load_prompts([str(_jsonl(tmp_path / "prompts.jsonl", [
+        {"question_id": 1, "task": "rep", "prompt": "abcabcabcabcabcabc"},
+        {"question_id": 2, "task": "other", "prompt": "the quick brown fox"},
+    ]))], per_task=None)
+    model, tok = tiny_llama(max_positions=96), CharTokenizer()
+    # window 2 and entropy threshold 0: a mismatch is accepted whenever the next draft token matches
+    records = run_bench(model, tok, prompts, parse_methods("ar,goose@8,goose@8/loose-w2-e0"), 24, tmp_path / "o",
+                        progress=False)
+    by = {(r["question_id"], r["method"]): r for r in records}
+    for p in prompts:
+        ids = encode_prompt(tok, p.text, p.chat)
+        ar, lossless, lossy = (by[p.qid, m] for m in ("ar", "goose@8", "goose@8/loose-w2-e0"))
+        assert lossless["lossless"] and not lossy["lossless"] and "target_logprob" not in lossless
+        assert lossy["ar_target_logprob"] == pytest.approx(target_logprob(model, ids, ar["tokens"]))
+        assert lossy["target_logprob"] == pytest.approx(target_logprob(model, ids, lossy["tokens"]))
+        diff = next((i for i, (a, b) in enumerate(zip(lossy["tokens"], ar["tokens"], strict=True)) if a != b), None)
+        assert lossy["first_divergence"] == diff and lossy["identical_to_ar"] == (diff is None)
+        for r in (lossless, lossy):  # the split covers the call: its parts add up to the wall time
+            t = r["time"]
+            parts = t["prefill"] + t["draft"] + t["forward"] + t["verify"] + t["commit"] + t["other"]
+            assert parts == pytest.approx(r["wall_s"]) and t["total"] == r["wall_s"]
+            assert t["steps"] == len(r["accept_lengths"])
+            assert t["nodes"] == pytest.approx(t["steps"] * r["mean_tree_size"])
+    assert any(by[p.qid, "goose@8/loose-w2-e0"]["first_divergence"] is not None for p in prompts)  # it loosened
+    summary = summarize(records)
+    cell = summary["overall"]["goose@8"]["time"]
+    assert cell["steps"] == sum(by[p.qid, "goose@8"]["time"]["steps"] for p in prompts)
+    assert 0 <= cell["overhead_share"] <= 1
+    assert summary["overall"]["goose@8/loose-w2-e0"]["lossless"] is False
+    md = markdown(summary)
+    assert "## LOSSY columns: gain and loss" in md and "## Where a step's time goes" in md
+    # every table names the lossy column with its label, and only it
+    assert md.count("goose@8/loose-w2-e0 (LOSSY)") == md.count("goose@8/loose-w2-e0") > 3
+    assert "goose@8 (LOSSY)" not in md

@@ -238,6 +238,8 @@ def _line(res) -> str:
     (["--verifier", "bogus", "--temperature", "0.8"], "unknown verifier 'bogus'"),
     (["--method", "best-first", "--budget", "10000"], "ceiling of 256 draft nodes"),
     (["--max-new-tokens", "0"], "--max-new-tokens must be an integer >= 1"),
+    (["--verifier", "loose", "--temperature", "0.8"], "(lossy): it needs --temperature 0"),
+    (["--verifier", "loose-w1"], "window must be >= 2"),
 ])
 def test_cli_generate_refuses_bad_options_in_one_line(args, message):
     assert message in _line(runner.invoke(app, ["generate", "hi", "--model", NO_MODEL, *args]))

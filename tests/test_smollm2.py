@@ -133,3 +133,18 @@ def test_cli_streams_exactly_the_final_text(tmp_path):
     assert res.exit_code == 0, res.output
     rec = json.loads((tmp_path / "out.json").read_text())
     assert rec["streamed_text"] == rec["text"] and rec["text"] in res.output
+
+
+def test_cli_loose_verification_is_labelled_lossy(tmp_path):
+    """``--verifier loose`` runs only when asked, and says LOSSY in the console and the JSON."""
+    from typer.testing import CliRunner
+
+    from goose.cli import app
+
+    out = tmp_path / "run.json"
+    res = CliRunner().invoke(app, ["generate", "--verifier", "loose", "--max-new-tokens", "12", "--json", str(out),
+                                   "Repeat: one two three, one two three, one two"])
+    assert res.exit_code == 0, res.output
+    assert "[LOSSY verifier]" in res.output
+    rec = json.loads(out.read_text())
+    assert rec["lossless"] is False and rec["stats"]["lossless"] is False and rec["verifier"] == "loose"

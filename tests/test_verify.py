@@ -165,3 +165,29 @@ def test_loose_verifier_is_labelled_lossy_and_loosens():
     loose = LooseVerifier(window=3, entropy_threshold=0.3).verify(tree, logits)
     assert loose.emitted == (1, 2, 3, 0)
     assert np.isclose(float(logits.softmax(-1)[0].max()), float(logits.softmax(-1)[0, 4]))
+
+
+def test_a_lossy_verifier_is_never_a_default_and_is_asked_for_by_name_at_temperature_0_only():
+    from goose.engine import GenerationRequest
+    from goose.methods import METHODS
+    from goose.verify import LOSSY_VERIFIERS, Sampling, select_verifier
+
+    for name in METHODS:  # whatever the method draws, auto chooses a lossless verifier
+        for sampling in (Sampling(), Sampling(0.8, top_p=0.95)):
+            request = GenerationRequest(name, sampling=sampling)
+            assert request.verifier is None
+            for draws in (False, True):
+                assert select_verifier(None, draws, sampling=sampling).lossless
+                assert select_verifier("auto", draws, sampling=sampling).lossless
+    assert set(LOSSY_VERIFIERS) == {"loose"}
+    v = select_verifier("loose-w3-e0.25", False)
+    assert isinstance(v, LooseVerifier) and (v.window, v.entropy_threshold) == (3, 0.25) and not v.lossless
+    assert GenerationRequest("goose", verifier="loose").cost_kind == (False, False)  # it reads whole rows
+    for make in (lambda: select_verifier("loose", False, temperature=0.8),
+                 lambda: GenerationRequest("goose", sampling=Sampling(0.8), verifier="loose")):
+        with pytest.raises(ValueError, match="lossy.*needs temperature 0"):
+            make()
+    with pytest.raises(ValueError, match="unknown verifier 'loosely'"):
+        GenerationRequest("goose", verifier="loosely")
+    with pytest.raises(ValueError, match="window must be >= 2"):
+        select_verifier("loose-w1", False)

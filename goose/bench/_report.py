@@ -66,7 +66,40 @@ def _pool(rows: list[dict], ar_rows: list[dict]) -> dict:
         a["per_node"] = a["accepted"] / a["drafted"] if a["drafted"] else 0.0
         a["per_opportunity"] = a["accepted"] / a["opportunities"] if a["opportunities"] else 0.0
     cell["accept"] = accept
+    cell["time"] = _time_split(ok)
+    cell["lossless"] = all(r.get("lossless", True) for r in ok)
+    scored = [r for r in ok if "target_logprob" in r]
+    if scored:  # a lossy column: what it lost against the target's own greedy text
+        diverged = [r["first_divergence"] for r in scored if r["first_divergence"] is not None]
+        cell["loss"] = {
+            "n": len(scored), "identical_share": 1 - len(diverged) / len(scored),
+            "median_first_divergence": statistics.median(diverged) if diverged else None,
+            "target_logprob": statistics.fmean(r["target_logprob"] for r in scored),
+            "ar_target_logprob": statistics.fmean(r["ar_target_logprob"] for r in scored),
+        }
     return cell
+
+
+PARTS = ("draft", "forward", "verify", "commit", "other")
+"""The parts of a goose step's time (:meth:`goose.engine.GenerationStats.time_split`);
+``other`` includes the generation's setup."""
+
+
+def _time_split(rows: list[dict]) -> dict | None:
+    """Pooled time split of goose runs: seconds per part, the mean per step (ms) and
+    per draft node (us), and the share of step time that is neither the target pass
+    nor verification (drafting and bookkeeping: draft + commit + other)."""
+    timed = [r["time"] for r in rows if r.get("time")]
+    if not timed:
+        return None
+    sums = {k: sum(t[k] for t in timed) for k in ("prefill", *PARTS, "total", "steps", "nodes")}
+    steps, nodes = sums["steps"], sums["nodes"]
+    step_time = sums["total"] - sums["prefill"]
+    return sums | {
+        "per_step_ms": {k: 1e3 * sums[k] / steps if steps else None for k in PARTS},
+        "per_node_us": {k: 1e6 * sums[k] / nodes if nodes else None for k in PARTS},
+        "overhead_share": (sums["draft"] + sums["commit"] + sums["other"]) / step_time if step_time > 0 else None,
+    }
 
 
 def summarize(records: Sequence[dict]) -> dict:
@@ -228,6 +261,11 @@ def _sampling_speed(summary: dict) -> list[str]:
     return lines
 
 
+def _label(summary: dict, m: str) -> str:
+    """A column's name, marked when its outputs are lossy (they may differ from the target's)."""
+    return m if summary["overall"][m].get("lossless", True) else f"{m} (LOSSY)"
+
+
 def _f(x: float | None, fmt: str = ".2f", suffix: str = "") -> str:
     return "-" if x is None else f"{x:{fmt}}{suffix}"
 
@@ -273,7 +311,7 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
                   ("- MAT = new tokens / target forward calls (prefill included; plain decoding = 1.00). "
                   "Speed-up = pooled tokens/s over pooled tokens/s of `ar` on the same prompts; the median "
                   "per-prompt ratio is in the summary JSON."), ""]
-    head = "| task | " + " | ".join(methods) + " |"
+    head = "| task | " + " | ".join(_label(summary, m) for m in methods) + " |"
     rule = "|---" * (len(methods) + 1) + "|"
     lines += ["## MAT (tokens per target forward)", "", head, rule]
     lines += [f"| {s} | " + " | ".join(_f(cell(s, m)["mat"]) for m in methods) + " |" for s in scopes]
@@ -288,6 +326,8 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
         lines += [f"| {s} | " + " | ".join(cell(s, m)["identical_count"] for m in methods) + " |" for s in scopes]
     # the reference run and the theory's checks are greedy: a sampling run reports its own pairs
     lines += sampling_checks(summary) if draw else checks(summary)
+    lines += _time_table(summary)
+    lines += _loss_table(summary)
     if summary.get("gap"):
         lines += ["", "## Acceptance gap (context vs recycled source)", "",
                   ("Pooled over every method that ran both sources. Per node = accepted / drafted nodes; "
@@ -317,6 +357,56 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
     return "\n".join(lines) + "\n"
 
 
+def _time_table(summary: dict) -> list[str]:
+    """Where a step's time goes, per goose column (pooled over every prompt)."""
+    rows = [(m, c["time"]) for m, c in summary["overall"].items() if c.get("time")]
+    if not rows:
+        return []
+    lines = ["", "## Where a step's time goes", "",
+             ("Per goose column, pooled over every prompt: milliseconds per step (one target pass) for "
+              "drafting (sources, shaper and the tree check), the target pass, verification, commit (KV "
+              "compaction, the sources' updates, streaming) and other (the rest of the call: setup and the "
+              "loop itself); microseconds per draft node; and drafting plus bookkeeping (draft + commit + "
+              "other) as a share of step time (prefill excluded)."), "",
+             "| method | steps | nodes/step | " + " | ".join(f"{p} ms" for p in PARTS)
+             + " | draft us/node | overhead share |", "|---" * (len(PARTS) + 5) + "|"]
+    for m, t in rows:
+        per = t["per_step_ms"]
+        lines.append(f"| {_label(summary, m)} | {t['steps']} | {_f(t['nodes'] / t['steps'] if t['steps'] else None, '.1f')} | "
+                     + " | ".join(_f(per[p], ".2f") for p in PARTS)
+                     + f" | {_f(t['per_node_us']['draft'], '.0f')} | {_f(t['overhead_share'], '.1%')} |")
+    return lines
+
+
+def _loss_table(summary: dict) -> list[str]:
+    """What each LOSSY column gains and loses, per task, against its lossless twin
+    (the same column without its ``/verifier``) and the target's own greedy text."""
+    lossy = [m for m in summary["methods"] if summary["overall"][m].get("loss")]
+    if not lossy:
+        return []
+    lines = ["", "## LOSSY columns: gain and loss", "",
+             ("These columns verify loosely (FLy-style, `goose.verify.LooseVerifier`): their output may differ "
+              "from the target's greedy output. Gain: MAT and speed-up over the same method verified "
+              "losslessly (its twin column, when the run has it). Loss: the share of prompts whose output "
+              "is identical to `ar`, the median first position where an output differs, and the mean "
+              "per-token log-probability the target gives the output against the one it gives its own "
+              "greedy text (0 = no loss)."), "",
+             "| task | column | MAT | twin MAT | speed-up | twin speed-up | identical | first diff (median) "
+             "| log-prob | greedy log-prob |", "|---" * 10 + "|"]
+    for scope in [*summary["tasks"], "overall"]:
+        cells = summary["overall"] if scope == "overall" else summary["tasks"][scope]
+        for m in lossy:
+            c, loss = cells[m], cells[m].get("loss")
+            if not loss:
+                continue
+            twin = cells.get(m.rpartition("/")[0], {})
+            lines.append(f"| {scope} | {_label(summary, m)} | {_f(c['mat'])} | {_f(twin.get('mat'))} | "
+                         f"{_f(c.get('speedup_vs_ar'), '.2f', 'x')} | {_f(twin.get('speedup_vs_ar'), '.2f', 'x')} | "
+                         f"{loss['identical_share']:.0%} | {_f(loss['median_first_divergence'], '.0f')} | "
+                         f"{loss['target_logprob']:.3f} | {loss['ar_target_logprob']:.3f} |")
+    return lines
+
+
 def plot(summary: dict, out: Path) -> list[Path]:
     """PNG plots: MAT and speed-up per task per method, MAT vs budget, acceptance gap."""
     import matplotlib
@@ -339,7 +429,7 @@ def plot(summary: dict, out: Path) -> list[Path]:
         colors = plt.get_cmap("tab20")(np.arange(len(methods)) % 20)  # distinct up to 20 methods
         for j, m in enumerate(methods):
             vals = [cell(s, m).get(key) or 0.0 for s in scopes]
-            ax.bar(np.arange(len(scopes)) + j * w - 0.4 + w / 2, vals, w, label=m, color=colors[j])
+            ax.bar(np.arange(len(scopes)) + j * w - 0.4 + w / 2, vals, w, label=_label(summary, m), color=colors[j])
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_xticks(np.arange(len(scopes)), scopes, rotation=20)
         ax.set_title(title)
@@ -360,6 +450,30 @@ def plot(summary: dict, out: Path) -> list[Path]:
         ax.set_ylabel("MAT, all prompts")
         ax.legend()
         paths.append(_save(fig, out / "bench_mat_vs_budget.png"))
+    timed = [(m, c["time"]["per_step_ms"]) for m, c in summary["overall"].items() if c.get("time")]
+    if timed:
+        fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(timed)), 4))
+        bottom = np.zeros(len(timed))
+        for part in PARTS:
+            vals = np.array([per[part] or 0.0 for _, per in timed])
+            ax.bar(np.arange(len(timed)), vals, 0.6, bottom=bottom, label=part)
+            bottom += vals
+        ax.set_xticks(np.arange(len(timed)), [_label(summary, m) for m, _ in timed], rotation=30, ha="right")
+        ax.set_ylabel("ms per step (all prompts)")
+        ax.set_title("where a step's time goes")
+        ax.legend(fontsize=8)
+        paths.append(_save(fig, out / "bench_time_split.png"))
+    lossy = [(m, c) for m, c in summary["overall"].items() if c.get("loss") and c.get("speedup_vs_ar")]
+    if lossy:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for m, c in lossy:
+            drop = c["loss"]["ar_target_logprob"] - c["loss"]["target_logprob"]
+            ax.plot(drop, c["speedup_vs_ar"], "o")
+            ax.annotate(m, (drop, c["speedup_vs_ar"]), fontsize=7)
+        ax.set_xlabel("log-prob lost per token vs the target's greedy text")
+        ax.set_ylabel("speed-up vs ar")
+        ax.set_title("LOSSY loose verification: speed against fidelity")
+        paths.append(_save(fig, out / "bench_loose.png"))
     if summary.get("gap"):
         g = summary["gap"]
         fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(g)), 4))

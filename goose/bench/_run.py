@@ -28,7 +28,8 @@ class BenchMethod:
     ``kind`` is ``"hf"`` (transformers' own ``generate``: plain when ``k == 0``, prompt
     lookup with ``k`` tokens otherwise) or ``"goose"`` (``method`` at ``budget``: an
     int, ``"auto"`` or None for the method's default), verified under sampling by
-    ``verifier`` (a name of ``goose.verify.VERIFIERS``; None: the method's own choice).
+    ``verifier`` (a name of ``goose.verify.VERIFIERS``, or of a **lossy** greedy one,
+    ``loose[-wW][-eH]``; None: the method's own choice).
     """
 
     label: str
@@ -50,11 +51,12 @@ def parse_methods(text: str | Sequence[str], budgets: Sequence[int | str] = ()) 
     registered name or dotted path (``package.module:factory``). ``name@B`` fixes a
     budget (an integer or ``auto``); a method whose rules say ``budgeted`` runs,
     without ``@B``, once per entry of ``budgets`` (or at its default budget). A
-    trailing ``/V`` forces the sampling verifier ``V`` (``stand/rrs``). ``label=spec``
+    trailing ``/V`` forces the verifier ``V``: a sampling one (``stand/rrs``) or the lossy
+    greedy ``loose[-wW][-eH]`` (``goose@8/loose``, a column labelled lossy). ``label=spec``
     names a goose column (``sfx=suffix_methods:suffix``): without it a dotted path
     labels its column in full. A labelled column is always a goose method, so
     ``goose_ar=ar`` runs goose's own plain-decoding method next to the ``ar`` baseline."""
-    from ..verify import VERIFIERS
+    from ..verify import check_verifier_name
 
     names = [x.strip() for x in (text.split(",") if isinstance(text, str) else text) if x.strip()]
     if not names:
@@ -66,8 +68,8 @@ def parse_methods(text: str | Sequence[str], budgets: Sequence[int | str] = ()) 
             raise ValueError(f"column label {label!r} in {given!r} must be a plain name (no '@', ',', '/', ':' or '=')")
         label, full = label.strip(), full.strip()
         name, slash, verifier = full.rpartition("/") if "/" in full else (full, "", "")
-        if slash and verifier not in VERIFIERS:
-            raise ValueError(f"unknown verifier {verifier!r} in {full!r}; known: {', '.join(VERIFIERS)}")
+        if slash:
+            check_verifier_name(verifier or "?")
         suffix = f"/{verifier}" if slash else ""
         base, at, b = name.rpartition("@") if "@" in name else (name, "", "")
         if base == "hf_ar":
@@ -157,9 +159,12 @@ def _run_method(session: Any, m: BenchMethod, ids: list[int], max_new_tokens: in
         raise RuntimeError(f"{m.label}: the loop counted {s.forward_calls} forward calls, the model saw {counter.calls}")
     accept = {src: {"drafted": s.drafted.get(src, 0), "accepted": s.accepted.get(src, 0),
                     "opportunities": s.opportunities.get(src, 0)} for src in s.drafted}
+    split = s.time_split()  # the generation's own clock; the call's setup around it counts as other
+    split["other"] += max(0.0, wall - s.time_total)
+    split["total"] = wall
     return {"tokens": res.tokens, "new_tokens": s.new_tokens, "forward_calls": s.forward_calls, "wall_s": wall,
             "accept_lengths": s.accept_lengths, "accept": accept, "mean_tree_size": s.to_json()["mean_tree_size"],
-            "tags": list(m.tags)}
+            "tags": list(m.tags), "lossless": s.lossless, "time": split}
 
 
 def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], methods: Sequence[BenchMethod],
@@ -177,11 +182,15 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
     cross-request methods); the warm-up and the trace runs get throw-away ones, so
     nothing but the column's own timed runs writes into it."""
     import goose.hf as gh
+    from goose.verify import lossy_verifier
 
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if sampling is not None and sampling.greedy:
         raise ValueError("sampling needs temperature > 0 (pass sampling=None for the greedy default)")
+    lossy = [m.label for m in methods if m.kind == "goose" and lossy_verifier(m.verifier) is not None]
+    if sampling is not None and lossy:
+        raise ValueError(f"{', '.join(lossy)}: loose verification is greedy only (it needs temperature 0)")
     out.mkdir(parents=True, exist_ok=True)
     traced = next((m for m in methods if m.label == trace_method), None)
     if trace_method and (traced is None or traced.kind != "goose"):
@@ -230,6 +239,8 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
                     (out / "traces").mkdir(exist_ok=True)
                     _run_method(session, traced, ids, max_new_tokens, counter, trace=trace_path(out, p.qid))
                 ref = got.get("ar", {}).get("tokens") if sampling is None else None
+                if ref is not None and lossy:
+                    _score_lossy(model, ids, ref, [got[m] for m in lossy if "error" not in got[m]])
                 for m in methods:
                     r = got[m.label]
                     rec = base | {"method": m.label, "prompt_tokens": len(ids)} | r
@@ -244,6 +255,31 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
     finally:
         counter.handle.remove()
     return records
+
+
+def target_logprob(model: Any, prompt: Sequence[int], tokens: Sequence[int]) -> float:
+    """Mean log-probability per token that ``model`` gives ``tokens`` after ``prompt``
+    (one teacher-forced pass): how much a lossy output departs from what the target
+    itself would say."""
+    if not tokens:
+        return 0.0
+    ids = torch.tensor([[*prompt, *tokens]])
+    with torch.inference_mode():
+        logits = model(input_ids=ids).logits[0, len(prompt) - 1: -1].float()
+    return float(torch.log_softmax(logits, -1).gather(1, torch.tensor(tokens)[:, None]).mean())
+
+
+def _score_lossy(model: Any, prompt: list[int], ref: list[int], runs: list[dict]) -> None:
+    """Add to each lossy run what it lost against the target's greedy output ``ref``:
+    the first position where it differs (``None``: identical) and the mean per-token
+    log-probability the target gives it, next to the one it gives ``ref``."""
+    ref_lp = target_logprob(model, prompt, ref)
+    for r in runs:
+        diff = next((i for i, (a, b) in enumerate(zip(r["tokens"], ref, strict=False)) if a != b), None)
+        if diff is None and len(r["tokens"]) != len(ref):
+            diff = min(len(r["tokens"]), len(ref))
+        r |= {"first_divergence": diff, "target_logprob": target_logprob(model, prompt, r["tokens"]),
+              "ar_target_logprob": ref_lp}
 
 
 def trace_path(out: Path, qid: str) -> Path:

@@ -268,5 +268,5 @@ def decode(
         seq.close(failed=True)
         raise
     seq.close()
-    stats.new_tokens, stats.time_total = len(seq.new), time.perf_counter() - t_start
+    stats.finish(len(seq.new), time.perf_counter() - t_start)
     return GenerationResult(tokens=seq.new, stats=stats, kinds=seq.kinds, finish_reason=seq.finish_reason)

@@ -19,7 +19,7 @@ from typing import Any
 from ..methods import Memory, Method, parse_method
 from ..sources import TokenSource
 from ..trees import MAX_NODE_BUDGET, TreeShaper, check_budget
-from ..verify import GREEDY, VERIFIERS, Sampling, Verifier, select_verifier
+from ..verify import GREEDY, VERIFIERS, Sampling, Verifier, check_verifier_name, lossy_verifier, select_verifier
 
 __all__ = ["LOGITS_MEMORY_BYTES", "GenerationPlan", "GenerationRequest", "node_ceiling"]
 
@@ -52,7 +52,8 @@ class GenerationRequest:
         verifier: a :class:`~goose.verify.Verifier`, a name of
             :data:`~goose.verify.VERIFIERS`, or ``None``/``"auto"`` (greedy at
             temperature 0; otherwise Traversal for trees drawn from ``q``, else
-            sample-and-match).
+            sample-and-match), or, at temperature 0 and only when asked, a **lossy**
+            one by name (``"loose"``, :data:`~goose.verify.LOSSY_VERIFIERS`).
         sources: token sources that replace the method's own.
         shaper: a tree shaper that replaces the method's own.
 
@@ -88,10 +89,13 @@ class GenerationRequest:
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise ValueError(f"max_new_tokens must be an integer >= 1, got {n!r}")
         object.__setattr__(self, "max_new_tokens", int(n))
-        if not isinstance(self.verifier, Verifier) and self.verifier not in (None, "auto", *VERIFIERS):
-            raise ValueError(f"unknown verifier {self.verifier!r}; known: auto, {', '.join(VERIFIERS)}")
-        if isinstance(self.verifier, str) and self.verifier != "auto" and self.sampling.greedy:
+        if not isinstance(self.verifier, Verifier):
+            check_verifier_name(self.verifier)
+        if self.verifier in VERIFIERS and self.sampling.greedy:
             raise ValueError(f"verifier {self.verifier!r} samples: it needs temperature > 0 (0 is greedy)")
+        if lossy_verifier(self.verifier) is not None and not self.sampling.greedy:
+            raise ValueError(f"verifier {self.verifier!r} loosens greedy verification (lossy): it needs "
+                             "temperature 0")
         if self.sources is not None:
             bad = [type(s).__name__ for s in self.sources if not isinstance(s, TokenSource)]
             if bad:
@@ -110,8 +114,9 @@ class GenerationRequest:
         """``(argmax_only, bounded)``: which passes the cost curve must time. Greedy
         verification reads only each row's argmax; sample-and-match can read bounded
         logits; a verifier that reads ``q`` needs every row exact."""
-        if isinstance(self.verifier, Verifier):
-            return bool(self.verifier.argmax_only), bool(self.verifier.reads_bounds)
+        named = self.verifier if isinstance(self.verifier, Verifier) else lossy_verifier(self.verifier)
+        if named is not None:
+            return bool(named.argmax_only), bool(named.reads_bounds)
         greedy = self.sampling.greedy
         return greedy, not greedy and self.verifier in (None, "auto", "match")
 

@@ -15,7 +15,13 @@ __all__ = ["GenerationResult", "GenerationStats"]
 
 @dataclass
 class GenerationStats:
-    """Counters of one generation (times in seconds)."""
+    """Counters of one generation (times in seconds).
+
+    The time split of a step: ``draft`` (sources and shaper build the tree, and the
+    tree check), ``forward`` (the target pass), ``verify``, ``commit`` (KV compaction,
+    the sources' and shaper's updates, streaming) and ``other``: the rest of the
+    generation's wall time (setup, the loop's own bookkeeping). ``prefill`` holds the
+    prompt pass and the first token."""
 
     new_tokens: int = 0
     forward_calls: int = 0  # prefill included
@@ -29,6 +35,7 @@ class GenerationStats:
     time_draft: float = 0.0
     time_forward: float = 0.0
     time_verify: float = 0.0
+    time_commit: float = 0.0
     time_other: float = 0.0
     time_total: float = 0.0
     lossless: bool = True
@@ -57,7 +64,22 @@ class GenerationStats:
         self.time_draft += t1 - t0
         self.time_forward += t2 - t1
         self.time_verify += t3 - t2
-        self.time_other += t4 - t3
+        self.time_commit += t4 - t3
+
+    def finish(self, new_tokens: int, total: float) -> None:
+        """The generation's emitted token count and total wall time; the part of the
+        time the step split does not cover becomes ``other``."""
+        self.new_tokens, self.time_total = new_tokens, total
+        self.time_other = max(0.0, total - self.time_prefill - self.time_draft - self.time_forward
+                              - self.time_verify - self.time_commit)
+
+    def time_split(self) -> dict[str, float]:
+        """Seconds per part of the generation (``prefill``, ``draft``, ``forward``,
+        ``verify``, ``commit``, ``other``, ``total``) with the counts to average them
+        by: ``steps`` (tree passes) and ``nodes`` (draft nodes passed, roots excluded)."""
+        return {"prefill": self.time_prefill, "draft": self.time_draft, "forward": self.time_forward,
+                "verify": self.time_verify, "commit": self.time_commit, "other": self.time_other,
+                "total": self.time_total, "steps": self.steps, "nodes": int(sum(self.tree_sizes))}
 
     @property
     def mat(self) -> float:
@@ -83,7 +105,7 @@ class GenerationStats:
         return out
 
     def to_json(self) -> dict:
-        loop = self.time_draft + self.time_verify + self.time_other
+        loop = self.time_draft + self.time_verify + self.time_commit + self.time_other
         return {
             "new_tokens": self.new_tokens,
             "forward_calls": self.forward_calls,
@@ -93,8 +115,7 @@ class GenerationStats:
             "mean_tree_size": float(np.mean(self.tree_sizes)) if self.tree_sizes else 0.0,
             "accept_lengths": self.accept_lengths,
             "accept": self.accept_rates(),
-            "time": {"prefill": self.time_prefill, "draft": self.time_draft, "forward": self.time_forward,
-                     "verify": self.time_verify, "other": self.time_other, "total": self.time_total},
+            "time": self.time_split(),
             "overhead_vs_forward": loop / self.time_forward if self.time_forward else 0.0,
             "lossless": self.lossless,
         }

@@ -24,10 +24,11 @@ from ._multidraft import (
 from ._params import GREEDY, Sampling, process_logits
 from ._reference import completed_law, enumerate_law, enumerate_random_law, naive_greedy, target_law
 from ._sampling import RejectionVerifier, SamplingVerifier, TraversalVerifier
-from ._select import VERIFIERS, select_verifier
+from ._select import LOSSY_VERIFIERS, VERIFIERS, check_verifier_name, lossy_verifier, select_verifier
 
 __all__ = [
     "GREEDY",
+    "LOSSY_VERIFIERS",
     "VERIFIERS",
     "BoundedLogits",
     "GreedyVerifier",
@@ -38,6 +39,8 @@ __all__ = [
     "Sampling",
     "SamplingVerifier",
     "TraversalVerifier",
+    "check_verifier_name",
+    "lossy_verifier",
     "Verdict",
     "Verifier",
     "check_logits",
