@@ -469,6 +469,8 @@ def test_a_lossy_column_is_labelled_and_scored_and_every_run_splits_its_time(tmp
             assert parts == pytest.approx(r["wall_s"]) and t["total"] == r["wall_s"]
             assert t["steps"] == len(r["accept_lengths"])
             assert t["nodes"] == pytest.approx(t["steps"] * r["mean_tree_size"])
+            # calibration: each accepted node had its chance and was counted once as accepted
+            assert sum(sum(c["accepted"]) for c in r["calibration"].values()) == sum(r["accept_lengths"])
     assert any(by[p.qid, "goose@8/loose-w2-e0"]["first_divergence"] is not None for p in prompts)  # it loosened
     summary = summarize(records)
     cell = summary["overall"]["goose@8"]["time"]

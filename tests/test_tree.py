@@ -54,3 +54,22 @@ def test_builder_merges_duplicate_siblings():
     assert b.add(0, 4, "recycled", 0.7) == a
     assert b.confidences[a] == 0.7 and b.sources[a] == "context"
     assert b.add(a, 4, "recycled", 0.1) != a  # same token under another parent is fine
+
+
+def test_stats_bin_each_reached_node_by_its_confidence():
+    """Calibration counts exactly the nodes whose parent was accepted, by source/kind and bin."""
+    from goose.engine import GenerationStats
+    from goose.verify import Verdict
+
+    tree = DraftTree([9, 1, 2, 3, 4], [-1, 0, 0, 1, 2], ["root", "context", "recycled", "context", "recycled"],
+                     confidences=[1, 0.9, 0.35, 0.8, 0.05], kinds=["root", "spine", "branch", "spine", "branch"])
+    stats = GenerationStats()
+    stats.count_step(tree, Verdict((1,), (1,), 7))  # node 1 accepted; node 3 then had its chance, node 4 never
+    cal = stats.calibration
+    assert set(cal) == {"context/spine", "recycled/branch"}
+    assert [(b, cal["context/spine"]["n"][b], cal["context/spine"]["accepted"][b]) for b in (8, 9)] == \
+        [(8, 1, 0), (9, 1, 1)]
+    assert cal["context/spine"]["predicted"][8] == pytest.approx(0.8)
+    assert sum(cal["recycled/branch"]["n"]) == 1 and cal["recycled/branch"]["n"][3] == 1
+    assert sum(cal["recycled/branch"]["accepted"]) == 0
+    assert sum(sum(c["n"]) for c in cal.values()) == 3

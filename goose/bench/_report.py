@@ -67,6 +67,7 @@ def _pool(rows: list[dict], ar_rows: list[dict]) -> dict:
         a["per_opportunity"] = a["accepted"] / a["opportunities"] if a["opportunities"] else 0.0
     cell["accept"] = accept
     cell["time"] = _time_split(ok)
+    cell["calibration"] = _calibration(ok)
     cell["lossless"] = all(r.get("lossless", True) for r in ok)
     scored = [r for r in ok if "target_logprob" in r]
     if scored:  # a lossy column: what it lost against the target's own greedy text
@@ -78,6 +79,18 @@ def _pool(rows: list[dict], ar_rows: list[dict]) -> dict:
             "ar_target_logprob": statistics.fmean(r["ar_target_logprob"] for r in scored),
         }
     return cell
+
+
+def _calibration(rows: list[dict]) -> dict:
+    """Pooled predicted-vs-realised acceptance per ``source/kind`` and confidence bin
+    (:attr:`goose.engine.GenerationStats.calibration`)."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        for key, c in (r.get("calibration") or {}).items():
+            cell = out.setdefault(key, {k: [0.0] * len(c["n"]) for k in c})
+            for k, vals in c.items():
+                cell[k] = [a + b for a, b in zip(cell[k], vals, strict=True)]
+    return out
 
 
 PARTS = ("draft", "forward", "verify", "commit", "other")
@@ -327,6 +340,7 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
     # the reference run and the theory's checks are greedy: a sampling run reports its own pairs
     lines += sampling_checks(summary) if draw else checks(summary)
     lines += _time_table(summary)
+    lines += _calibration_table(summary)
     lines += _loss_table(summary)
     if summary.get("gap"):
         lines += ["", "## Acceptance gap (context vs recycled source)", "",
@@ -376,6 +390,32 @@ def _time_table(summary: dict) -> list[str]:
                      + " | ".join(_f(per[p], ".2f") for p in PARTS)
                      + f" | {_f(t['per_node_us']['draft'], '.0f')} | {_f(t['overhead_share'], '.1%')} |")
     return lines
+
+
+CALIBRATION_MIN_NODES = 200
+"""A calibration bin is reported only when it holds at least this many nodes."""
+
+
+def _calibration_table(summary: dict) -> list[str]:
+    """Predicted vs realised acceptance of the nodes each goose column verified."""
+    rows = []
+    for m, c in summary["overall"].items():
+        for key, cal in sorted((c.get("calibration") or {}).items()):
+            bins = len(cal["n"])
+            for b, n in enumerate(cal["n"]):
+                if n >= CALIBRATION_MIN_NODES:
+                    pred, real = cal["predicted"][b] / n, cal["accepted"][b] / n
+                    rows.append(f"| {_label(summary, m)} | {key} | {b / bins:.1f}-{(b + 1) / bins:.1f} | {n:.0f} | "
+                                f"{pred:.3f} | {real:.3f} | {real - pred:+.3f} |")
+    if not rows:
+        return []
+    return ["", "## Calibration: predicted vs realised acceptance", "",
+            ("Every node whose parent was accepted had its chance: realised = the share of them accepted, "
+             "predicted = the mean confidence the node carried when the tree was shaped (what `auto` cuts "
+             f"by). Per column, source/kind and confidence bin; bins with fewer than {CALIBRATION_MIN_NODES} "
+             "nodes are left out (the summary JSON has them all)."), "",
+            "| method | source/kind | confidence | nodes | predicted | realised | realised - predicted |",
+            "|---|---|---|---|---|---|---|", *rows]
 
 
 def _loss_table(summary: dict) -> list[str]:

@@ -164,7 +164,7 @@ def _run_method(session: Any, m: BenchMethod, ids: list[int], max_new_tokens: in
     split["total"] = wall
     return {"tokens": res.tokens, "new_tokens": s.new_tokens, "forward_calls": s.forward_calls, "wall_s": wall,
             "accept_lengths": s.accept_lengths, "accept": accept, "mean_tree_size": s.to_json()["mean_tree_size"],
-            "tags": list(m.tags), "lossless": s.lossless, "time": split}
+            "tags": list(m.tags), "lossless": s.lossless, "time": split, "calibration": s.calibration}
 
 
 def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], methods: Sequence[BenchMethod],

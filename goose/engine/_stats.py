@@ -10,7 +10,10 @@ import numpy as np
 from ..trees import DraftTree
 from ..verify import Verdict
 
-__all__ = ["GenerationResult", "GenerationStats"]
+__all__ = ["CALIBRATION_BINS", "GenerationResult", "GenerationStats"]
+
+CALIBRATION_BINS = 10
+"""Equal-width confidence bins of :attr:`GenerationStats.calibration`."""
 
 
 @dataclass
@@ -31,6 +34,11 @@ class GenerationStats:
     drafted: dict[str, int] = field(default_factory=dict)  # per source
     accepted: dict[str, int] = field(default_factory=dict)  # per source, before cutting at EOS/limit
     opportunities: dict[str, int] = field(default_factory=dict)
+    calibration: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    """Predicted vs realised acceptance, per ``"source/kind"``: over the nodes whose
+    parent was accepted (each one's chance to be accepted), binned by the confidence
+    the node carried (:data:`CALIBRATION_BINS` equal bins of [0, 1]): ``n`` nodes,
+    the sum of their ``predicted`` confidences and the number ``accepted``."""
     time_prefill: float = 0.0
     time_draft: float = 0.0
     time_forward: float = 0.0
@@ -51,12 +59,27 @@ class GenerationStats:
         for v in range(1, tree.num_nodes):
             self.drafted[tree.sources[v]] = self.drafted.get(tree.sources[v], 0) + 1
         walk = (0, *verdict.accepted)
+        self._count_calibration(tree, walk)
         for j, u in enumerate(walk):
             for s in {tree.sources[c] for c in tree.children(u)}:
                 self.opportunities[s] = self.opportunities.get(s, 0) + 1
             if j + 1 < len(walk):
                 s = tree.sources[walk[j + 1]]
                 self.accepted[s] = self.accepted.get(s, 0) + 1
+
+    def _count_calibration(self, tree: DraftTree, walk: Sequence[int]) -> None:
+        reached = np.flatnonzero(np.isin(tree.parents, walk))  # nodes whose parent was accepted
+        reached = reached[reached > 0]
+        taken = set(walk)
+        conf = np.nan_to_num(tree.confidences[reached])
+        bins = np.clip((conf * CALIBRATION_BINS).astype(int), 0, CALIBRATION_BINS - 1)
+        for v, b in zip(reached.tolist(), bins.tolist(), strict=True):
+            cell = self.calibration.get(key := f"{tree.sources[v]}/{tree.kinds[v]}")
+            if cell is None:
+                cell = self.calibration[key] = {k: [0.0] * CALIBRATION_BINS for k in ("n", "predicted", "accepted")}
+            cell["n"][b] += 1
+            cell["predicted"][b] += float(tree.confidences[v])
+            cell["accepted"][b] += v in taken
 
     def add_times(self, marks: Sequence[float]) -> None:
         """A step's clock marks: start, tree shaped, forward done, verified, end."""
@@ -116,6 +139,7 @@ class GenerationStats:
             "accept_lengths": self.accept_lengths,
             "accept": self.accept_rates(),
             "time": self.time_split(),
+            "calibration": self.calibration,
             "overhead_vs_forward": loop / self.time_forward if self.time_forward else 0.0,
             "lossless": self.lossless,
         }
