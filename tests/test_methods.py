@@ -167,6 +167,8 @@ def test_forced_acceptance_proves_drafts_are_emitted_right(name):
     # the oracle stands in for each of the method's sources (same names and kinds) and
     # proposes the true continuation: every draft is accepted, so identity with
     # model.generate now also covers accepted drafts (MAT well above 1)
+    import goose.hf  # noqa: F401 - goose.hf below (a model test: transformers is loaded here only)
+
     model = tiny_llama()
     prompt = [int(t) for t in np.random.default_rng(1).integers(1, 64, 12)]
     ref = reference(model, prompt, 40)

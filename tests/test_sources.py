@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from goose.sources import ContextNGramSource, Observation, RecyclingSource
+from goose.sources import ContextNGramSource, Observation, RecyclingSource, SuffixSource, SuffixTable, suffix_confidence
 from goose.sources._reference import naive_ngram_propose
 from goose.testing import check_source
 
@@ -156,3 +156,110 @@ def test_prefill_positions_union_and_errors():
     assert _prefill_positions(prompt, {"none"}).tolist() == []
     with pytest.raises(ValueError, match="prefill_positions"):
         _prefill_positions(prompt, {"some"})
+
+
+# -- SuffixSource: counts after the longest earlier suffix ----------------------------------
+def naive_followers(stream, query, depth, min_match=1):
+    """The longest suffix of ``query`` (<= depth tokens) followed somewhere in ``stream``,
+    and its followers' counts, by a full scan."""
+    for k in range(min(depth, len(query)), min_match - 1, -1):
+        q, counts = list(query[-k:]), {}
+        for i in range(len(stream) - k):
+            if stream[i : i + k] == q:
+                counts[stream[i + k]] = counts.get(stream[i + k], 0) + 1
+        if counts:
+            return k, counts
+    return 0, {}
+
+
+class ForgetsTheSeam(SuffixTable):
+    """Deliberately broken: each extension starts a fresh tail, so suffixes that span
+    two commits are never counted (the classic incremental-index bug)."""
+
+    def extend(self, tokens):
+        self.tail = []
+        super().extend(tokens)
+
+
+suffix_case = st.fixed_dictionaries({
+    "stream": st.lists(st.integers(0, 3), min_size=1, max_size=50),
+    "cuts": st.lists(st.integers(1, 50), max_size=4),
+    "query": st.lists(st.integers(0, 3), min_size=1, max_size=9),
+    "depth": st.integers(1, 6),
+})
+
+
+def check_suffix_table_matches_naive(cls):
+    @given(suffix_case)
+    def prop(case):
+        stream, table = case["stream"], cls(case["depth"])
+        done = 0
+        for cut in sorted({c for c in case["cuts"] if c < len(stream)} | {len(stream)}):
+            table.extend(stream[done:cut])  # the sequence grows in chunks, as it does when decoding
+            done = cut
+            assert table.continuations(case["query"]) == naive_followers(stream[:cut], case["query"], case["depth"])
+
+    prop()
+
+
+def test_suffix_table_counts_equal_a_full_scan():
+    check_suffix_table_matches_naive(SuffixTable)
+
+
+def test_suffix_table_property_catches_a_forgotten_seam():
+    assert_property_fails(check_suffix_table_matches_naive, ForgetsTheSeam)
+
+
+def test_suffix_table_work_per_token_is_bounded_by_its_depth():
+    table = SuffixTable(max_depth=4)
+    stream = [int(t) for t in np.random.default_rng(0).integers(0, 50, 5000)]
+    table.extend(stream)
+    entries = sum(sum(len(f) for f in level.values()) for level in table.counts)
+    assert table.tokens == 5000 and entries <= 4 * 5000 and len(table.tail) == 4
+
+
+def test_suffix_source_chains_follow_counts_and_stop_on_low_confidence():
+    src = SuffixSource(min_match=1, max_tokens=10, min_prob=0.3, max_matches=2)
+    context = [7, 1, 2, 3, 7, 1, 2, 4, 7, 1, 2, 3, 9, 7, 1]
+    src.begin(context)
+    props = src.propose(context)
+    # after "7 1" came "2" three times; then "7 1 2" was followed by 3 twice and 4 once
+    assert [p.tokens[:2] for p in props] == [(2, 3)]  # one first token only: nothing else followed "7 1"
+    p = props[0]
+    assert p.key == "k2" and (p.support, p.total) == (3, 3)
+    assert p.confidence[0] == pytest.approx(suffix_confidence(2, 3, 3))
+    assert p.confidence[1] == pytest.approx(suffix_confidence(3, 2, 3))
+    # "7 1 2 3" was followed by 7 and by 9 (the first seen wins the tie); from there the
+    # suffix is long and seen once: the chain copies on to max_tokens with confidence near 1
+    assert p.tokens == (2, 3, 7, 1, 2, 4, 7, 1, 2, 3)
+    assert p.confidence[2] == pytest.approx(suffix_confidence(4, 1, 2)) and min(p.confidence[3:]) > 0.98
+    # at min_prob 0.5 the chain ends before the tie: 0.9375 * 0.71875 * 0.646 < 0.5
+    strict = SuffixSource(min_match=1, max_tokens=10, min_prob=0.5)
+    strict.begin(context)
+    assert strict.propose(context)[0].tokens == (2, 3)
+    assert src.propose(context, path=[5]) == []  # "7 1 5" and "1 5" and "5" never occurred
+    assert SuffixSource().propose([]) == []
+
+
+def test_suffix_source_shares_only_finished_responses():
+    shared = SuffixTable()
+    src = SuffixSource(min_match=2, shared=shared)
+    src.begin([1, 2])
+    src.commit([3, 4, 5])
+    src.end([1, 2, 3, 4, 5])
+    assert shared.tokens == 3 and shared.continuations([3, 4]) == (2, {5: 1})  # the response, not the prompt
+    src.begin([8, 9, 3, 4])  # a new request: the earlier response is drafted from
+    assert src.propose([8, 9, 3, 4])[0].tokens[0] == 5
+    src.commit([6])
+    src.abort([8, 9, 3, 4, 6])  # a failed request teaches nothing
+    assert shared.tokens == 3
+    with pytest.raises(ValueError, match="depth"):
+        SuffixSource(max_depth=12, shared=SuffixTable(8))
+    for bad in ({"min_match": 0}, {"min_prob": 1.0}, {"max_tokens": 0}):
+        with pytest.raises(ValueError):
+            SuffixSource(**bad)
+
+
+@pytest.mark.parametrize("make", [SuffixSource, lambda: SuffixSource(min_match=1, max_matches=3, shared=SuffixTable())])
+def test_suffix_sources_conform(make):
+    check_source(make)

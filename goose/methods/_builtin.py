@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..sources import ContextNGramSource, RecyclingSource, StochasticNGramSource
+from ..sources import ContextNGramSource, RecyclingSource, StochasticNGramSource, SuffixSource, SuffixTable
 from ..trees import (
     AcceptanceEstimator,
     BalancedShaper,
@@ -65,6 +65,20 @@ def _paper(ctx: MethodContext) -> Drafting:
     return Drafting(sources, _paper_shaper(ctx), ctx.default_budget)
 
 
+def _suffix(shared: bool = False, recycled: bool = False):  # noqa: ANN202 - a factory of factories
+    def factory(ctx: MethodContext) -> Drafting:
+        # shared: the responses of the caller's earlier generations are counted too (a
+        # Session, a bench column); they leak statistics between requests, by design
+        table = ctx.memory.setdefault("suffix-table", SuffixTable) if shared else None
+        source = SuffixSource(max_matches=2 if recycled else 1, shared=table)
+        if recycled:
+            return Drafting([source, RecyclingSource(k=8)], SpineShaper(spine="suffix", estimator=_estimator()),
+                            ctx.node_budget())
+        return Drafting([source], ChainShaper("suffix", extend=False, estimator=_estimator()), ctx.node_budget())
+
+    return factory
+
+
 def _stochastic(context: bool, draw: bool = True, delay: int | str = 0, shared: bool = False):  # noqa: ANN202
     def factory(ctx: MethodContext) -> Drafting:
         # shared: one table for every generation of the caller (a Session, a bench column), as
@@ -107,6 +121,14 @@ BUILTIN_METHODS = (
            description="context spine + recycled branches"),
     Method("best-first", _best_first, default_budget=8, sim_shaper="best-first", tags=(*BOTH, "anisotropic"),
            description="optimal tree under online acceptance estimates"),
+    # the simulator has no model of the suffix source yet (sim_shaper None): replay serves
+    Method("suffix", _suffix(), default_budget=16, budgeted=False, tags=("suffix-only",),
+           description="a counts-based chain after the longest earlier suffix (goose.sources.SuffixSource)"),
+    Method("suffix-shared", _suffix(shared=True), default_budget=16, budgeted=False, cross_request=True,
+           tags=("suffix-only",),
+           description="suffix, also counting the caller's earlier responses (shares statistics across requests)"),
+    Method("goose-suffix", _suffix(recycled=True), default_budget=8, tags=("anisotropic",),
+           description="a suffix spine + recycled branches"),
     Method("stand", _stochastic(context=False), default_budget=16, auto=False, tags=SAMPLING,
            description="STAND: children drawn from an n-gram table of target distributions"),
     Method("stand-topk", _stochastic(context=False, draw=False), default_budget=16,
