@@ -37,7 +37,7 @@ class GenerationStats:
     calibration: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     """Predicted vs realised acceptance, per ``"source/kind"``: over the nodes whose
     parent was accepted (each one's chance to be accepted), binned by the confidence
-    the node carried (:data:`CALIBRATION_BINS` equal bins of [0, 1]): ``n`` nodes,
+    the node carried (``CALIBRATION_BINS`` = 10 equal bins of [0, 1]): ``n`` nodes,
     the sum of their ``predicted`` confidences and the number ``accepted``."""
     time_prefill: float = 0.0
     time_draft: float = 0.0
