@@ -200,33 +200,45 @@ def test_bad_shaper_arguments_and_names():
 
 def test_estimator_learns_conditional_acceptance():
     est = AcceptanceEstimator(prior_strength=1.0)
-    tree = DraftTree([0, 1, 2, 3], [-1, 0, 1, 0], ["root", "c", "c", "r"], keys=["", "n3", "n3", "rank0"])
-    for _ in range(99):
-        est.record(tree, accepted=[1])  # node 2's parent accepted, node 2 rejected
-    assert est.predict("r", "rank0", 1, prior=0.5) == pytest.approx(0.5 / 100)
-    assert est.predict("c", "n3", 1, prior=0.5) == pytest.approx(99.5 / 100)
+    tree = DraftTree([0, 1, 2, 3], [-1, 0, 1, 0], ["root", "c", "c", "r"], [1.0, 0.9, 0.9, 0.5],
+                     keys=["", "n3", "n3", "rank0"])
+    est.record(tree, accepted=[1])  # node 2's parent accepted, node 2 rejected; node 3 rejected
+    # by confidence: group (c, bin 9) 1 of 2 accepted, (r, bin 5) 0 of 1; each node was expected at its prior
+    # by place: (c, n3, depth 1) 1 accepted against 0.9 expected, depth 2: 0 against 0.9, (r, rank0, 1) 0 against 0.5
+    assert est.predict("c", "n3", 1, prior=0.9) == pytest.approx((1 + 0.9) / (2 + 1) * (1 + 1) / (0.9 + 1))
+    assert est.predict("c", "n3", 2, prior=0.9) == pytest.approx((1 + 0.9) / (2 + 1) * 1 / (0.9 + 1))
+    assert est.predict("r", "rank0", 1, prior=0.5) == pytest.approx(0.5 / 2 * 1 / 1.5)
+    assert est.predict("r", "rank0", 1, prior=0.05) == pytest.approx(0.05 * 1 / 1.5)  # an empty bin: the prior
+    for _ in range(98):
+        est.record(tree, accepted=[1])
+    assert est.predict("c", "n3", 1, prior=0.9) > 0.95 and est.predict("c", "n3", 2, prior=0.9) < 0.05
+    assert est.predict("r", "rank0", 1, prior=0.5) < 0.01
     assert est.rates()["c"] == pytest.approx(0.5)
 
 
-def test_calibration_corrects_a_source_whose_priors_are_too_high():
-    # every node a fresh bucket (no counts ever apply), priors 0.6, true rate 0.2: the
-    # bucket estimates stay at the prior; the per-source factor brings them to the rate
-    rng = np.random.default_rng(0)
-    est, plain = AcceptanceEstimator(calibrate=True), AcceptanceEstimator()
-    hits = 0
-    for t in range(400):
-        conf = est.predict("r", f"fresh{t}", 1, prior=0.6)
-        tree = DraftTree([0, 7], [-1, 0], ["root", "r"], [1.0, conf], ["", f"fresh{t}"])
-        accepted = [1] if rng.random() < 0.2 else []
-        hits += len(accepted)
-        est.record(tree, accepted)
-        plain.record(tree, accepted)
-    assert est.factor("r") == pytest.approx((hits + 5.0) / (400 * 0.6 + 5.0))  # uncorrected sum: 400 x 0.6
-    assert est.predict("r", "unseen", 1, prior=0.6) == pytest.approx(hits / 400, abs=0.03)
-    assert abs(hits / 400 - 0.2) < 0.05
-    assert plain.predict("r", "unseen", 1, prior=0.6) == 0.6 and plain.factor("r") == 1.0
-    assert est.factor("c") == 1.0 and est.predict("c", "n3", 1, prior=0.6) == 0.6  # other sources untouched
-    assert est.predict("r", "fresh0", 1, prior=1.0) <= 1.0
+def test_estimator_pools_tagged_nodes_apart():
+    est = AcceptanceEstimator(prior_strength=1.0)
+    split = goose.trees.tagged("rank0", "split")
+    tree = DraftTree([0, 1, 2], [-1, 0, 0], ["root", "r", "r"], [1.0, 0.5, 0.5], keys=["", "rank0", split])
+    for _ in range(50):
+        est.record(tree, accepted=[1])  # the lone guess accepted, the contradicted one not
+    assert split == "rank0~split" and goose.trees.tagged("rank0", "") == "rank0"
+    assert est.predict("r", "rank0", 1, prior=0.5) > 0.9
+    assert est.predict("r", split, 1, prior=0.5) < 0.05
+
+
+def test_best_first_tags_siblings_that_agree_or_split():
+    # context copies 3 after 2; the recycled row after 2 holds 3 (agree) and 4 (split from the copy)
+    ctx = [1, 2, 3, 9, 1, 2]
+    sources = [ContextNGramSource((2,), max_tokens=1), recycled_with({2: [(3, 0.6), (4, 0.3)]}, k=2)]
+    tree = BestFirstShaper(estimator=AcceptanceEstimator()).shape(ctx, sources, 2)
+    keys = dict(zip(tree.tokens[1:].tolist(), tree.keys[1:], strict=True))
+    # the copy's confidence is 0.375 (one 2-gram match, goose.sources.ngram_confidence): the recycled 0.6 wins
+    assert keys == {3: "rank0~agree", 4: "rank1~split"} and tree.sources[1:] == ("recycled", "recycled")
+    assert tree.priors[1:].tolist() == [0.6, 0.3]  # the source's own confidence
+    alone = BestFirstShaper(estimator=AcceptanceEstimator()).shape(ctx, sources[1:], 2)
+    assert alone.keys[1:] == ("rank0", "rank1")
+    assert BestFirstShaper().shape(ctx, sources, 2).keys[1:] == tuple(keys.values())
 
 
 def test_auto_budget_keeps_the_prefix_with_the_best_rate():

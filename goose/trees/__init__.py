@@ -10,7 +10,7 @@ draws children from the sources' draft distributions (STAND, delayed expansion).
 
 from ._auto import AutoBudgetShaper
 from ._base import MAX_NODE_BUDGET, TreeShaper, check_budget, source_by_name
-from ._estimate import AcceptanceEstimator
+from ._estimate import AcceptanceEstimator, tagged
 from ._paper import GoosePaperShaper, harmonic_split, paper_confidence
 from ._registry import SHAPERS, ShaperSpec, make_shaper, shaper_spec
 from ._shapers import BalancedShaper, BestFirstShaper, ChainShaper, NoDraftShaper, SpineShaper
@@ -42,4 +42,5 @@ __all__ = [
     "paper_confidence",
     "shaper_spec",
     "source_by_name",
+    "tagged",
 ]

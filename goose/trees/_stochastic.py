@@ -113,8 +113,9 @@ class StochasticShaper(_EstimatedShaper):
             if slot >= len(order):
                 return
             q_i = np.delete(probs, order[:slot])  # the law of this slot's draw, given the earlier ones
-            a = self._a(name, f"slot{slot}", b.depths[node] + 1, _collision(q_i / q_i.sum()))
-            heapq.heappush(heap, (-value_of[node] * a, next(tick), node, int(ids[order[slot]]), a, name,
+            prior = _collision(q_i / q_i.sum())
+            a = self._a(name, f"slot{slot}", b.depths[node] + 1, prior)
+            heapq.heappush(heap, (-value_of[node] * a, next(tick), node, int(ids[order[slot]]), (a, prior), name,
                                   f"slot{slot}", (), slot))
 
         def expand(node: int, rest: tuple) -> None:
@@ -124,7 +125,7 @@ class StochasticShaper(_EstimatedShaper):
                 return
             det: dict[int, tuple] = {}
             if rest and rest[2]:
-                det[rest[2][0]] = (self._a(rest[0], rest[1], depth, rest[3][0]), rest[0], rest[1],
+                det[rest[2][0]] = ((self._a(rest[0], rest[1], depth, rest[3][0]), rest[3][0]), rest[0], rest[1],
                                    (rest[0], rest[1], rest[2][1:], rest[3][1:]))
             drawn = None
             for src in sources:
@@ -136,10 +137,11 @@ class StochasticShaper(_EstimatedShaper):
                     continue
                 for p in props:
                     a = self._a(p.source, p.key, depth, p.confidence[0])
-                    if p.tokens[0] not in det or a > det[p.tokens[0]][0]:
-                        det[p.tokens[0]] = (a, p.source, p.key, (p.source, p.key, p.tokens[1:], p.confidence[1:]))
-            for tok, (a, name, key, tail) in det.items():
-                heapq.heappush(heap, (-value_of[node] * a, next(tick), node, tok, a, name, key, tail, -1))
+                    if p.tokens[0] not in det or a > det[p.tokens[0]][0][0]:
+                        det[p.tokens[0]] = ((a, p.confidence[0]), p.source, p.key,
+                                            (p.source, p.key, p.tokens[1:], p.confidence[1:]))
+            for tok, (a, name, key, tail) in det.items():  # a: (estimate, the source's prior)
+                heapq.heappush(heap, (-value_of[node] * a[0], next(tick), node, tok, a, name, key, tail, -1))
             if drawn is None:
                 return
             name, props = drawn
@@ -156,13 +158,13 @@ class StochasticShaper(_EstimatedShaper):
             else:  # plain top-k: deterministic children, valued by their tempered probability
                 for rank, i in enumerate(np.argsort(-probs, kind="stable")[:width]):
                     a = self._a(name, f"rank{rank}", depth, float(probs[i]))
-                    heapq.heappush(heap, (-value_of[node] * a, next(tick), node, int(ids[i]), a, name,
-                                          f"rank{rank}", (), -1))
+                    heapq.heappush(heap, (-value_of[node] * a, next(tick), node, int(ids[i]), (a, float(probs[i])),
+                                          name, f"rank{rank}", (), -1))
 
         expand(0, ())
         while heap and b.size < budget:
-            neg_v, _, parent, tok, a, name, key, tail, slot = heapq.heappop(heap)
-            node = b.add(parent, tok, name, a, key, drawn=slot >= 0)
+            neg_v, _, parent, tok, (a, prior), name, key, tail, slot = heapq.heappop(heap)
+            node = b.add(parent, tok, name, a, key, drawn=slot >= 0, prior=prior)
             value_of[node] = -neg_v
             if slot >= 0:
                 push_slot(parent, slot + 1)

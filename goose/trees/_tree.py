@@ -59,6 +59,9 @@ class DraftTree:
         drawn: ``[num_nodes]`` whether each node was drawn from its parent's ``q``
             (default: none; the root never). The drawn children of a node must be a
             draw-order prefix: exactly its first drawn children were kept.
+        priors: ``[num_nodes]`` the proposing source's own confidence in each node,
+            before any :class:`~goose.trees.AcceptanceEstimator` corrected it into
+            ``confidences`` (default: the confidences). The estimator learns from them.
 
     Raises:
         ValueError: on an empty tree, a misplaced root, a parent that does not come
@@ -78,7 +81,7 @@ class DraftTree:
     """
 
     __slots__ = ("tokens", "parents", "sources", "confidences", "keys", "kinds", "depths", "q", "drawn",
-                 "_children")
+                 "priors", "_children")
 
     def __init__(
         self,
@@ -90,6 +93,7 @@ class DraftTree:
         kinds: Sequence[str] | None = None,
         q: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
         drawn: Sequence[bool] | np.ndarray | None = None,
+        priors: Sequence[float] | np.ndarray | None = None,
     ) -> None:
         raw = np.asarray(tokens)
         if raw.size and raw.dtype.kind not in "iu":  # never truncate a float id, or read a bool as one
@@ -123,11 +127,14 @@ class DraftTree:
         )
         key = tuple(keys) if keys is not None else ("",) * n
         kind = tuple(kinds) if kinds is not None else (ROOT_SOURCE,) + ("branch",) * (n - 1)
-        for name, arr in (("sources", src), ("confidences", conf), ("keys", key), ("kinds", kind)):
+        prior = conf if priors is None else np.asarray(priors, dtype=np.float64).reshape(-1)
+        for name, arr in (("sources", src), ("confidences", conf), ("keys", key), ("kinds", kind),
+                          ("priors", prior)):
             if len(arr) != n:
                 raise ValueError(f"{name} has {len(arr)} entries, the tree has {n} nodes")
-        if n > 1 and ((conf[1:] < 0) | (conf[1:] > 1) | np.isnan(conf[1:])).any():
-            raise ValueError("confidences must lie in [0, 1]")
+        for name, arr in (("confidences", conf), ("priors", prior)):
+            if n > 1 and ((arr[1:] < 0) | (arr[1:] > 1) | np.isnan(arr[1:])).any():
+                raise ValueError(f"{name} must lie in [0, 1]")
 
         children: list[list[int]] = [[] for _ in range(n)]
         depth = np.zeros(n, dtype=np.int64)
@@ -148,6 +155,7 @@ class DraftTree:
         self.parents = par
         self.sources = src
         self.confidences = conf
+        self.priors = prior
         self.keys = key
         self.kinds = kind
         self.depths = depth
@@ -223,7 +231,8 @@ class DraftTree:
         pick = keep.tolist()
         q = {int(new[u]): d for u, d in self.q.items() if new[u] >= 0}
         return DraftTree(self.tokens[keep], parents, [self.sources[i] for i in pick], self.confidences[keep],
-                         [self.keys[i] for i in pick], [self.kinds[i] for i in pick], q, self.drawn[keep])
+                         [self.keys[i] for i in pick], [self.kinds[i] for i in pick], q, self.drawn[keep],
+                         self.priors[keep])
 
     # -- derived views -----------------------------------------------------------------
     @property
@@ -316,13 +325,15 @@ class TreeBuilder:
         1
     """
 
-    __slots__ = ("tokens", "parents", "sources", "confidences", "keys", "kinds", "depths", "drawn", "q", "_index")
+    __slots__ = ("tokens", "parents", "sources", "confidences", "priors", "keys", "kinds", "depths", "drawn", "q",
+                 "_index")
 
     def __init__(self, root: int) -> None:
         self.tokens: list[int] = [int(root)]
         self.parents: list[int] = [-1]
         self.sources: list[str] = [ROOT_SOURCE]
         self.confidences: list[float] = [1.0]
+        self.priors: list[float] = [1.0]
         self.keys: list[str] = [""]
         self.kinds: list[str | None] = [ROOT_SOURCE]
         self.depths: list[int] = [0]
@@ -338,9 +349,11 @@ class TreeBuilder:
         return self._index.get((parent, int(token)))
 
     def add(self, parent: int, token: int, source: str, confidence: float = 1.0, key: str = "",
-            drawn: bool = False, kind: str | None = None) -> int:
+            drawn: bool = False, kind: str | None = None, prior: float | None = None) -> int:
         """Add ``token`` under ``parent`` (or merge with the sibling carrying it).
-        ``confidence``: its conditional acceptance estimate; ``drawn``: the token was
+        ``confidence``: its conditional acceptance estimate, and ``prior`` the source's
+        own before an estimator corrected it (default: ``confidence``; a merge keeps
+        the pair with the larger confidence); ``drawn``: the token was
         sampled from the ``q`` of ``parent`` (:meth:`set_q`) and may not merge;
         ``kind``: its label (``"spine"`` or ``"branch"``), by default that of its
         source (:meth:`build`)."""
@@ -353,12 +366,14 @@ class TreeBuilder:
                 raise ValueError(f"token {token} is already a child of node {parent}: drawn children never merge")
             if confidence > self.confidences[existing]:
                 self.confidences[existing] = float(confidence)
+                self.priors[existing] = float(confidence if prior is None else prior)
             return existing
         node = len(self.tokens)
         self.tokens.append(token)
         self.parents.append(parent)
         self.sources.append(source)
         self.confidences.append(float(confidence))
+        self.priors.append(float(confidence if prior is None else prior))
         self.keys.append(key)
         self.kinds.append(kind)
         self.depths.append(self.depths[parent] + 1)
@@ -388,4 +403,4 @@ class TreeBuilder:
         with_draws = {self.parents[c] for c in range(len(self.tokens)) if self.drawn[c]}
         q = {u: d for u, d in self.q.items() if u in with_draws}
         return DraftTree(self.tokens, self.parents, self.sources, self.confidences, self.keys, kinds, q,
-                         self.drawn)
+                         self.drawn, self.priors)
