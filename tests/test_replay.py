@@ -5,6 +5,8 @@ import pytest
 
 from goose.hf import generate
 from goose.methods import make_method
+from goose.sources import ContextNGramSource
+from goose.trees import AutoBudgetShaper, DraftTree, TreeShaper
 from sim import load_trace, replay, replay_method
 from sim._replay import TraceSource
 
@@ -72,3 +74,69 @@ def test_replay_of_a_default_auto_run_reproduces_it_for_context_sources(tmp_path
     broken.write_text("\n".join(json.dumps(x) for x in [header]) + "\n")
     with pytest.raises(ValueError, match="cost curve"):
         replay_method(broken)
+
+
+class _ChainAudit(AutoBudgetShaper):
+    """AutoBudgetShaper that checks, at every step, the tree it keeps against every chain
+    of the tree it was offered, both scored by its own objective (recomputed here)."""
+
+    def __init__(self, inner, cost, skip_chains=False):
+        super().__init__(inner, cost)
+        self.skip_chains, self.margins = skip_chains, []
+
+    def choose(self, tree, prob, cost):
+        keep, chain = super().choose(tree, prob, cost)
+        if self.skip_chains:  # deliberately broken: prefixes only
+            chain = None
+        kept = chain if chain is not None else np.arange(keep + 1)
+        kept_score = self.objective(np.array([1.0 + prob[kept[1:]].sum()]), np.array([cost[len(kept) - 1]]))[0]
+        for v in range(1, tree.num_nodes):
+            path, u = [], v
+            while u > 0:
+                path.append(u)
+                u = int(tree.parents[u])
+            chain_score = self.objective(np.array([1.0 + prob[path].sum()]), np.array([cost[len(path)]]))[0]
+            self.margins.append(kept_score - chain_score)
+        return keep, chain
+
+
+class _BreadthFirst(TreeShaper):
+    """The inner shaper's tree renumbered breadth-first: a valid growth order whose
+    prefixes are not the best trees of their sizes (every node of depth 1 comes first)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def record(self, tree, accepted):
+        self.inner.record(tree, accepted)
+
+    def shape(self, context, sources, budget):
+        t = self.inner.shape(context, sources, budget)
+        order = np.lexsort((np.arange(t.num_nodes), t.depths))
+        new = np.empty_like(order)
+        new[order] = np.arange(order.size)
+        parents = np.where(t.parents[order] >= 0, new[np.maximum(t.parents[order], 0)], -1)
+        return DraftTree(t.tokens[order], parents, [t.sources[i] for i in order], t.confidences[order],
+                         [t.keys[i] for i in order], [t.kinds[i] for i in order], priors=t.priors[order])
+
+
+@pytest.mark.parametrize("method", ["tr", "goose", "best-first", "goose/breadth-first"])
+def test_auto_is_never_predicted_slower_than_a_chain_on_recorded_traces(tmp_path, method):
+    name, _, order = method.partition("/")
+    model = tiny_llama()
+    path = tmp_path / f"{name}.jsonl"
+    generate(model, PROMPTS[0], method=name, max_new_tokens=80, eos_token_id=[], trace=path)
+    _, steps = load_trace(path)
+
+    def audit(skip_chains):
+        m = make_method(name)
+        sources = [s if isinstance(s, ContextNGramSource) else TraceSource(s.name, steps) for s in m.sources]
+        inner = _BreadthFirst(m.shaper) if order else m.shaper
+        shaper = _ChainAudit(inner, cost=lambda n: 1.0 + 0.1 * (n - 1), skip_chains=skip_chains)
+        replay(path, shaper, sources, 16)
+        return np.array(shaper.margins)
+
+    margins = audit(skip_chains=False)
+    assert margins.size > 100 and margins.min() >= -1e-9
+    if order:  # the control: without the chain check a chain beats every prefix of these trees
+        assert audit(skip_chains=True).min() < -1e-3

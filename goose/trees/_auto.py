@@ -100,11 +100,45 @@ class AutoBudgetShaper(TreeShaper):
         prob = np.ones(tree.num_nodes)
         for v in range(1, tree.num_nodes):
             prob[v] = prob[tree.parents[v]] * tree.confidences[v]
-        gain = 1.0 + np.concatenate([[0.0], np.cumsum(prob[1:])])  # [size + 1] tokens per step
         cost = np.array([self._cost(1 + b, past) for b in range(tree.size + 1)])
-        rate = self.rate
-        keep = int(np.argmax(gain / cost if rate is None else gain - rate * cost))
+        keep, chain = self.choose(tree, prob, cost)
+        if chain is not None:  # a chain is predicted to be faster than every prefix of the tree
+            self._last_cost = float(cost[len(chain) - 1])
+            return tree.select(chain)
         self._last_cost = float(cost[keep])
         if keep == tree.size:
             return tree
         return tree.select(np.arange(keep + 1))
+
+    def objective(self, gain: np.ndarray, cost: np.ndarray) -> np.ndarray:
+        """What a step maximises: ``gain - R * cost`` (tokens it earns beyond what its
+        time would earn at the running rate ``R``), or ``gain / cost`` before the first
+        step."""
+        rate = self.rate
+        return gain / cost if rate is None else gain - rate * cost
+
+    def choose(self, tree: DraftTree, prob: np.ndarray, cost: np.ndarray) -> tuple[int, np.ndarray | None]:
+        """The best prefix size of ``tree`` and, when some chain of the tree scores
+        higher, that chain's nodes (root first), else ``None``.
+
+        ``prob[v]`` is node v's path probability and ``cost[n]`` the cost of a pass
+        over ``n + 1`` tokens. A chain to node v earns 1 plus the path probabilities
+        on its path and costs a pass over ``1 + depth(v)`` tokens. For the trees of
+        :class:`BestFirstShaper` and :class:`SpineShaper` no chain ever scores higher
+        (the prefix of the same size is the optimal tree of that size); for other
+        shapers' orders one may, and then auto takes it: auto is never predicted to be
+        slower than the best chain it was offered (docs/theory.md, section 6b)."""
+        gain = 1.0 + np.concatenate([[0.0], np.cumsum(prob[1:])])  # [size + 1] tokens per step
+        score = self.objective(gain, cost)
+        keep = int(np.argmax(score))
+        along = np.zeros(tree.num_nodes)  # the path probabilities summed from the root to each node
+        for v in range(1, tree.num_nodes):
+            along[v] = along[tree.parents[v]] + prob[v]
+        chain_score = self.objective(1.0 + along, cost[tree.depths])
+        end = int(np.argmax(chain_score))
+        if chain_score[end] <= score[keep] + 1e-12:
+            return keep, None
+        path = [end]
+        while path[-1] > 0:
+            path.append(int(tree.parents[path[-1]]))
+        return keep, np.array(path[::-1])
