@@ -203,12 +203,14 @@ def test_estimator_learns_conditional_acceptance():
     tree = DraftTree([0, 1, 2, 3], [-1, 0, 1, 0], ["root", "c", "c", "r"], [1.0, 0.9, 0.9, 0.5],
                      keys=["", "n3", "n3", "rank0"])
     est.record(tree, accepted=[1])  # node 2's parent accepted, node 2 rejected; node 3 rejected
-    # by confidence: group (c, bin 9) 1 of 2 accepted, (r, bin 5) 0 of 1; each node was expected at its prior
-    # by place: (c, n3, depth 1) 1 accepted against 0.9 expected, depth 2: 0 against 0.9, (r, rank0, 1) 0 against 0.5
-    assert est.predict("c", "n3", 1, prior=0.9) == pytest.approx((1 + 0.9) / (2 + 1) * (1 + 1) / (0.9 + 1))
-    assert est.predict("c", "n3", 2, prior=0.9) == pytest.approx((1 + 0.9) / (2 + 1) * 1 / (0.9 + 1))
-    assert est.predict("r", "rank0", 1, prior=0.5) == pytest.approx(0.5 / 2 * 1 / 1.5)
-    assert est.predict("r", "rank0", 1, prior=0.05) == pytest.approx(0.05 * 1 / 1.5)  # an empty bin: the prior
+    # by confidence: group (c, bin 9) 1 of 2 accepted, (r, bin 5) 0 of 1; each node was expected at its prior.
+    # by place: (c, n3, depth 1) 1 of 1 accepted against 0.9 expected: its failure rate scales by
+    # (0 + 1) / (0.1 + 1); depth 2: 0 against 0.9, its rate scales by 1 / 1.9; (r, rank0, 1): by 1 / 1.5
+    g = (1 + 0.9) / (2 + 1)
+    assert est.predict("c", "n3", 1, prior=0.9) == pytest.approx(1 - (1 - g) / 1.1)
+    assert est.predict("c", "n3", 2, prior=0.9) == pytest.approx(g / 1.9)
+    assert est.predict("r", "rank0", 1, prior=0.5) == pytest.approx(0.5 / 2 / 1.5)
+    assert est.predict("r", "rank0", 1, prior=0.05) == pytest.approx(0.05 / 1.5)  # an empty bin: the prior
     for _ in range(98):
         est.record(tree, accepted=[1])
     assert est.predict("c", "n3", 1, prior=0.9) > 0.95 and est.predict("c", "n3", 2, prior=0.9) < 0.05
@@ -239,6 +241,27 @@ def test_best_first_tags_siblings_that_agree_or_split():
     alone = BestFirstShaper(estimator=AcceptanceEstimator()).shape(ctx, sources[1:], 2)
     assert alone.keys[1:] == ("rank0", "rank1")
     assert BestFirstShaper().shape(ctx, sources, 2).keys[1:] == tuple(keys.values())
+
+
+def test_calibration_corrects_a_source_whose_priors_are_too_high():
+    # counts that (almost) never move the estimates (a huge prior strength), priors 0.6, true
+    # rate 0.2 (seeded): the estimates stay at the prior; the per-source factor brings them to the rate
+    rng = np.random.default_rng(0)
+    est, plain = AcceptanceEstimator(1e9, calibrate=True), AcceptanceEstimator(1e9)
+    hits = 0
+    for t in range(400):
+        conf = est.predict("r", f"fresh{t}", 1, prior=0.6)
+        tree = DraftTree([0, 7], [-1, 0], ["root", "r"], [1.0, conf], ["", f"fresh{t}"], priors=[1.0, 0.6])
+        accepted = [1] if rng.random() < 0.2 else []
+        hits += len(accepted)
+        est.record(tree, accepted)
+        plain.record(tree, accepted)
+    assert est.factor("r") == pytest.approx((hits + 5.0) / (400 * 0.6 + 5.0), rel=1e-5)  # uncorrected: 400 x 0.6
+    assert est.predict("r", "unseen", 1, prior=0.6) == pytest.approx(hits / 400, abs=0.03)
+    assert abs(hits / 400 - 0.2) < 0.05
+    assert plain.predict("r", "unseen", 1, prior=0.6) == pytest.approx(0.6) and plain.factor("r") == 1.0
+    assert est.factor("c") == 1.0 and est.predict("c", "n3", 1, prior=0.6) == 0.6  # other sources untouched
+    assert est.predict("r", "fresh0", 1, prior=1.0) <= 1.0
 
 
 def test_auto_budget_keeps_the_prefix_with_the_best_rate():

@@ -23,6 +23,16 @@ def _tag(key: str) -> str:
     return key.rpartition(TAG_SEP)[2] if TAG_SEP in key else ""
 
 
+def _corrected(p: float, accepted: float, chances: float, expected: float, strength: float) -> float:
+    """``p`` corrected by how its kind of node fared: ``accepted`` of ``chances``
+    against ``expected`` acceptances, each side smoothed by ``strength``. Fewer
+    acceptances than expected scale the acceptance rate down, more scale the failure
+    rate down, so the estimate stays in [0, 1] without clipping."""
+    if accepted <= expected:
+        return p * (accepted + strength) / (expected + strength)
+    return 1.0 - (1.0 - p) * (chances - accepted + strength) / (chances - expected + strength)
+
+
 class AcceptanceEstimator:
     """Estimate of a(v) = P(v accepted | parent accepted) from what was accepted so far.
 
@@ -37,9 +47,13 @@ class AcceptanceEstimator:
        This keeps what the prior knows (a row probability of 0.9 is not one of 0.2)
        and fixes its scale, which a source rarely gets right.
     2. **By place.** Nodes are also bucketed by source, key and depth (capped at
-       ``max_depth``); a bucket multiplies ``g`` by ``(s + w) / (e + w)``, where ``e``
-       sums the ``g`` of its opportunities: deep context nodes, say, that are
-       accepted more often than their confidence group says get lifted.
+       ``max_depth``). Let ``e`` sum the ``g`` of a bucket's ``m`` opportunities, of
+       which ``s`` were accepted. A bucket accepted less often than its ``g`` said
+       multiplies ``g`` by ``(s + w) / (e + w)``; one accepted more often multiplies
+       the failure rate ``1 - g`` by ``(m - s + w) / (m - e + w)``. Deep context nodes,
+       say, that are accepted more often than their confidence group says get lifted,
+       and no estimate passes 1 (clipping at 1 had context nodes predicted 0.98 and
+       accepted 0.87).
 
     Tags say how a node stands among its siblings (:class:`BestFirstShaper` tags
     ``agree`` when two sources offer the same token and ``split`` when another source
@@ -48,13 +62,13 @@ class AcceptanceEstimator:
     less often than one that stands alone (measured on SmolLM2: 0.09 against 0.25 at
     the same prior).
 
-    With ``calibrate=True`` every estimate of a source is also multiplied by that
-    source's calibration factor ``(accepted + c) / (predicted + c)`` (capped at 1
-    after the product), where ``predicted`` sums the uncorrected estimates over all
-    of the source's opportunities so far and ``c = calibration_strength``. Picking
+    With ``calibrate=True`` every estimate of a source is also corrected the same way
+    by the source's record over all of its opportunities so far: accepted against
+    the sum of the uncorrected estimates, smoothed by ``c = calibration_strength``
+    (without data, no correction). Picking
     nodes by their estimate biases the counts: a group stays in the trees while a
     lucky streak lifts its estimate and drops out while an unlucky one lowers it, so
-    the nodes that do get verified were predicted too high on average. The factor
+    the nodes that do get verified were predicted too high on average. The correction
     undoes that bias source by source.
 
     Example:
@@ -87,14 +101,23 @@ class AcceptanceEstimator:
         self._opportunities: dict[tuple[str, str, int], float] = defaultdict(float)
         self._expected: dict[tuple[str, str, int], float] = defaultdict(float)
         self._source_accepted: dict[str, float] = defaultdict(float)
+        self._source_chances: dict[str, float] = defaultdict(float)
         self._source_predicted: dict[str, float] = defaultdict(float)  # uncorrected estimates
 
     def factor(self, source: str) -> float:
-        """The calibration factor of ``source`` (1 without ``calibrate``)."""
+        """The record of ``source`` as one ratio, ``(accepted + c) / (predicted + c)``
+        (1 without ``calibrate``): below 1 its estimates are scaled down by it."""
         if not self.calibrate:
             return 1.0
         c = self.calibration_strength
         return (self._source_accepted.get(source, 0.0) + c) / (self._source_predicted.get(source, 0.0) + c)
+
+    def calibrated(self, source: str, estimate: float) -> float:
+        """``estimate`` corrected by the record of ``source`` (as it is without ``calibrate``)."""
+        if not self.calibrate:
+            return estimate
+        return _corrected(estimate, self._source_accepted.get(source, 0.0), self._source_chances.get(source, 0.0),
+                          self._source_predicted.get(source, 0.0), self.calibration_strength)
 
     def _group(self, source: str, key: str, prior: float) -> tuple[str, str, int]:
         return (source, _tag(key), min(int(prior * self.bins), self.bins - 1))
@@ -109,15 +132,13 @@ class AcceptanceEstimator:
 
     def _uncorrected(self, source: str, key: str, depth: int, prior: float) -> float:
         b = self._bucket(source, key, depth)
-        w = self.prior_strength
-        place = (self._accepted.get(b, 0.0) + w) / (self._expected.get(b, 0.0) + w)
-        return min(1.0, self._grouped(source, key, prior) * place)
+        return _corrected(self._grouped(source, key, prior), self._accepted.get(b, 0.0),
+                          self._opportunities.get(b, 0.0), self._expected.get(b, 0.0), self.prior_strength)
 
     def predict(self, source: str, key: str, depth: int, prior: float) -> float:
         """The estimate of a(v) for a node of ``source``/``key`` at ``depth`` whose
         source gave it confidence ``prior``."""
-        estimate = self._uncorrected(source, key, depth, prior)
-        return min(1.0, estimate * self.factor(source)) if self.calibrate else estimate
+        return self.calibrated(source, self._uncorrected(source, key, depth, prior))
 
     def record(self, tree: DraftTree, accepted: Sequence[int]) -> None:
         """Count one verified tree; ``accepted`` lists the accepted node indices.
@@ -139,6 +160,7 @@ class AcceptanceEstimator:
             self._accepted[b] += hit
             self._expected[b] += grouped
             self._source_predicted[src] += uncorrected
+            self._source_chances[src] += 1.0
             self._source_accepted[src] += hit
 
     def rates(self) -> dict[str, float]:

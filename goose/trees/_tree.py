@@ -59,9 +59,8 @@ class DraftTree:
         drawn: ``[num_nodes]`` whether each node was drawn from its parent's ``q``
             (default: none; the root never). The drawn children of a node must be a
             draw-order prefix: exactly its first drawn children were kept.
-        priors: ``[num_nodes]`` the proposing source's own confidence in each node,
-            before any :class:`~goose.trees.AcceptanceEstimator` corrected it into
-            ``confidences`` (default: the confidences). The estimator learns from them.
+        priors: ``[num_nodes]`` each node's confidence as its source gave it, before an
+            :class:`AcceptanceEstimator` corrected it (default: ``confidences``).
 
     Raises:
         ValueError: on an empty tree, a misplaced root, a parent that does not come
@@ -128,8 +127,7 @@ class DraftTree:
         key = tuple(keys) if keys is not None else ("",) * n
         kind = tuple(kinds) if kinds is not None else (ROOT_SOURCE,) + ("branch",) * (n - 1)
         prior = conf if priors is None else np.asarray(priors, dtype=np.float64).reshape(-1)
-        for name, arr in (("sources", src), ("confidences", conf), ("keys", key), ("kinds", kind),
-                          ("priors", prior)):
+        for name, arr in (("sources", src), ("confidences", conf), ("keys", key), ("kinds", kind), ("priors", prior)):
             if len(arr) != n:
                 raise ValueError(f"{name} has {len(arr)} entries, the tree has {n} nodes")
         for name, arr in (("confidences", conf), ("priors", prior)):
@@ -231,8 +229,7 @@ class DraftTree:
         pick = keep.tolist()
         q = {int(new[u]): d for u, d in self.q.items() if new[u] >= 0}
         return DraftTree(self.tokens[keep], parents, [self.sources[i] for i in pick], self.confidences[keep],
-                         [self.keys[i] for i in pick], [self.kinds[i] for i in pick], q, self.drawn[keep],
-                         self.priors[keep])
+                         [self.keys[i] for i in pick], [self.kinds[i] for i in pick], q, self.drawn[keep], self.priors[keep])
 
     # -- derived views -----------------------------------------------------------------
     @property
@@ -325,8 +322,7 @@ class TreeBuilder:
         1
     """
 
-    __slots__ = ("tokens", "parents", "sources", "confidences", "priors", "keys", "kinds", "depths", "drawn", "q",
-                 "_index")
+    __slots__ = ("tokens", "parents", "sources", "confidences", "priors", "keys", "kinds", "depths", "drawn", "q", "_index")
 
     def __init__(self, root: int) -> None:
         self.tokens: list[int] = [int(root)]
@@ -351,9 +347,8 @@ class TreeBuilder:
     def add(self, parent: int, token: int, source: str, confidence: float = 1.0, key: str = "",
             drawn: bool = False, kind: str | None = None, prior: float | None = None) -> int:
         """Add ``token`` under ``parent`` (or merge with the sibling carrying it).
-        ``confidence``: its conditional acceptance estimate, and ``prior`` the source's
-        own before an estimator corrected it (default: ``confidence``; a merge keeps
-        the pair with the larger confidence); ``drawn``: the token was
+        ``confidence``: its conditional acceptance estimate, ``prior`` its source's own (default:
+        ``confidence``; a merge keeps the larger pair); ``drawn``: the token was
         sampled from the ``q`` of ``parent`` (:meth:`set_q`) and may not merge;
         ``kind``: its label (``"spine"`` or ``"branch"``), by default that of its
         source (:meth:`build`)."""
@@ -398,8 +393,7 @@ class TreeBuilder:
         the source (among ``sources``, :class:`~goose.sources.TokenSource` objects) whose
         name it carries; ``"branch"`` for any other."""
         kind_of = {s.name: s.kind for s in sources}  # type: ignore[attr-defined]
-        kinds = [ROOT_SOURCE] + [k or kind_of.get(s, "branch") for s, k in zip(self.sources[1:], self.kinds[1:],
-                                                                              strict=True)]
+        kinds = [ROOT_SOURCE] + [k or kind_of.get(s, "branch") for s, k in zip(self.sources[1:], self.kinds[1:], strict=True)]
         with_draws = {self.parents[c] for c in range(len(self.tokens)) if self.drawn[c]}
         q = {u: d for u, d in self.q.items() if u in with_draws}
         return DraftTree(self.tokens, self.parents, self.sources, self.confidences, self.keys, kinds, q,
