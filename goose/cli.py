@@ -4,9 +4,11 @@ Model runs: ``generate`` (stream one generation, ``--compare`` with plain decodi
 ``calibrate`` (the forward cost curve ``auto`` reads), ``bench`` (every method on the
 dev prompts, with baselines and peers, in one process) and ``bench-docs`` (the
 benchmarks page from a run). Offline: ``simulate`` (the Monte Carlo simulator),
-``figures`` (its plots) and ``replay`` (a recorded trace under other settings). The
+``predict`` (fit source models to traces and rank every method), ``figures`` (its
+plots) and ``replay`` (a recorded trace under other settings). The
 sampling commands (``simulate-sampling``, ``check-sampling``, ``compare-verifiers``,
-``compare-drafting``) live in ``goose._cli_sampling``. A user's mistake is one line on
+``compare-drafting``) live in ``goose._cli_sampling``, ``predict`` in
+``goose._cli_predict``. A user's mistake is one line on
 stderr with exit code 2 (``goose._cli_errors``), found before the model loads
 wherever it can be.
 """
@@ -21,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from goose._cli_errors import OPTIONS, GooseGroup, UserError, check_output_dir, check_output_file
+from goose._cli_predict import register_predict_command
 from goose._cli_sampling import _floats, register_sampling_commands
 from goose.methods import METHODS
 from goose.trees import SHAPERS
@@ -375,6 +378,7 @@ def bench_docs(
 
 
 register_sampling_commands(app, console)
+register_predict_command(app, console)
 
 if __name__ == "__main__":
     app()

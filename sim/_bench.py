@@ -12,11 +12,11 @@ from goose.engine import GenerationRequest
 from goose.methods import parse_method
 from goose.sources import ContextNGramSource
 
-from ._fit import fit_traces
+from ._fit import fit_model
 from ._grid import method_sim_shaper
-from ._models import SimulationModel
+from ._models import RegimeModel
 from ._montecarlo import simulate
-from ._replay import TraceSource, load_trace, replay
+from ._replay import ReplayResult, TraceSource, load_trace, replay
 
 __all__ = ["predict_bench"]
 
@@ -28,18 +28,25 @@ def _order(records: Sequence[dict], key: str) -> list[str]:
 
 
 def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, seed: int = 0,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, heldout: bool = True, **fit_options) -> dict:
     """Predicted MAT per task and goose method of a ``goose bench`` run, next to the
-    measured one: each prompt's trace (``out_dir/traces``) replayed with the method's
-    shaper and budget (:func:`replay`), and the Monte Carlo simulator driven by source
-    models fitted to the task's traces (:func:`fit_traces`) with the method's
-    simulator shaper (``Method.sim_shaper``). Methods with budget ``auto`` are left
-    out (their trees depend on the cost curve, not only on tokens), and so are
-    transformers' own columns.
+    measured one:
+
+    * ``replay``: each prompt's trace (``out_dir/traces``) replayed with the method's
+      shaper and budget (:func:`replay`);
+    * ``sim``: the Monte Carlo simulator with the method's simulator shaper
+      (``Method.sim_shaper``), driven by source models (:func:`fit_model`, options
+      ``fit_options``) fitted to the method's own replays (its own sources at its
+      own steps) on, with ``heldout`` (the default), the task's *other* prompts:
+      leave one prompt out. Each prompt is predicted from a fit that never saw its
+      text, and the task's MAT is its new tokens over the predicted forward calls.
+
+    Methods with budget ``auto`` are left out (their trees depend on the cost curve,
+    not only on tokens), and so are transformers' own columns.
 
     Returns ``{task: {method: {"measured", "replay", "sim"}}}`` (MAT, prefill counted;
-    ``sim`` is None where the traces never saw one of the method's sources or the
-    method has no simulator shaper)."""
+    ``sim`` is None where the traces never saw one of the method's sources, a task has
+    a single traced prompt under ``heldout``, or the method has no simulator shaper)."""
     traces = {r["question_id"]: trace_path(out_dir, r["question_id"]) for r in records}
     traces = {qid: path for qid, path in traces.items() if path.exists()}
     if not traces:
@@ -50,33 +57,48 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
     bar = tqdm(total=len({(r["task"], r["method"]) for r in ok}), desc="predictions", disable=not progress)
     for task in _order(ok, "task"):
         rows = [r for r in ok if r["task"] == task and r["question_id"] in traces]
-        if not rows:
-            continue
-        try:
-            fitted = fit_traces([traces[r["question_id"]] for r in rows if r["method"] == rows[0]["method"]])
-        except ValueError:
-            continue
+        qids = _order(rows, "question_id")
         task_out = out.setdefault(task, {})
         for label in _order(rows, "method"):
             bar.update(1)
             method, budget = parse_method(label)
             mrows = [r for r in rows if r["method"] == label]
-            rep_calls = 0
-            for r in mrows:  # fresh, stateful objects per prompt
-                d = GenerationRequest(method, budget).plan(label=label)
-                _, steps_rec = load_trace(traces[r["question_id"]])
-                srcs = [s if isinstance(s, ContextNGramSource) else TraceSource(s.name, steps_rec) for s in d.sources]
-                rep_calls += replay(traces[r["question_id"]], d.shaper, srcs, d.budget).forward_calls
+            d = GenerationRequest(method, budget).plan(label=label)
             names = {s.name for s in d.sources}
-            model = SimulationModel(fitted.chain if CONTEXT in names else None,
-                                    fitted.recycled if RECYCLED in names else None)
             new = sum(r["new_tokens"] for r in mrows)
-            task_out[label] = {"measured": new / sum(r["forward_calls"] for r in mrows), "replay": new / rep_calls,
-                               "sim": None}
-            if method.sim_shaper is None or set(model.source_names()) != names:
-                continue  # nothing to simulate with, or a source never proposed in these traces
+            replays = {r["question_id"]: _replayed(method, budget, label, traces[r["question_id"]]) for r in mrows}
+            task_out[label] = {"measured": new / sum(r["forward_calls"] for r in mrows),
+                               "replay": new / sum(x.forward_calls for x in replays.values()), "sim": None}
+            if method.sim_shaper is None or not names <= {CONTEXT, RECYCLED} or (heldout and len(qids) < 2):
+                continue
             make, stateless = method_sim_shaper(method, method.context(label, budget))
-            per_step = simulate(model, make, d.budget, steps, seed, stateless=stateless).mat
-            task_out[label]["sim"] = new / sum(1 + max(r["new_tokens"] - 1, 0) / per_step for r in mrows)
+            calls = 0.0
+            for r in mrows:
+                fit_on = [q for q in replays if q != r["question_id"] or not heldout]
+                model = _fit([replays[q].trace for q in fit_on], names, fit_options)
+                if model is None or set(model.source_names()) != names:
+                    calls = None
+                    break
+                per_step = simulate(model, make, d.budget, steps, seed, stateless=stateless).mat
+                calls += 1 + max(r["new_tokens"] - 1, 0) / per_step
+            if calls:
+                task_out[label]["sim"] = new / calls
     bar.close()
     return out
+
+
+def _replayed(method, budget, label: str, path: Path) -> ReplayResult:
+    """The method replayed on a trace's text with fresh, stateful objects, recording
+    what its own sources said at its own steps."""
+    d = GenerationRequest(method, budget).plan(label=label)
+    _, steps_rec = load_trace(path)
+    srcs = [s if isinstance(s, ContextNGramSource) else TraceSource(s.name, steps_rec) for s in d.sources]
+    return replay(path, d.shaper, srcs, d.budget, record=True)
+
+
+def _fit(traces: list, names: set[str], options: dict) -> RegimeModel | None:
+    try:
+        return fit_model(traces, CONTEXT if CONTEXT in names else None, RECYCLED if RECYCLED in names else None,
+                         **options)
+    except ValueError:
+        return None

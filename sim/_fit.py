@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
-from ._models import ChainModel, RecycledModel, SimulationModel
+from ._models import PLACES, ChainModel, RecycledModel, RegimeModel, SimulationModel
 from ._replay import load_trace
 
-__all__ = ["fit_traces"]
+__all__ = ["fit_model", "fit_traces"]
+
+Trace = str | Path | tuple[dict, list[dict]]
 
 
 def fit_traces(paths: Sequence[str | Path], context: str = "context", recycled: str = "recycled",
@@ -75,3 +78,212 @@ def fit_traces(paths: Sequence[str | Path], context: str = "context", recycled: 
             betas *= room / betas.sum()
         rec_model = RecycledModel(tuple(float(b) for b in betas), overlap=overlap / both if both else 0.0)
     return SimulationModel(chain_model, rec_model)
+
+
+@dataclass
+class _Counts:
+    """What one state's steps showed (``goose generate --trace`` steps)."""
+
+    ranks: int
+    steps: int = 0
+    matched: int = 0
+    trials: np.ndarray = field(default_factory=lambda: np.zeros(_DEPTHS + 1))  # [depth] chain hazards
+    hits: np.ndarray = field(default_factory=lambda: np.zeros(_DEPTHS + 1))
+    nodes: dict = field(default_factory=dict)  # place -> [rank] nodes where rank j counted
+    rank_hits: dict = field(default_factory=dict)  # place -> [rank] rank j was the next token
+    spine_nodes: int = 0
+    overlaps: int = 0
+    chain_lengths: np.ndarray = field(default_factory=lambda: np.zeros(_MAX_CHAIN + 1))  # [length] matched steps
+
+    def add_node(self, place: str, cands: Sequence[int], spine: int | None, nxt: int) -> None:
+        nodes = self.nodes.setdefault(place, np.zeros(self.ranks))
+        hits = self.rank_hits.setdefault(place, np.zeros(self.ranks))
+        for j in range(self.ranks):
+            tok = cands[j] if j < len(cands) else None
+            if spine is not None and tok == spine:
+                continue  # the spine token itself: one node, counted with the chain
+            nodes[j] += 1
+            hits[j] += tok == nxt
+        if spine is not None:
+            self.spine_nodes += 1
+            self.overlaps += bool(cands) and cands[0] == spine
+
+
+_DEPTHS = 32  # a trace's reference continuation holds 32 tokens
+_MAX_CHAIN = 64
+
+
+def _on_path(query: Sequence[int], full: Sequence[int], at: int, depth: int) -> bool:
+    """Whether the node a query was made at lies on the committed continuation: its
+    last two tokens (context + path) are those of the text (a path that left the text
+    and came back to the same two tokens is counted too; that is rare)."""
+    want = list(full[max(at + depth - 2, 0) : at + depth])
+    return list(query) == want
+
+
+def _count(traces: Sequence[Trace], context: str | None, recycled: str | None, ranks: int,
+           states: int) -> list[_Counts]:
+    counts = [_Counts(ranks) for _ in range(states)]
+    for trace in traces:
+        header, steps = load_trace(trace) if isinstance(trace, (str, Path)) else trace
+        full = list(header["prompt"]) + list(header["tokens"])
+        state = 0
+        for s in steps:
+            ref, at, c = s["reference"], s["context_len"], counts[state]
+            state = min(int(s["accepted"]), states - 1)
+            if not ref:
+                continue
+            c.steps += 1
+            chain = next((t for q in s["proposals"].get(context, []) if q["depth"] == 0 for t in q["tokens"] if t), [])
+            chain = chain if context else []
+            if chain:
+                c.matched += 1
+                c.chain_lengths[min(len(chain), _MAX_CHAIN)] += 1
+                for d, tok in enumerate(chain[: len(ref)], 1):
+                    c.trials[d] += 1
+                    if tok != ref[d - 1]:
+                        break
+                    c.hits[d] += 1
+            seen: set[int] = set()
+            for q in s["proposals"].get(recycled, []):
+                d = q["depth"]
+                if d in seen or d >= len(ref) or not _on_path(q["query"], full, at, d):
+                    continue
+                seen.add(d)
+                on_chain = bool(chain) and chain[:d] == ref[:d] and len(chain) >= d
+                place = ("root-match" if chain else "root") if d == 0 else "spine" if on_chain else "branch"
+                spine = chain[d] if on_chain and len(chain) > d else None
+                c.add_node(place, [t[0] for t in q["tokens"] if t][:ranks], spine, ref[d])
+    return counts
+
+
+def _shrink(hits: np.ndarray, trials: np.ndarray, prior: np.ndarray, strength: float) -> np.ndarray:
+    """Beta-smoothed rates: ``(hits + k * prior) / (trials + k)`` (``prior`` where
+    there is nothing to go on)."""
+    hits, trials, prior = np.asarray(hits, float), np.asarray(trials, float), np.asarray(prior, float)
+    n = trials + strength
+    return np.where(n > 0, (hits + strength * prior) / np.where(n > 0, n, 1.0), prior)
+
+
+def _hazards(c: _Counts, prior: np.ndarray | None, strength: float) -> np.ndarray:
+    """Depth-conditional chain acceptances. Pooled (``prior`` None): depth 1 as
+    counted, and every deeper depth shrunk towards the rate over all depths >= 2 (a
+    copy that has started, whatever its depth). One state: each depth shrunk towards
+    the pooled hazard of the same depth."""
+    depth = int(np.max(np.nonzero(c.trials)[0], initial=0))
+    if prior is not None:
+        depth = max(depth, len(prior))
+    deep = c.hits[2:].sum() / c.trials[2:].sum() if c.trials[2:].sum() else c.hits[1] / max(c.trials[1], 1)
+    out: list[float] = []
+    for d in range(1, max(depth, 1) + 1):
+        if prior is not None:
+            toward = prior[min(d, len(prior)) - 1]
+        else:
+            toward = deep if d > 1 else c.hits[1] / max(c.trials[1], 1)
+        out.append(float(_shrink(c.hits[d], c.trials[d], toward, strength)))
+    return np.array(out)
+
+
+def fit_model(traces: Sequence[Trace], context: str | None = "context", recycled: str | None = "recycled",
+              ranks: int = 8, *, hazards: bool = True, places: bool = True, states: int = 1,
+              lengths: bool = False, strength: float = 10.0) -> RegimeModel:
+    """Source models fitted to what recorded traces show, with each component
+    switchable. The defaults are the components that lowered the held-out error on
+    the 28 release-dev prompts (docs/simulator.md, "How good are the predictions"):
+    hazards and places on; states and lengths measured, no better, and off.
+
+    * ``hazards``: chain acceptance per depth, given the depths above it accepted
+      (:meth:`ChainModel.from_hazards`); off: one geometric ``alpha * decay**(d-1)``.
+    * ``places``: recycled rank acceptances by where the node sits: the root with and
+      without a context match, a chain node, a node below a recycled one, counted at
+      every node on the committed text the trace queried; off: the root's only.
+    * ``states``: steps come in bursts: a separate fit per state, the previous
+      step's accepted draft length capped at ``states - 1`` (:class:`RegimeModel`).
+    * ``lengths``: how long the context source's chains are (``ChainModel.lengths``);
+      off: chains never end.
+
+    ``traces`` are paths of recorded traces, or ``(header, steps)`` pairs such as
+    :func:`replay` records (``record=True``): a method's own trajectory over a
+    recorded text, which is what :func:`predict_bench` and :func:`predict_methods`
+    fit each method on.
+
+    ``context=None`` or ``recycled=None`` fits a world without that source: a
+    recycled-only world then counts the recycled source at every node, matched or
+    not, as a recycled-only method would meet it. A source that never proposed
+    anything is left out.
+
+    Sparse counts are shrunk towards the pooled estimate with a Beta prior of
+    ``strength`` pseudo-trials. The rank-0 candidate that is the chain's own token is
+    one node with it: it counts as ``overlap``, not as a recycled hit.
+    """
+    if not traces:
+        raise ValueError("no traces to fit")
+    if states < 1:
+        raise ValueError(f"states must be >= 1, got {states}")
+    traces = [load_trace(t) if isinstance(t, (str, Path)) else t for t in traces]
+    per_state = _count(traces, context, recycled, ranks, states)
+    pooled = _count(traces, context, recycled, ranks, 1)[0] if states > 1 else per_state[0]
+    if pooled.steps == 0:
+        raise ValueError("the traces hold no steps")
+    if not pooled.matched and not pooled.nodes:
+        raise ValueError(f"no source named {context!r} or {recycled!r} proposed anything in the traces")
+    pool_hz = _hazards(pooled, None, strength) if pooled.matched else None
+    pool_betas = _betas(pooled, None, strength, places) if pooled.nodes else None
+    models = []
+    for c in per_state:
+        chain = None
+        if pooled.matched:
+            match = (c.matched + strength * pooled.matched / pooled.steps) / (c.steps + strength)
+            hz = _hazards(c, pool_hz if c is not pooled else None, strength)
+            if hazards:
+                chain = ChainModel.from_hazards(hz, float(match))
+            else:
+                chain = ChainModel(float(hz[0]), _decay(c, pooled), float(match))
+            if lengths:
+                survival = np.cumsum(pooled.chain_lengths[::-1])[::-1][1:] / pooled.matched  # P(length >= d)
+                last = int(np.max(np.nonzero(survival)[0], initial=0)) + 1
+                chain = replace(chain, lengths=tuple(float(x) for x in np.minimum(survival[:last], 1.0)))
+        rec = None
+        if pooled.nodes:
+            betas = _betas(c, pool_betas if c is not pooled else None, strength, places)
+            overlap = (c.overlaps + strength * pooled.overlaps / max(pooled.spine_nodes, 1)) / (c.spine_nodes + strength)
+            if chain is not None and not (hazards or places or lengths):  # the plain model checks alpha + sum <= 1
+                room = 1.0 - chain.alpha
+                betas = {p: b * min(1.0, room / max(b.sum(), 1e-12)) * (1 - 1e-9) for p, b in betas.items()}
+            rec = _places(betas, float(overlap))
+        models.append(SimulationModel(chain, rec))
+    return RegimeModel(tuple(models))
+
+
+def _decay(c: _Counts, pooled: _Counts) -> float:
+    src = c if c.trials[2] >= 20 else pooled
+    rates = [src.hits[d] / src.trials[d] for d in range(1, _DEPTHS + 1) if src.trials[d] >= 20]
+    ratios = [b / a for a, b in pairwise(rates) if a > 0]
+    return float(np.clip(np.mean(ratios), 0.0, 1.0)) if ratios else 1.0
+
+
+def _betas(c: _Counts, prior: dict | None, strength: float, places: bool) -> dict[str, np.ndarray]:
+    """Rank acceptances per place (non-increasing by rank), shrunk towards ``prior``
+    (the pooled states' betas), or when pooling towards the all-places rates. Without
+    ``places``, the root's betas only (with and without a match)."""
+    groups = {p: (p,) for p in PLACES} if places else {"root": ("root", "root-match")}
+
+    def total(table: dict, members: Sequence[str]) -> np.ndarray:
+        return sum((table[p] for p in members if p in table), np.zeros(c.ranks))
+
+    every_nodes, every_hits = total(c.nodes, PLACES), total(c.rank_hits, PLACES)
+    overall = every_hits / np.maximum(every_nodes, 1)
+    out = {}
+    for key, members in groups.items():
+        toward = prior[key] if prior is not None else overall
+        out[key] = np.minimum.accumulate(_shrink(total(c.rank_hits, members), total(c.nodes, members), toward, strength))
+    return out
+
+
+def _places(betas: dict[str, np.ndarray], overlap: float) -> RecycledModel:
+    """A recycled model: the root's betas, and every other place's where it has its own
+    (at a chain node the world scales them to the room the chain's child leaves)."""
+    fitted = {p: tuple(float(x) for x in np.clip(b, 0.0, 1.0)) for p, b in betas.items()}
+    fitted = {p: tuple(x * min(1.0, 1.0 / max(sum(b), 1e-12)) for x in b) for p, b in fitted.items()}
+    root = fitted["root"]
+    return RecycledModel(root, overlap, {p: b for p, b in fitted.items() if b != root})

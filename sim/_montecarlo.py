@@ -13,7 +13,7 @@ from goose.theory import CostCurve, expected_accepted
 from goose.trees import DraftTree, TreeShaper
 from goose.verify import GreedyVerifier, Verifier
 
-from ._models import OTHER, SimulationModel, World, WorldSource
+from ._models import OTHER, RegimeModel, SimulationModel, World, WorldSource
 
 __all__ = ["SimResult", "simulate"]
 
@@ -24,7 +24,8 @@ class SimResult:
 
     Attributes:
         mat: mean tokens per step (accepted draft + bonus).
-        ci95: 95% confidence interval of ``mat`` (normal approximation).
+        ci95: 95% confidence interval of ``mat`` (normal approximation; from batch
+            means under a regime model, whose steps are correlated).
         theory_mat: mean over steps of ``1 + E[A(T)]`` of each step's tree under the
             model's true acceptances (``goose.theory.expected_accepted``).
         accept_rate: per source, accepted / drafted nodes.
@@ -91,8 +92,20 @@ def _prepare(tree: DraftTree, world: World) -> _Step:
     return _Step(tree, tokens, cum, expected_accepted(tree.parents, accept))
 
 
+def _half_width(tokens: np.ndarray, correlated: bool, batches: int = 40) -> float:
+    """Half-width of the 95% interval of the mean tokens per step. Under a regime
+    model steps are correlated through the state, so the standard error comes from
+    ``batches`` batch means (each much longer than a burst) instead of single steps."""
+    if tokens.size < 2:
+        return float("inf")
+    if correlated and tokens.size >= 10 * batches:
+        means = tokens[: tokens.size // batches * batches].reshape(batches, -1).mean(axis=1)
+        return 1.96 * float(means.std(ddof=1)) / math.sqrt(batches)
+    return 1.96 * float(tokens.std(ddof=1)) / math.sqrt(tokens.size)
+
+
 def simulate(
-    model: SimulationModel,
+    model: SimulationModel | RegimeModel,
     make_shaper: Callable[[], TreeShaper],
     budget: int,
     steps: int,
@@ -106,7 +119,8 @@ def simulate(
     """Simulate ``steps`` decoding steps of one shaper at one budget.
 
     Args:
-        model: the source models (and through them the simulated target).
+        model: the source models (and through them the simulated target); a
+            :class:`RegimeModel` draws each step from the state the previous step left.
         make_shaper: builds the shaper under test (called once).
         budget: draft nodes per step.
         steps: number of simulated steps (> 0).
@@ -121,7 +135,9 @@ def simulate(
     rng = np.random.default_rng(seed)
     shaper = make_shaper()
     verifier = verifier or GreedyVerifier()
-    sources = [WorldSource(name) for name in model.source_names()]
+    regime = model if isinstance(model, RegimeModel) else RegimeModel((model,))
+    state = 0
+    sources = [WorldSource(name) for name in regime.source_names()]
     names = [s.name for s in sources]
     cache: dict[tuple, _Step] = {}
     lengths = np.zeros(steps, dtype=np.int64)
@@ -131,14 +147,15 @@ def simulate(
     accepted = dict.fromkeys(names, 0)
     chances = dict.fromkeys(names, 0)
     for i in range(steps):
-        world = World(model, rng, max_depth=budget + 1)
-        step = cache.get(world.layout) if stateless else None
+        world = World(regime.states[state], rng, max_depth=budget + 1)
+        key = (state, world.layout)
+        step = cache.get(key) if stateless else None
         if step is None:
             for s in sources:
                 s.world = world
             step = _prepare(shaper.shape([0], sources, budget), world)
             if stateless:
-                cache[world.layout] = step
+                cache[key] = step
         tree = step.tree
         n = tree.num_nodes
         u = rng.random(n)
@@ -149,6 +166,7 @@ def simulate(
         verdict = verifier.verify(tree, logits)
         shaper.record(tree, verdict.accepted)
         lengths[i], values[i], nodes[i] = len(verdict.accepted), step.value, tree.size
+        state = regime.next_state(lengths[i])
         for v in range(1, n):
             drafted[tree.sources[v]] = drafted.get(tree.sources[v], 0) + 1
         walk = (0, *verdict.accepted)
@@ -163,7 +181,7 @@ def simulate(
             progress(1)
     tokens = 1.0 + lengths
     mat = float(tokens.mean())
-    half = 1.96 * float(tokens.std(ddof=1)) / math.sqrt(steps) if steps > 1 else float("inf")
+    half = _half_width(tokens, correlated=len(regime.states) > 1)
     speedup = None
     if cost is not None:
         step_time = np.array([cost(1 + k) for k in nodes])

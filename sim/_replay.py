@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from goose.engine import GenerationRequest
+from goose.engine import GenerationRequest, TraceRecorder
 from goose.methods import get_method
 from goose.sources import ContextNGramSource, Proposal, TokenSource
 from goose.theory import CostCurve
@@ -17,8 +18,11 @@ __all__ = ["ReplayResult", "TraceSource", "load_trace", "replay", "replay_method
 
 
 def load_trace(path: str | Path) -> tuple[dict, list[dict]]:
-    """``(header, steps)`` of a JSONL trace (format: ``goose.engine._trace``)."""
-    lines = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """``(header, steps)`` of a JSONL trace (format: ``goose.engine._trace``; gzipped
+    when its name ends in ``.gz``)."""
+    path = Path(path)
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
     if not lines or lines[0].get("type") != "header":
         raise ValueError(f"{path} is not a goose trace: its first line must be the header")
     return lines[0], [s for s in lines[1:] if s.get("type") == "step"]
@@ -58,27 +62,35 @@ class TraceSource(TokenSource):
 
 @dataclass
 class ReplayResult:
-    """MAT of the replayed configuration next to the recorded run's."""
+    """MAT of the replayed configuration next to the recorded run's; with
+    ``replay(..., record=True)``, ``trace`` is the replay's own ``(header, steps)``
+    in the trace format, what its sources said at each of its steps."""
 
     mat: float
     forward_calls: int
     recorded_mat: float
     recorded_forward_calls: int
+    trace: tuple[dict, list[dict]] | None = None
 
     @property
     def relative_error(self) -> float:
         return (self.mat - self.recorded_mat) / self.recorded_mat
 
 
-def replay(path: str | Path, shaper: TreeShaper, sources: Sequence[TokenSource], budget: int) -> ReplayResult:
+def replay(path: str | Path, shaper: TreeShaper, sources: Sequence[TokenSource], budget: int,
+           record: bool = False) -> ReplayResult:
     """Re-run decoding on the recorded greedy continuation: each step the shaper
     builds a tree (cut, as the decode loop cuts it, to what the token limit can
     still emit), and the accepted path is the longest one that follows the recorded
     tokens (what the greedy target chose), plus the bonus. Sources and shaper get
-    the same lifecycle calls as in the decode loop."""
+    the same lifecycle calls as in the decode loop. ``record`` keeps what the sources
+    proposed (:attr:`ReplayResult.trace`)."""
     header, _ = load_trace(path)
     prompt, tokens = header["prompt"], header["tokens"]
     full = prompt + tokens
+    recorder = TraceRecorder() if record else None
+    if recorder is not None:
+        sources = recorder.wrap(sources)
     hooks = [*sources, shaper]
     for h in hooks:
         h.begin(list(prompt))
@@ -97,13 +109,19 @@ def replay(path: str | Path, shaper: TreeShaper, sources: Sequence[TokenSource],
             node = child
             accepted.append(child)
         shaper.record(tree, accepted)
+        if recorder is not None:
+            recorder.step({"context_len": pos, "accepted": len(accepted)})
         for h in hooks:
             h.commit(full[pos : pos + len(accepted) + 1])
         pos += len(accepted) + 1
         calls += 1
     for h in hooks:
         h.end(full)
-    return ReplayResult(len(tokens) / calls, calls, header["mat"], header["forward_calls"])
+    trace = None
+    if recorder is not None:
+        steps = [s | {"reference": full[s["context_len"] : s["context_len"] + 32]} for s in recorder.steps]
+        trace = ({**header, "forward_calls": calls, "mat": len(tokens) / calls}, steps)
+    return ReplayResult(len(tokens) / calls, calls, header["mat"], header["forward_calls"], trace)
 
 
 def replay_method(path: str | Path, method: str | None = None, budget: int | str | None = None) -> ReplayResult:

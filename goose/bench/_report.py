@@ -301,8 +301,9 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
     if predictions:
         lines += ["", "## Predicted vs measured MAT", "",
                   ("Replay: each prompt's trace of the traced method, replayed offline with the other "
-                  "method's shaper and budget. Simulator: source models fitted to the task's traces "
-                  "(`sim.fit_traces`), 4000 Monte Carlo steps. Error = predicted / measured - 1."), "",
+                  "method's shaper and budget. Simulator, held out: each prompt predicted by source models "
+                  "(`sim.fit_model`) fitted to the method's own replays of the task's other prompts, 4000 "
+                  "Monte Carlo steps. Error = predicted / measured - 1."), "",
                   "| task | method | measured | replay | error | simulator | error |", "|---|---|---|---|---|---|---|"]
         for task, rows in predictions.items():
             for label, p in rows.items():

@@ -1,0 +1,74 @@
+"""Predict every method from a handful of traces: fit once, simulate each method and budget."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from goose.engine import GenerationRequest
+from goose.methods import METHODS, parse_method
+from goose.trees import AutoBudgetShaper
+
+from ._fit import fit_model
+from ._grid import method_sim_shaper
+from ._montecarlo import simulate
+
+__all__ = ["predict_methods", "simulated_methods"]
+
+CONTEXT, RECYCLED = "context", "recycled"
+
+
+def simulated_methods() -> list[str]:
+    """Registered methods the fitted simulator can model: a simulator shaper, and
+    sources among the context and recycled ones."""
+    out = []
+    for name, m in METHODS.items():
+        if m.sim_shaper is None:
+            continue
+        names = {s.name for s in GenerationRequest(m, None).plan(label=name).sources}
+        if names and names <= {CONTEXT, RECYCLED}:
+            out.append(name)
+    return out
+
+
+def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: Callable[..., float] | None = None,
+                    steps: int = 4000, seed: int = 0, progress: bool = True, **fit_options) -> list[dict]:
+    """Fit the source models to ``traces`` (:func:`fit_model`, ``fit_options``) and
+    simulate each method label (``name``, ``name@B`` or ``name@auto``), with common
+    random numbers. Greedy acceptance does not depend on the device, so traces from
+    one machine and a cost curve ``cost`` measured on another (``goose calibrate
+    --out``) predict that other machine's speed-ups.
+
+    Returns one dict per label, best first (by predicted speed-up under ``cost``, else
+    by MAT): ``method``, ``budget``, ``mat`` and its ``ci95``, ``mean_nodes``,
+    ``speedup`` and its ``speedup_ci95`` (``None`` without a cost curve), or
+    ``skipped`` with the reason the simulator cannot model it."""
+    rows: list[dict] = []
+    fits: dict = {}
+    for label in tqdm(labels, desc="predict", disable=not progress):
+        method, budget = parse_method(label)
+        request = GenerationRequest(method, budget)
+        if request.auto and cost is None:
+            rows.append({"method": label, "skipped": "budget 'auto' needs a cost curve (--cost-curve)"})
+            continue
+        plan = request.plan(cost, label=label)
+        names = frozenset(s.name for s in plan.sources)
+        if method.sim_shaper is None or not names <= {CONTEXT, RECYCLED}:
+            rows.append({"method": label, "skipped": f"no simulator model of its sources ({', '.join(sorted(names))})"})
+            continue
+        if names not in fits:
+            fits[names] = fit_model(traces, CONTEXT if CONTEXT in names else None,
+                                    RECYCLED if RECYCLED in names else None, **fit_options)
+        make, stateless = method_sim_shaper(method, method.context(label, budget))
+        if request.auto:
+            make, stateless = (lambda inner=make: AutoBudgetShaper(inner(), cost)), False
+        r = simulate(fits[names], make, plan.budget, steps, seed, cost=cost, name=label, stateless=stateless)
+        row = {"method": label, "budget": "auto" if request.auto else plan.budget, "mat": r.mat,
+               "ci95": list(r.ci95), "mean_nodes": r.mean_nodes, "speedup": r.predicted_speedup, "speedup_ci95": None}
+        if r.predicted_speedup is not None:  # the speed-up is the MAT over a fixed mean step cost
+            row["speedup_ci95"] = [r.predicted_speedup * x / r.mat for x in r.ci95]
+        rows.append(row)
+    ranked = sorted((r for r in rows if "skipped" not in r), key=lambda r: -(r["speedup"] or r["mat"]))
+    return ranked + [r for r in rows if "skipped" in r]
