@@ -80,6 +80,10 @@ def fit_traces(paths: Sequence[str | Path], context: str = "context", recycled: 
     return SimulationModel(chain_model, rec_model)
 
 
+_DEPTHS = 32  # a trace's reference continuation holds 32 tokens
+_MAX_CHAIN = 64
+
+
 @dataclass
 class _Counts:
     """What one state's steps showed (``goose generate --trace`` steps)."""
@@ -109,10 +113,6 @@ class _Counts:
             self.overlaps += bool(cands) and cands[0] == spine
 
 
-_DEPTHS = 32  # a trace's reference continuation holds 32 tokens
-_MAX_CHAIN = 64
-
-
 def _on_path(query: Sequence[int], full: Sequence[int], at: int, depth: int) -> bool:
     """Whether the node a query was made at lies on the committed continuation: its
     last two tokens (context + path) are those of the text (a path that left the text
@@ -135,7 +135,6 @@ def _count(traces: Sequence[Trace], context: str | None, recycled: str | None, r
                 continue
             c.steps += 1
             chain = next((t for q in s["proposals"].get(context, []) if q["depth"] == 0 for t in q["tokens"] if t), [])
-            chain = chain if context else []
             if chain:
                 c.matched += 1
                 c.chain_lengths[min(len(chain), _MAX_CHAIN)] += 1
@@ -256,6 +255,9 @@ def fit_model(traces: Sequence[Trace], context: str | None = "context", recycled
 
 
 def _decay(c: _Counts, pooled: _Counts) -> float:
+    """The reduced model's geometric decay: the mean ratio of consecutive depth
+    acceptances over depths with at least 20 trials, clipped to [0, 1] (as
+    :func:`fit_traces` has it), from the pooled counts where a state has too few."""
     src = c if c.trials[2] >= 20 else pooled
     rates = [src.hits[d] / src.trials[d] for d in range(1, _DEPTHS + 1) if src.trials[d] >= 20]
     ratios = [b / a for a, b in pairwise(rates) if a > 0]
