@@ -30,7 +30,8 @@ def register_predict_command(app: typer.Typer, console: Console) -> None:
         seed: int = typer.Option(0, help="Seed of all randomness."),
         states: int = typer.Option(1, help="Regime states of the fitted model (1, the default: steps independent)."),
         json_out: Path | None = typer.Option(None, "--json", help="Write the ranked predictions as JSON here."),
-        save_model: Path | None = typer.Option(None, "--save-model", help="Write the fitted source model (JSON) here."),
+        save_model: Path | None = typer.Option(None, "--save-model",
+                                               help="Write the source model fitted to the traces as recorded (JSON) here."),
         quiet: bool = typer.Option(False, help="No progress bar."),
     ) -> None:
         """Fit source models to traces and predict MAT and speed-up of every method, ranked."""

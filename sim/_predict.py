@@ -9,11 +9,13 @@ from tqdm.auto import tqdm
 
 from goose.engine import GenerationRequest
 from goose.methods import METHODS, parse_method
+from goose.sources import ContextNGramSource
 from goose.trees import AutoBudgetShaper
 
 from ._fit import fit_model
 from ._grid import method_sim_shaper
 from ._montecarlo import simulate
+from ._replay import TraceSource, load_trace, replay
 
 __all__ = ["predict_methods", "simulated_methods"]
 
@@ -35,7 +37,8 @@ def simulated_methods() -> list[str]:
 
 def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: Callable[..., float] | None = None,
                     steps: int = 4000, seed: int = 0, progress: bool = True, **fit_options) -> list[dict]:
-    """Fit the source models to ``traces`` (:func:`fit_model`, ``fit_options``) and
+    """Fit source models (:func:`fit_model`, ``fit_options``) to each method's own
+    steps over the recorded texts (:func:`replay` with ``record=True``), and
     simulate each method label (``name``, ``name@B`` or ``name@auto``), with common
     random numbers. Greedy acceptance does not depend on the device, so traces from
     one machine and a cost curve ``cost`` measured on another (``goose calibrate
@@ -46,7 +49,6 @@ def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: C
     ``speedup`` and its ``speedup_ci95`` (``None`` without a cost curve), or
     ``skipped`` with the reason the simulator cannot model it."""
     rows: list[dict] = []
-    fits: dict = {}
     for label in tqdm(labels, desc="predict", disable=not progress):
         method, budget = parse_method(label)
         request = GenerationRequest(method, budget)
@@ -58,13 +60,17 @@ def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: C
         if method.sim_shaper is None or not names <= {CONTEXT, RECYCLED}:
             rows.append({"method": label, "skipped": f"no simulator model of its sources ({', '.join(sorted(names))})"})
             continue
-        if names not in fits:
-            fits[names] = fit_model(traces, CONTEXT if CONTEXT in names else None,
-                                    RECYCLED if RECYCLED in names else None, **fit_options)
+        try:  # fitted on the method's own steps over each recorded text, as predict_bench does
+            model = fit_model([_own_steps(request, label, cost, t) for t in traces],
+                              CONTEXT if CONTEXT in names else None, RECYCLED if RECYCLED in names else None,
+                              **fit_options)
+        except ValueError as e:
+            rows.append({"method": label, "skipped": f"nothing to fit: {e}"})
+            continue
         make, stateless = method_sim_shaper(method, method.context(label, budget))
         if request.auto:
             make, stateless = (lambda inner=make: AutoBudgetShaper(inner(), cost)), False
-        r = simulate(fits[names], make, plan.budget, steps, seed, cost=cost, name=label, stateless=stateless)
+        r = simulate(model, make, plan.budget, steps, seed, cost=cost, name=label, stateless=stateless)
         row = {"method": label, "budget": "auto" if request.auto else plan.budget, "mat": r.mat,
                "ci95": list(r.ci95), "mean_nodes": r.mean_nodes, "speedup": r.predicted_speedup, "speedup_ci95": None}
         if r.predicted_speedup is not None:  # the speed-up is the MAT over a fixed mean step cost
@@ -72,3 +78,12 @@ def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: C
         rows.append(row)
     ranked = sorted((r for r in rows if "skipped" not in r), key=lambda r: -(r["speedup"] or r["mat"]))
     return ranked + [r for r in rows if "skipped" in r]
+
+
+def _own_steps(request: GenerationRequest, label: str, cost: Callable[..., float] | None,
+               trace: str | Path) -> tuple[dict, list[dict]]:
+    """The method replayed on a recorded text with fresh parts, recording its own steps."""
+    plan = request.plan(cost, label=label)
+    _, recorded = load_trace(trace)
+    sources = [s if isinstance(s, ContextNGramSource) else TraceSource(s.name, recorded) for s in plan.sources]
+    return replay(trace, plan.shaper, sources, plan.budget, record=True).trace

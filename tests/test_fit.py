@@ -224,30 +224,30 @@ def test_monte_carlo_agrees_with_theory_under_hazards_and_places(hazards, match,
 
 
 def test_cli_predict_ranks_methods_from_traces(tmp_path):
-    """``goose predict``: fits the traces, simulates each method, ranks by speed-up
-    under the cost curve, writes JSON and the fitted model; the model it saves
-    round-trips, and a world where the chain is strong ranks the chain above ``tr``."""
+    """``goose predict`` on two real traces: fits each method on its own replayed
+    steps, simulates it, ranks by speed-up under the cost curve, writes JSON and the
+    fitted model (which round-trips), and says why it skips what it cannot model."""
     from typer.testing import CliRunner
 
     from goose.cli import app
     from goose.theory import CostCurve
 
-    trace = write_world_traces(two_state_world(), tmp_path / "w.jsonl", steps=600, seed=1)
+    traces = [str(p) for p in sorted((REAL / "traces").glob("*.jsonl.gz"))[:2]]
     curve = tmp_path / "cost.json"
     curve.write_text(json.dumps(CostCurve([1, 8, 16, 32, 64, 128], [1.0, 1.1, 1.2, 1.5, 2.2, 3.8]).to_json()))
     out, saved = tmp_path / "p.json", tmp_path / "m.json"
-    r = CliRunner().invoke(app, ["predict", str(trace), "--methods", "pld,tr,best-first@8,best-first@auto,stand",
-                                 "--cost-curve", str(curve), "--steps", "400", "--json", str(out),
+    r = CliRunner().invoke(app, ["predict", *traces, "--methods", "pld,tr,best-first@8,best-first@auto,stand",
+                                 "--cost-curve", str(curve), "--steps", "300", "--json", str(out),
                                  "--save-model", str(saved), "--quiet"])
     assert r.exit_code == 0, r.output
     rows = json.loads(out.read_text())["predictions"]
-    ranked = [x["method"] for x in rows if "skipped" not in x]
-    assert ranked[0] != "tr" and ranked.index("pld") < ranked.index("tr")
-    speedups = [x["speedup"] for x in rows if "skipped" not in x]
+    ranked = [x for x in rows if "skipped" not in x]
+    assert {x["method"] for x in ranked} == {"pld", "tr", "best-first@8", "best-first@auto"}
+    speedups = [x["speedup"] for x in ranked]
     assert speedups == sorted(speedups, reverse=True)
+    assert all(x["ci95"][0] <= x["mat"] <= x["ci95"][1] and x["mat"] > 1 for x in ranked)
     assert [x["method"] for x in rows if "skipped" in x] == ["stand"]
-    auto = next(x for x in rows if x["method"] == "best-first@auto")
-    assert auto["budget"] == "auto" and auto["ci95"][0] <= auto["mat"] <= auto["ci95"][1]
+    assert next(x for x in ranked if x["method"] == "best-first@auto")["budget"] == "auto"
     assert RegimeModel.from_json(json.loads(saved.read_text())).states[0].chain is not None
     assert "skipped stand" in r.output
 
