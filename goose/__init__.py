@@ -33,7 +33,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # the transformers adapter is imported only when used
-    if name in ("generate", "load_model", "HFTarget", "Session"):
+    if name in ("generate", "generate_batch", "load_model", "HFTarget", "Session"):
         from . import hf
 
         return getattr(hf, name)
@@ -70,6 +70,7 @@ __all__ = [
     "Verdict",
     "Verifier",
     "generate",
+    "generate_batch",
     "get_method",
     "load_model",
     "make_shaper",

@@ -211,15 +211,18 @@ def test_the_node_ceiling_follows_the_vocabulary():
         GenerationRequest("best-first", 100).plan(vocab_size=1 << 20)
 
 
-def test_a_prompt_of_several_rows_is_refused():
-    from goose.hf import generate
+def test_prompt_rows_are_checked_before_the_model_is_used():
+    from goose.hf import generate, generate_batch
 
-    with pytest.raises(ValueError, match=r"one row of ids \(\[n\] or \[1, n\]\), got shape \(2, 3\)"):
-        generate(None, torch.tensor([[1, 2, 3], [4, 5, 6]]))
-    with pytest.raises(ValueError, match="got 2 rows of prompt ids"):
-        generate(None, [[1, 2], [3, 4]])
+    # several rows are a batch (tests/test_batch.py); a tensor of more dimensions is refused
+    with pytest.raises(ValueError, match=r"one row of ids \(\[n\] or \[1, n\]\), got shape \(1, 2, 3\)"):
+        generate(None, torch.tensor([[[1, 2, 3], [4, 5, 6]]]))
     with pytest.raises(ValueError, match="prompt ids must be integers"):
         generate(None, torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match="prompt ids must be integers"):
+        generate_batch(None, [[1, 2], [3.5, 4]])
+    with pytest.raises(ValueError, match="the prompt is empty"):
+        generate(None, [[1, 2], []])
 
 
 # -- the command line: one line, exit code 2, before the model loads -------------------------
@@ -277,3 +280,14 @@ def test_cli_bench_refuses_a_read_only_out(tmp_path):
     locked.mkdir(mode=0o500)
     said = _line(runner.invoke(app, ["bench", "--model", NO_MODEL, "--out", str(locked / "o"), "--methods", "ar"]))
     assert "--out" in said
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch-size", "4,x"], "--batch-size must be comma-separated integers"),
+    (["--batch-size", "0"], "--batch-size and --samples-per-prompt take integers >= 1"),
+    (["--samples-per-prompt", "8"], "--samples-per-prompt > 1 draws samples: pass --temperature > 0"),
+])
+def test_cli_bench_refuses_bad_batch_options_before_the_model_loads(tmp_path, args, message):
+    said = _line(runner.invoke(app, ["bench", "--model", NO_MODEL, "--out", str(tmp_path / "o"), "--methods", "ar",
+                                     *args]))
+    assert message in said

@@ -11,10 +11,27 @@ kernels are torch-only: :mod:`goose.kernels`.
 
 from typing import Any
 
+from ._batch import HFBatchTarget
 from ._cache import growing_layer_class, new_cache
-from ._calibrate import CALIBRATION_CONTEXTS, CALIBRATION_SIZES, calibrate
+from ._calibrate import (
+    BATCH_CALIBRATION_ROWS,
+    BATCH_CALIBRATION_WIDTHS,
+    CALIBRATION_CONTEXTS,
+    CALIBRATION_SIZES,
+    calibrate,
+    calibrate_batch,
+)
 from ._draft import DraftModelSource
-from ._generate import ProcessorVerifier, Session, custom_generate, encode_prompt, eos_ids, generate, resolve_method
+from ._generate import (
+    ProcessorVerifier,
+    Session,
+    custom_generate,
+    encode_prompt,
+    eos_ids,
+    generate,
+    generate_batch,
+    resolve_method,
+)
 from ._head import VerifyHead, cpu_has_fast_bf16
 from ._models import ALIASES, NAMED_MODELS, load_model, local_source, model_path
 from ._stream import KindStreamer
@@ -37,24 +54,29 @@ def describe_verify_head(model: Any, sampling: bool = False) -> str:
 
 __all__ = [
     "ALIASES",
+    "BATCH_CALIBRATION_ROWS",
+    "BATCH_CALIBRATION_WIDTHS",
     "CALIBRATION_CONTEXTS",
     "CALIBRATION_SIZES",
     "NAMED_MODELS",
     "SUPPORTED_ARCHITECTURES",
     "SUPPORTED_ATTENTION",
     "DraftModelSource",
+    "HFBatchTarget",
     "HFTarget",
     "KindStreamer",
     "ProcessorVerifier",
     "Session",
     "VerifyHead",
     "calibrate",
+    "calibrate_batch",
     "cpu_has_fast_bf16",
     "custom_generate",
     "describe_verify_head",
     "encode_prompt",
     "eos_ids",
     "generate",
+    "generate_batch",
     "growing_layer_class",
     "load_model",
     "local_source",

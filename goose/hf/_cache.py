@@ -38,6 +38,14 @@ def growing_layer_class() -> type:
             self.keys, self.values = self._room[0][..., :end, :], self._room[1][..., :end, :]
             return self.keys, self.values
 
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            """Keep only these rows of the batch, in the buffer too (a row leaving a batch)."""
+            if not self.is_initialized or self._room is None:
+                return
+            end = self.keys.shape[-2]
+            self._room = (self._room[0][indices], self._room[1][indices])
+            self.keys, self.values = self._room[0][..., :end, :], self._room[1][..., :end, :]
+
     return GrowingLayer
 
 

@@ -15,12 +15,16 @@ from ..kernels import PackedLinear, linear_plan_digest
 from ..paths import cache_dir
 from ..theory import CostCurve
 from ..trees import DraftTree
+from ._batch import HFBatchTarget
 from ._target import HFTarget
 
-__all__ = ["CALIBRATION_CONTEXTS", "CALIBRATION_SIZES", "calibrate"]
+__all__ = ["BATCH_CALIBRATION_ROWS", "BATCH_CALIBRATION_WIDTHS", "CALIBRATION_CONTEXTS", "CALIBRATION_SIZES",
+           "calibrate", "calibrate_batch"]
 
 CALIBRATION_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 CALIBRATION_CONTEXTS = (256, 1024)
+BATCH_CALIBRATION_ROWS = (1, 2, 4, 8)
+BATCH_CALIBRATION_WIDTHS = (1, 2, 3, 4, 6, 8, 12, 16)
 
 
 def calibrate(
@@ -68,6 +72,52 @@ def calibrate(
                 target.rewind(1)  # back to the same length: every pass sees the same context
         rows.append([float(np.median(times[n][1:])) for n in sizes])  # round 1 = warm-up
     curve = CostCurve(list(sizes), rows, lengths) if many else CostCurve(list(sizes), rows[0])
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(curve.to_json() | {"key": key}))
+    return curve
+
+
+def calibrate_batch(model: Any, rows: Sequence[int] = BATCH_CALIBRATION_ROWS,
+                    widths: Sequence[int] = BATCH_CALIBRATION_WIDTHS, context: int = 256, reps: int = 5,
+                    cache: bool = True, argmax_only: bool = True) -> CostCurve:
+    """Measure the cost of one batched tree pass (:class:`HFBatchTarget`) over ``r`` rows
+    of ``w`` tokens each, after ``context`` cached tokens per row (median of ``reps``):
+    the batch-aware cost curve ``auto`` reads in :func:`~goose.hf.generate_batch`.
+    Returned as a :class:`~goose.theory.CostCurve` over widths with one row per row
+    count (``curve(w, context=r)``; counts between those measured are interpolated).
+    Each row of the curve is the lower envelope from the right of the medians (a pass
+    can always be padded to a wider one). Cached as :func:`calibrate` is."""
+    device = next(model.parameters()).device
+    key = (f"batch|{model.config._name_or_path}|{model.config.model_type}|{device}|{model.dtype}|"
+           f"{torch.get_num_threads()}|packed={linear_plan_digest(model)}|{PackedLinear.PACK_ROWS}|"
+           f"argmax_only={argmax_only}|v2|{list(rows)}|{list(widths)}|{context}")
+    path = cache_dir("cost") / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
+    if cache and path.exists():
+        return CostCurve.load(path)
+    rng = np.random.default_rng(0)
+    block = [int(t) for t in rng.integers(0, int(model.config.vocab_size), 32)]  # as calibrate: a repeated block
+    prompt = [block[i % len(block)] for i in range(context)]
+    table = []
+    for r in sorted({int(x) for x in rows}):
+        target = HFBatchTarget(model)
+        for _ in range(r):
+            target.prefill(prompt)
+        times: dict[int, list[float]] = {w: [] for w in widths}
+        for _ in range(reps + 1):
+            for w in widths:
+                nxt = [block[(context + i) % len(block)] for i in range(w)]
+                trees = [DraftTree.chain(nxt[0], nxt[1:])] * r
+                t0 = time.perf_counter()
+                target.forward_trees(trees, argmax_only=[argmax_only] * r, bounded=[False] * r)
+                times[w].append(time.perf_counter() - t0)
+                target.commit(trees, [[]] * r)
+                target.rewind(1)
+        med = np.array([float(np.median(times[w][1:])) for w in widths])
+        # a pass may always be padded wider, so no width costs more than any wider one: the
+        # lower envelope from the right (it also irons out the noise of a shared machine)
+        table.append(np.minimum.accumulate(med[::-1])[::-1].tolist())
+    curve = CostCurve(list(widths), table, sorted({int(x) for x in rows}))
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(curve.to_json() | {"key": key}))

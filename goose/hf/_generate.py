@@ -9,16 +9,17 @@ from typing import Any
 
 import torch
 
-from ..engine import GenerationRequest, GenerationResult, TraceRecorder, decode
+from ..engine import BatchResult, GenerationRequest, GenerationResult, RowParts, TraceRecorder, check_prompt, decode, decode_batch
 from ..methods import Memory, Method
 from ..sources import TokenSource
 from ..trees import DraftTree, TreeShaper
 from ..verify import Sampling, Verdict, Verifier, check_logits, sample_and_match
-from ._calibrate import calibrate
+from ._batch import HFBatchTarget
+from ._calibrate import calibrate, calibrate_batch
 from ._target import HFTarget
 
 __all__ = ["ProcessorVerifier", "Session", "custom_generate", "encode_prompt", "eos_ids", "generate",
-           "resolve_method"]
+           "generate_batch", "resolve_method"]
 
 
 def eos_ids(model: Any, eos_token_id: int | Sequence[int] | None) -> list[int]:
@@ -65,18 +66,32 @@ def _prompt_ids(prompt: str | Sequence[int] | torch.Tensor, tokenizer: Any, chat
         return encode_prompt(tokenizer, prompt, chat)
     if isinstance(prompt, torch.Tensor):
         if prompt.dim() > 2 or (prompt.dim() == 2 and prompt.shape[0] != 1):
-            raise ValueError(f"a prompt tensor must be one row of ids ([n] or [1, n]), got shape {tuple(prompt.shape)}: "
-                             "goose decodes one sequence at a time")
+            raise ValueError(f"a prompt tensor must be one row of ids ([n] or [1, n]), got shape {tuple(prompt.shape)}")
         if prompt.is_floating_point() or prompt.is_complex() or prompt.dtype == torch.bool:
             raise ValueError(f"prompt ids must be integers, got a {prompt.dtype} tensor")
         prompt = prompt.reshape(-1).tolist()
     elif len(prompt) and isinstance(prompt[0], (list, tuple)):
         if len(prompt) != 1:
-            raise ValueError(f"got {len(prompt)} rows of prompt ids: goose decodes one sequence at a time")
+            raise ValueError(f"got {len(prompt)} rows of prompt ids where one prompt was expected "
+                             "(generate_batch takes many)")
         prompt = prompt[0]
     if len(prompt) == 0:
         raise ValueError("the prompt is empty")
     return list(prompt)
+
+
+def _many_prompts(prompt: Any) -> list[Any] | None:
+    """The prompts of a batch (a list of texts, several rows of ids, a tensor of several
+    rows), or ``None`` for one prompt (text, ids, or a single row ``[[...]]``/``[1, n]``)."""
+    if isinstance(prompt, torch.Tensor):
+        return list(prompt) if prompt.dim() == 2 and prompt.shape[0] > 1 else None
+    if isinstance(prompt, str) or not isinstance(prompt, (list, tuple)) or not prompt:
+        return None
+    if all(isinstance(p, str) for p in prompt):
+        return list(prompt)
+    if isinstance(prompt[0], (list, tuple, torch.Tensor)) and len(prompt) > 1:
+        return list(prompt)
+    return None
 
 
 def generate(
@@ -131,7 +146,9 @@ def generate(
         warmup: tells the factory the call only warms caches up.
 
     Returns:
-        :class:`~goose.engine.GenerationResult` with ``tokens``, ``text``, ``stats``.
+        :class:`~goose.engine.GenerationResult` with ``tokens``, ``text``, ``stats``; for
+        several prompts (a list of texts, several rows of ids) the
+        :class:`~goose.engine.BatchResult` of :func:`generate_batch`.
 
     Example (not run here: it loads a model)::
 
@@ -139,6 +156,14 @@ def generate(
         out = goose.generate(model, "def fib(n):", tokenizer=tok, max_new_tokens=64)
         print(out.text, out.stats.mat)
     """
+    many = _many_prompts(prompt)
+    if many is not None:
+        if any(x is not None for x in (on_commit, recorder, trace)) or warmup:
+            raise ValueError("on_commit, recorder, trace and warmup are for one prompt; generate_batch runs many")
+        return generate_batch(model, many, tokenizer=tokenizer, method=method, budget=budget,  # type: ignore[return-value]
+                              max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                              seed=seed, chat=chat, eos_token_id=eos_token_id, sources=sources, shaper=shaper,
+                              verifier=verifier, target=target, label=label, memory=memory)
     request = GenerationRequest(method, budget, Sampling(temperature, top_k, top_p, seed), max_new_tokens,
                                 verifier, sources, shaper)
     ids = _prompt_ids(prompt, tokenizer, chat)
@@ -159,6 +184,95 @@ def generate(
                      cost_curve=None if cost is None else cost.to_json())
     if tokenizer is not None:
         result.text = tokenizer.decode(result.tokens, skip_special_tokens=True)
+    return result
+
+
+def generate_batch(
+    model: Any,
+    prompts: Sequence[str | Sequence[int]] | torch.Tensor,
+    tokenizer: Any = None,
+    method: str | Method = "goose",
+    budget: int | str | None = None,
+    max_new_tokens: int = 128,
+    n: int = 1,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    chat: bool = False,
+    eos_token_id: int | Sequence[int] | None = None,
+    sources: Sequence[TokenSource] | None = None,
+    shaper: TreeShaper | None = None,
+    verifier: Verifier | str | None = None,
+    target: HFTarget | None = None,
+    label: str | None = None,
+    memory: Memory | None = None,
+) -> BatchResult:
+    """Speculative generation of several sequences at once (:func:`~goose.engine.decode_batch`):
+    each row drafts its own tree with its own method instance, and all trees go through
+    one target pass a step. Per row, the output is what :func:`generate` gives for that
+    prompt (greedy: the same tokens; sampling: the same law).
+
+    Args:
+        prompts: texts (need ``tokenizer``) or rows of ids, of any lengths.
+        n: samples per prompt (best-of-N): the rows of one prompt share its prefill
+            (the cache is copied, not recomputed). Rows are ordered prompt by prompt.
+        seed: row ``i`` (counting every sample) draws with seed ``seed + i``.
+        sources, shaper: objects shared by every row would share their state: pass them
+            for a batch of one only.
+        memory: the :class:`~goose.methods.Memory` a cross-request method keeps; by
+            default one fresh memory for the whole batch, so that such a method's rows
+            share it and **learn from each other** (``stand-shared``: one STAND table for
+            all N samples). Other methods never see it.
+        budget: as :func:`generate`; ``"auto"`` here is batch-aware: each row drafts at
+            its method's default budget, and every step cuts all trees to the one width
+            that maximises the batch's predicted tokens per second under the batched
+            cost curve (:func:`calibrate_batch`, measured once and cached;
+            :func:`~goose.engine.cut_batch`).
+        Other arguments: as :func:`generate`.
+
+    Returns:
+        :class:`~goose.engine.BatchResult`: one result per row (``text`` decoded when a
+        tokenizer is given), with the batch's throughput and pooled MAT.
+    """
+    if isinstance(prompts, torch.Tensor):
+        prompts = list(prompts)
+    if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)) or not prompts:
+        raise ValueError("generate_batch takes a non-empty list of prompts")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n (samples per prompt) must be an integer >= 1, got {n!r}")
+    ids = [check_prompt(_prompt_ids(p, tokenizer, chat), None, None) for p in prompts]  # before the model is used
+    rows = [p for p in ids for _ in range(n)]
+    if (sources is not None or shaper is not None) and len(rows) > 1:
+        raise ValueError("sources/shaper objects would be shared by every row of the batch: pass a method instead")
+    requests = [GenerationRequest(method, budget, Sampling(temperature, top_k, top_p, seed + i), max_new_tokens,
+                                  verifier, sources, shaper) for i in range(len(rows))]
+    batch_cost = None
+    if requests[0].auto and len(rows) > 1:  # batch-aware auto: rows draft at the method's budget, one cut for all
+        curve = calibrate_batch(model, argmax_only=requests[0].cost_kind[0])
+        requests = [GenerationRequest(r.method, None, r.sampling, r.max_new_tokens, r.verifier, r.sources, r.shaper)
+                    for r in requests]
+
+        def batch_cost(n_rows: int, width: int) -> float:
+            return curve(width, context=n_rows)
+    single = target or HFTarget(model)
+    memory = Memory() if memory is None else memory
+    if len(rows) == 1:  # a batch of one is one sequence: the single-sequence loop, at its speed
+        one = generate(model, rows[0], tokenizer=tokenizer, method=method, budget=budget,
+                       max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                       eos_token_id=eos_token_id, sources=sources, shaper=shaper, verifier=verifier, target=single,
+                       label=label, memory=memory)
+        return BatchResult([one], one.stats.forward_calls, one.stats.time_total, one.stats.steps, [1] * one.stats.steps)
+    batch = HFBatchTarget(model, single)
+    cost = _cost_curve(model, requests[0])
+    parts = []
+    for row, request in zip(rows, requests, strict=True):
+        plan = request.plan(cost, target=single, vocab_size=single.vocab_size, label=label, memory=memory)
+        parts.append(RowParts(row, plan.sources, plan.shaper, plan.verifier, plan.budget, plan.max_new_tokens))
+    result = decode_batch(batch, parts, eos_ids(model, eos_token_id), batch_cost=batch_cost)
+    if tokenizer is not None:
+        for r in result:
+            r.text = tokenizer.decode(r.tokens, skip_special_tokens=True)
     return result
 
 
@@ -189,6 +303,18 @@ class Session:
         if memory is None:  # an empty Memory of the caller's is still the caller's (bool(Memory()) is False)
             memory = self.memories.setdefault(label, Memory())
         return generate(self.model, prompt, method=method, target=self.target, label=label, memory=memory, **kwargs)
+
+    def generate_batch(self, prompts: Sequence[str | Sequence[int]], method: str | Method = "goose",
+                       n: int = 1, **kwargs: Any) -> BatchResult:
+        """:func:`generate_batch` on this session's model and target; a cross-request
+        method's rows share this session's memory for the method's label."""
+        label = kwargs.pop("label", None) or (method if isinstance(method, str) else method.name)
+        kwargs.setdefault("tokenizer", self.tokenizer)
+        memory = kwargs.pop("memory", None)
+        if memory is None:
+            memory = self.memories.setdefault(label, Memory())
+        return generate_batch(self.model, prompts, method=method, n=n, target=self.target, label=label,
+                              memory=memory, **kwargs)
 
 
 # -- model.generate(..., custom_generate=goose.hf.custom_generate) ----------------------------

@@ -81,9 +81,9 @@ def _suffix(shared: bool = False, recycled: bool = False):  # noqa: ANN202 - a f
 
 def _stochastic(context: bool, draw: bool = True, delay: int | str = 0, shared: bool = False):  # noqa: ANN202
     def factory(ctx: MethodContext) -> Drafting:
-        # shared: one table for every generation of the caller (a Session, a bench column), as
-        # STAND keeps it across the samples of best-of-N
-        table = (ctx.memory.setdefault("stand-table", lambda: StochasticNGramSource(k=10, hot_start=True))
+        # shared: one table for every generation of the caller (a Session, a bench column, the
+        # rows of a batch), as STAND keeps it across the samples of best-of-N; each its own view
+        table = (ctx.memory.setdefault("stand-table", lambda: StochasticNGramSource(k=10, hot_start=True)).view()
                  if shared else StochasticNGramSource(k=10))
         sources: list = [table]
         if context:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -64,6 +65,14 @@ class StochasticNGramSource(TokenSource):
     def __len__(self) -> int:
         """Keys held."""
         return len(self._table)
+
+    def view(self) -> StochasticNGramSource:
+        """A source that reads and updates this one's table but follows a sequence of its
+        own: how the rows of one batch share a table (``stand-shared``) while each
+        generates its own text. Generations that share a table learn from each other."""
+        twin = copy.copy(self)
+        twin._seq = []
+        return twin
 
     def begin(self, prompt: Sequence[int]) -> None:
         self._seq = [int(t) for t in prompt]

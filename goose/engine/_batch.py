@@ -1,0 +1,269 @@
+"""The batched decode loop: B sequences, one draft tree each, one target pass a step.
+
+Each row is a generation of its own, with its own sources, shaper, verifier (and
+seeded generator) and budget, as :func:`~goose.engine.decode` runs them: the same
+checks, the same EOS / length / context cut, the same lifecycle hooks. What the rows
+share is the target pass: every live row shapes its tree, the trees go through ONE
+forward pass (padded to the largest), and each row is verified and committed on its
+own. A row that finishes leaves the batch at once; the others go on.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..sources import TokenSource
+from ..trees import DraftTree, TreeShaper, check_budget
+from ..verify import BoundedLogits, Verifier
+from ._guards import check_prompt, check_tree
+from ._loop import _fit, _observe, _prefill, _Sequence, _watchers
+from ._stats import GenerationResult, GenerationStats
+
+__all__ = ["BatchResult", "BatchTarget", "RowParts", "cut_batch", "decode_batch"]
+
+
+class BatchTarget(ABC):
+    """What the batched loop needs from a model: rows prefilled one by one into one
+    batch, then tree passes over all live rows at once, per-row KV compaction, and
+    rows leaving. :class:`goose.hf.HFBatchTarget` is the transformers one.
+
+    Rows are numbered in the order of their :meth:`prefill`; after :meth:`retire`
+    the live rows keep their relative order. The class attributes mean what they mean
+    on :class:`~goose.engine.Target`."""
+
+    vocab_size: int | None = None
+    max_positions: int | None = None
+    argmax_only_logits: bool = False
+    bounded_logits: bool = False
+
+    @abstractmethod
+    def prefill(self, prompt: Sequence[int]) -> torch.Tensor:
+        """Add a row: process ``prompt`` into its cache; ``[vocab]`` logits after its last token."""
+
+    def prefill_topk(self, k: int, positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """As :meth:`Target.prefill_topk`, for the row prefilled last."""
+        return None
+
+    @abstractmethod
+    def forward_trees(self, trees: Sequence[DraftTree], argmax_only: Sequence[bool],
+                      bounded: Sequence[bool]) -> list[torch.Tensor | BoundedLogits]:
+        """One pass over one tree per live row (in row order): per row ``[num_nodes, vocab]``
+        logits after each of its nodes. Appends every tree to its row's cache.
+        ``argmax_only`` and ``bounded`` are per row, as :meth:`Target.forward_tree` takes them."""
+
+    @abstractmethod
+    def commit(self, trees: Sequence[DraftTree], accepted: Sequence[Sequence[int]]) -> None:
+        """Per live row, keep only the root and its ``accepted`` nodes of the last pass."""
+
+    @abstractmethod
+    def retire(self, keep: Sequence[int]) -> None:
+        """Keep only the live rows at these indices (ascending) and free the others."""
+
+    @abstractmethod
+    def cache_lengths(self) -> list[int]:
+        """Positions each live row holds in its cache."""
+
+
+@dataclass
+class RowParts:
+    """One row's generation: its prompt and the parts :func:`decode` would run."""
+
+    prompt: Sequence[int]
+    sources: Sequence[TokenSource]
+    shaper: TreeShaper
+    verifier: Verifier
+    budget: int
+    max_new_tokens: int
+    on_commit: Callable[[list[int], list[str]], None] | None = None
+
+
+@dataclass
+class BatchResult(Sequence[GenerationResult]):
+    """One :class:`~goose.engine.GenerationResult` per row (in input order), and what
+    the batch did as a whole.
+
+    Attributes:
+        rows: the per-row results; each row's ``stats`` counts its own tokens and
+            passes, and its times include the shared passes it took part in.
+        forward_calls: batched target passes, prefills included (one per distinct prompt).
+        time_total: wall time of the whole batch, seconds.
+    """
+
+    rows: list[GenerationResult]
+    forward_calls: int = 0
+    time_total: float = 0.0
+    steps: int = 0
+    live_rows: list[int] = field(default_factory=list)  # live rows per step
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.rows[i]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[GenerationResult]:
+        return iter(self.rows)
+
+    @property
+    def new_tokens(self) -> int:
+        return sum(len(r.tokens) for r in self.rows)
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Throughput: new tokens of all rows per second of the batch's wall time."""
+        return self.new_tokens / self.time_total if self.time_total else 0.0
+
+    @property
+    def mat(self) -> float:
+        """Pooled mean accepted tokens: new tokens of all rows per row-pass (each row's
+        prefill and every pass it took part in)."""
+        calls = sum(r.stats.forward_calls for r in self.rows)
+        return self.new_tokens / calls if calls else 0.0
+
+    def to_json(self) -> dict:
+        return {"rows": len(self.rows), "new_tokens": self.new_tokens, "forward_calls": self.forward_calls,
+                "steps": self.steps, "time_total": self.time_total, "tokens_per_s": self.tokens_per_s,
+                "mat": self.mat, "row_mat": [r.stats.mat for r in self.rows],
+                "finish_reasons": [r.finish_reason for r in self.rows],
+                "mean_live_rows": float(np.mean(self.live_rows)) if self.live_rows else 0.0}
+
+
+class _Row:
+    """One row's state in the batched loop."""
+
+    def __init__(self, parts: RowParts, target: BatchTarget, eos: Sequence[int]) -> None:
+        self.ids = check_prompt(parts.prompt, target.vocab_size, target.max_positions)
+        n = parts.max_new_tokens
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"max_new_tokens must be an integer >= 1, got {n!r}")
+        self.parts, self.budget = parts, check_budget(parts.budget)
+        self.watchers = _watchers(parts.sources)
+        self.passes = {"argmax_only": parts.verifier.argmax_only and target.argmax_only_logits,
+                       "bounded": parts.verifier.reads_bounds and target.bounded_logits}
+        self.stats = GenerationStats(lossless=bool(parts.verifier.lossless))
+        self.eos, self.window, self.vocab = eos, target.max_positions, target.vocab_size
+        self.seq: _Sequence | None = None
+        self.tree: DraftTree | None = None
+
+    def begin(self) -> None:
+        p = self.parts
+        self.seq = _Sequence(self.ids, p.max_new_tokens, self.eos, self.window, [*p.sources, p.shaper], p.on_commit)
+
+    def shape(self) -> DraftTree:
+        p, seq = self.parts, self.seq
+        drafted = check_tree(p.shaper.shape(seq.committed, p.sources, self.budget), seq.committed[-1],
+                             self.budget, self.vocab, p.shaper)
+        self.tree = _fit(drafted, seq)
+        return self.tree
+
+
+def cut_batch(trees: Sequence[DraftTree], cost: Callable[[int, int], float]) -> list[DraftTree]:
+    """The trees cut to the common width that maximises the batch's predicted tokens per
+    second: ``sum_b (1 + E[A_b](w)) / cost(rows, w)``, where row ``b`` keeps the first
+    ``w`` nodes of its tree (its root and ``w - 1`` nodes, in the shaper's growth order:
+    for best-first and spine trees, the optimal tree of that size) and ``E[A_b](w)`` sums
+    their path probabilities (the trees' confidences). A padded pass costs the same for
+    every row up to the widest tree, so one width serves all. ``w = 1`` (no row drafts) is
+    a batched plain step: the cut is never predicted slower than one."""
+    widths = [t.num_nodes for t in trees]
+    gains = []
+    for tree in trees:
+        prob = np.ones(tree.num_nodes)
+        for v in range(1, tree.num_nodes):
+            prob[v] = prob[tree.parents[v]] * np.nan_to_num(tree.confidences[v])
+        gains.append(np.cumsum(prob))  # [n]: 1 + E[A] of each prefix
+    best, best_score = 1, -1.0
+    for w in range(1, max(widths) + 1):
+        score = sum(float(g[min(w, len(g)) - 1]) for g in gains) / cost(len(trees), w)
+        if score > best_score + 1e-12:
+            best, best_score = w, score
+    return [t if t.num_nodes <= best else t.select(np.arange(best)) for t in trees]
+
+
+def decode_batch(target: BatchTarget, rows: Sequence[RowParts], eos_token_ids: Sequence[int] = (),
+                 observe_k: int = 10, batch_cost: Callable[[int, int], float] | None = None) -> BatchResult:
+    """Generate for every row of ``rows`` at once; per row exactly what :func:`decode`
+    would generate with the same parts (greedy: the same tokens; sampling: the same
+    law, from the row's own verifier and generator).
+
+    Rows whose prompts equal the previous row's share its prefill (the target copies
+    the cache). Each row stops on its own (EOS, its token limit, the context window)
+    and leaves the batch; the batch ends when every row has. If anything raises,
+    every row's sources and shaper hear ``abort``.
+
+    ``batch_cost(rows, width)``: the cost of a pass over ``rows`` rows padded to
+    ``width`` tokens (``goose.hf.calibrate_batch``); with it, every step's trees are cut
+    to the best common width (:func:`cut_batch`), the batch-aware ``auto``.
+    """
+    if not rows:
+        raise ValueError("decode_batch needs at least one row")
+    states = [_Row(p, target, eos_token_ids) for p in rows]
+    t_start = time.perf_counter()
+    result = BatchResult([])
+    begun: list[_Row] = []
+    try:
+        prev: list[int] | None = None
+        for r in states:
+            r.begin()
+            begun.append(r)
+            t0 = time.perf_counter()
+            logits = _prefill(target, r.seq.committed, r.watchers, observe_k)
+            if r.ids != prev:
+                result.forward_calls += 1
+            prev = r.ids
+            first = r.parts.verifier.verify(DraftTree([r.ids[-1]], [-1]), logits[None]).bonus
+            r.stats.forward_calls, r.stats.time_prefill = 1, time.perf_counter() - t0
+            r.seq.append(*r.seq.cut([first], ["bonus"]))
+        live = [r for r in states if not r.seq.done]
+        target.retire([i for i, r in enumerate(states) if not r.seq.done])
+        while live:
+            t0 = time.perf_counter()
+            trees = [r.shape() for r in live]
+            if batch_cost is not None:
+                trees = cut_batch(trees, batch_cost)
+                for r, t in zip(live, trees, strict=True):
+                    r.tree = t
+            t1 = time.perf_counter()
+            all_logits = target.forward_trees(trees, argmax_only=[r.passes["argmax_only"] for r in live],
+                                              bounded=[r.passes["bounded"] for r in live])
+            t2 = time.perf_counter()
+            verdicts = [r.parts.verifier.verify(t, lg) for r, t, lg in zip(live, trees, all_logits, strict=True)]
+            t3 = time.perf_counter()
+            target.commit(trees, [v.accepted for v in verdicts])
+            result.forward_calls += 1
+            result.steps += 1
+            result.live_rows.append(len(live))
+            keep = []
+            for i, (r, tree, verdict, lg) in enumerate(zip(live, trees, verdicts, all_logits, strict=True)):
+                seq = r.seq
+                r.stats.count_step(tree, verdict)
+                tokens, kinds = seq.cut(verdict.emitted, [tree.kinds[v] for v in verdict.accepted] + ["bonus"])
+                _observe(r.watchers, tree, seq.committed[-2] if len(seq.committed) > 1 else -1, lg, observe_k)
+                r.parts.shaper.record(tree, verdict.accepted)
+                seq.append(tokens, kinds)
+                if not seq.done:
+                    keep.append(i)
+            t4 = time.perf_counter()
+            for r in live:  # every live row took part in the whole step
+                r.stats.add_times((t0, t1, t2, t3, t4))
+            if len(keep) < len(live):
+                target.retire(keep)
+                live = [live[i] for i in keep]
+    except BaseException:
+        for r in begun:
+            r.seq.close(failed=True)
+        raise
+    total = time.perf_counter() - t_start
+    for r in states:
+        r.seq.close()
+        r.stats.finish(len(r.seq.new), total)
+        result.rows.append(GenerationResult(tokens=r.seq.new, stats=r.stats, kinds=r.seq.kinds,
+                                            finish_reason=r.seq.finish_reason))
+    result.time_total = total
+    return result

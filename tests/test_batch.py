@@ -1,0 +1,195 @@
+"""Batched speculative generation on tiny float64 models: every row exactly what it
+would be alone, ragged rows leaving on their own, a cache that never holds a stale
+position, per-row sampling with its own seed, best-of-N sharing one prefill."""
+
+import numpy as np
+import pytest
+import torch
+
+from goose.engine import RowParts, decode_batch
+from goose.hf import HFBatchTarget, HFTarget, Session, generate, generate_batch
+from goose.methods import make_method
+from goose.verify import GreedyVerifier
+
+from .tiny import reference, tiny_gemma3, tiny_llama, tiny_qwen2
+
+pytestmark = pytest.mark.model
+
+MODELS = {"llama": tiny_llama, "gemma3": tiny_gemma3, "qwen2": tiny_qwen2}
+RNG = np.random.default_rng(3)
+# lengths 14, 20, 2 and 30: rows of different lengths, repetitive and random
+PROMPTS = [[1, 5, 7, 9, 5, 7, 9, 5, 7, 3, 2, 5, 7, 9], [int(t) for t in RNG.integers(1, 64, 20)], [3, 4],
+           [5, 6] * 15]
+
+
+@pytest.mark.parametrize("arch", sorted(MODELS))
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_every_row_is_token_identical_to_generate_alone(arch, attn):
+    # 40 new tokens: past gemma3's sliding window of 8; rows of 2..30 prompt tokens
+    model = MODELS[arch](attn)
+    refs = [reference(model, p, 40) for p in PROMPTS]
+    for method in ("goose", "best-first", "tr"):
+        out = generate_batch(model, PROMPTS, method=method, max_new_tokens=40, eos_token_id=[])
+        assert [r.tokens for r in out] == refs, f"{method} diverged on {arch}/{attn}"
+        assert out.forward_calls == out.steps + len(PROMPTS)  # one prefill per distinct prompt
+        assert all(r.finish_reason == "length" for r in out)
+
+
+class CheckedBatchTarget(HFBatchTarget):
+    """Before every pass, each live row's cache holds exactly what a fresh prefill of
+    its committed tokens (all but the root) holds, and no column past the longest row."""
+
+    def __init__(self, model, committed):
+        super().__init__(model)
+        self.committed, self.live, self.checks = committed, list(range(len(committed))), 0
+        self.fresh = HFTarget(model)
+
+    def retire(self, keep):
+        self.live = [self.live[i] for i in keep]
+        super().retire(keep)
+
+    def forward_trees(self, trees, argmax_only, bounded):
+        if self.cache is not None:
+            assert self.cache.get_seq_length() == max(self.past)
+            for b, row in enumerate(self.live):
+                tokens = self.committed[row][:-1]
+                assert self.past[b] == len(tokens)
+                self.fresh.prefill(tokens)
+                # float64, but transformers computes rotary angles in float32: keys agree to ~1e-7,
+                # and a stale or misplaced position would be off by O(1)
+                for (k, v), layer in zip(self.row_cache(b), self.fresh.cache.layers, strict=True):
+                    torch.testing.assert_close(k, layer.keys[0], rtol=1e-5, atol=1e-6)
+                    torch.testing.assert_close(v, layer.values[0], rtol=1e-5, atol=1e-6)
+                self.checks += 1
+        return super().forward_trees(trees, argmax_only, bounded)
+
+
+def test_ragged_rows_leave_on_their_own_and_the_cache_never_holds_a_stale_position():
+    model = tiny_llama(vocab=32, seed=3)
+    rng = np.random.default_rng(1)
+    prompts = [[int(t) for t in rng.integers(1, 32, 5)], [int(t) for t in rng.integers(1, 32, 2000)],
+               [1, 2, 3, 1, 2, 3, 1, 2], [int(t) for t in rng.integers(1, 32, 40)]]
+    limits = [40, 40, 7, 40]  # row 2 hits its token limit long before row 0 does
+    eos = 1  # plain decoding emits it first at new token 2 in row 1, at 0 in row 3 (so it leaves after
+    # its prefill), and not within the limit in rows 0 and 2: the four rows leave at four different steps
+    plain = [reference(model, p, n) for p, n in zip(prompts, limits, strict=True)]
+    assert [row.index(eos) if eos in row else None for row in plain] == [None, 2, None, 0]
+    refs = [reference(model, p, n, eos=eos) for p, n in zip(prompts, limits, strict=True)]
+    committed = [list(p) for p in prompts]
+    rows = []
+    for i, (p, n) in enumerate(zip(prompts, limits, strict=True)):
+        m = make_method("goose")
+        rows.append(RowParts(p, m.sources, m.shaper, GreedyVerifier(), 8, n,
+                             on_commit=lambda tokens, kinds, i=i: committed[i].extend(tokens)))
+    target = CheckedBatchTarget(model, committed)
+    out = decode_batch(target, rows, eos_token_ids=[eos])
+    assert [r.tokens for r in out] == refs
+    assert [r.finish_reason for r in out] == ["length", "eos", "length", "eos"]
+    assert [len(r.tokens) for r in out] == [40, 3, 7, 1]
+    assert out.live_rows[0] == 3 and out.live_rows[-1] == 1 and out.live_rows == sorted(out.live_rows, reverse=True)
+    assert target.checks >= sum(out.live_rows) - len(prompts)  # every live row checked before every later pass
+    assert target.cache is None  # the last row's leaving freed the cache
+
+
+def test_sampled_rows_are_what_each_row_draws_alone():
+    """Row i of a sampled batch draws with seed + i exactly what generate draws alone with
+    that seed: each row's law is the single-sequence law, which the sampling tests check
+    against plain sampling (exactly on small trees, statistically on the model)."""
+    model = tiny_llama("sdpa")
+    for method, temp in (("goose", 0.8), ("stand", 1.0)):
+        out = generate_batch(model, PROMPTS[:2], method=method, n=3, max_new_tokens=24, temperature=temp,
+                             top_p=0.95, seed=5, eos_token_id=[])
+        alone = [generate(model, PROMPTS[i // 3], method=method, max_new_tokens=24, temperature=temp, top_p=0.95,
+                          seed=5 + i, eos_token_id=[]).tokens for i in range(6)]
+        assert [r.tokens for r in out] == alone
+        assert len({tuple(r.tokens) for r in out}) > 1  # the samples differ
+        assert out.forward_calls == out.steps + 2  # six rows, two prefills: best-of-3 shares them
+
+
+def test_best_of_n_shares_the_prefill_and_a_shared_table():
+    model = tiny_llama()
+    calls = []
+    decoder = model.get_decoder()
+    hook = decoder.register_forward_pre_hook(lambda mod, args, kwargs: calls.append(kwargs["input_ids"].shape),
+                                             with_kwargs=True)
+    try:
+        out = generate_batch(model, [PROMPTS[0]], method="stand-shared", n=4, max_new_tokens=16, temperature=1.0,
+                             eos_token_id=[])
+    finally:
+        hook.remove()
+    assert calls[0] == (1, len(PROMPTS[0]))  # one prefill of one row
+    assert all(shape[0] <= 4 for shape in calls[1:]) and calls[1][0] == 4  # then the four rows together
+    assert len(out) == 4 and all(len(r.tokens) == 16 for r in out)
+
+
+def test_several_prompts_to_generate_decode_as_a_batch():
+    model = tiny_llama()
+    refs = [reference(model, p, 12) for p in PROMPTS[:2]]
+    out = generate(model, PROMPTS[:2], max_new_tokens=12, eos_token_id=[])
+    assert [r.tokens for r in out] == refs
+    same = torch.tensor([PROMPTS[0], PROMPTS[0]])
+    assert [r.tokens for r in generate(model, same, max_new_tokens=12, eos_token_id=[])] == [refs[0]] * 2
+    assert generate(model, [PROMPTS[0]], max_new_tokens=12, eos_token_id=[]).tokens == refs[0]  # one row: one result
+    session = Session(model)
+    assert [r.tokens for r in session.generate_batch(PROMPTS[:2], max_new_tokens=12, eos_token_id=[])] == refs
+
+
+def test_bad_batches_get_one_clear_error():
+    model = tiny_llama()
+    with pytest.raises(ValueError, match="non-empty list of prompts"):
+        generate_batch(model, [])
+    with pytest.raises(ValueError, match=r"n \(samples per prompt\)"):
+        generate_batch(model, [[1, 2]], n=0)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        generate_batch(model, [[1, 2], [3, 10**6]])
+    with pytest.raises(ValueError, match="shared by every row"):
+        generate_batch(model, [[1, 2], [3, 4]], sources=make_method("pld").sources)
+
+
+def test_a_raising_row_aborts_every_row():
+    model = tiny_llama()
+    heard = []
+
+    class Boom(GreedyVerifier):
+        def verify(self, tree, logits):
+            if tree.num_nodes > 1:
+                raise RuntimeError("boom")
+            return super().verify(tree, logits)
+
+    rows = []
+    for i in range(3):
+        m = make_method("goose")
+        for s in m.sources:
+            s.abort = lambda tokens, i=i: heard.append(i)
+        rows.append(RowParts(PROMPTS[0], m.sources, m.shaper, Boom() if i == 1 else GreedyVerifier(), 8, 30))
+    with pytest.raises(RuntimeError, match="boom"):
+        decode_batch(HFBatchTarget(model), rows)
+    assert sorted(set(heard)) == [0, 1, 2]
+
+
+def test_the_batched_bench_compares_with_batched_generate(tmp_path):
+    from goose.bench import batch_markdown, load_prompts, parse_methods, run_batch_bench, summarize_batch
+
+    from .test_bench import CharTokenizer, _jsonl
+
+    spec = _jsonl(tmp_path / "prompts.jsonl", [
+        {"question_id": 1, "task": "rep", "prompt": "abcabcabcabcabcabc"},
+        {"question_id": 2, "task": "rep", "prompt": "xyzzy xyzzy xyzzy"},
+        {"question_id": 3, "task": "other", "prompt": "the quick brown fox"},
+        {"question_id": 4, "task": "other", "prompt": "z" * 100},  # too long for 96 positions: left out
+        {"question_id": 5, "task": "other", "prompt": "jumps over the lazy dog"},
+    ])
+    logs = []
+    records = run_batch_bench(tiny_llama(max_positions=96), CharTokenizer(), load_prompts([str(spec)], per_task=None),
+                              parse_methods("ar,goose@8,tr"), 16, tmp_path / "o", [1, 2], progress=False,
+                              log=logs.append)
+    assert any("prompt 4" in x and "left out" in x for x in logs)
+    assert {(r["batch_size"], r["method"]) for r in records} == {(b, m) for b in (1, 2) for m in ("ar", "goose@8", "tr")}
+    assert all("error" not in r for r in records)
+    goose_rows = [s for r in records if r["method"] != "ar" for s in r["identical_to_alone"]]
+    assert len(goose_rows) == 2 * 2 * 4 and all(goose_rows)  # 2 methods x 2 sizes x 4 prompts, each as alone
+    summary = summarize_batch(records)
+    assert set(summary) == {"1", "2"} and summary["2"]["goose@8"]["identical"] == "4/4"
+    assert summary["2"]["goose@8"]["speedup_vs_ar"] > 0 and len(summary["2"]["goose@8"]["per_batch"]) == 2
+    md = batch_markdown(summary)
+    assert "### batch size 2" in md and "| goose@8 |" in md
