@@ -106,18 +106,21 @@ def register_sampling_commands(app: typer.Typer, console: Console) -> None:
         seed: int = typer.Option(0),
         alpha: float = typer.Option(1e-3, help="False-positive rate of each per-position test."),
         json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
+        batch: int = typer.Option(1, help="Draw goose's samples as the rows of best-of-BATCH batches "
+                                          "(goose.generate_batch)."),
     ) -> None:
         """Two-sample test per position of each goose sampling method against transformers'
         model.generate(do_sample=True) on one prompt: lossless methods pass."""
         import goose.hf as gh
         from goose.bench import two_sample_check
 
-        if samples < 1 or positions < 1 or temperature <= 0:
-            raise UserError("samples and positions must be >= 1 and temperature > 0")
+        if samples < 1 or positions < 1 or temperature <= 0 or batch < 1:
+            raise UserError("samples, positions and batch must be >= 1 and temperature > 0")
         lm, tok = gh.load_model(model)
         ids = gh.encode_prompt(tok, prompt, chat=True)
         names = [m.strip() for m in methods.split(",") if m.strip()]
-        res = two_sample_check(lm, ids, names, samples, positions, temperature, top_p, seed, alpha) | {"prompt": prompt}
+        res = two_sample_check(lm, ids, names, samples, positions, temperature, top_p, seed, alpha,
+                               batch=batch) | {"prompt": prompt}
         table = Table(title=f"{samples} samples per method, T={temperature:g}, top-p {top_p:g}: chi-square p-values "
                             f"per position (alpha {alpha:g} per test; {res['tests']} tests, family-wise <= "
                             f"{res['family_false_positive_bound']:.3g})")

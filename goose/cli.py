@@ -2,7 +2,9 @@
 
 Model runs: ``generate`` (stream one generation, ``--compare`` with plain decoding),
 ``calibrate`` (the forward cost curve ``auto`` reads), ``bench`` (every method on the
-dev prompts, with baselines and peers, in one process) and ``bench-docs`` (the
+dev prompts, with baselines and peers, in one process; ``--batch-size`` /
+``--samples-per-prompt``: batched decoding against transformers' batched ``generate``)
+and ``bench-docs`` (the
 benchmarks page from a run). Offline: ``simulate`` (the Monte Carlo simulator),
 ``predict`` (fit source models to traces and rank every method), ``figures`` (its
 plots) and ``replay`` (a recorded trace under other settings). The
@@ -22,6 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from goose._cli_batch import bench_batched
 from goose._cli_errors import OPTIONS, GooseGroup, UserError, check_output_dir, check_output_file
 from goose._cli_predict import register_predict_command
 from goose._cli_sampling import _floats, register_sampling_commands
@@ -306,9 +309,8 @@ def bench(
                                         help="Record this run's peak RSS and stock transformers' on the first prompt."),
     batch_size: str = typer.Option("", "--batch-size", help="Batched decoding at these batch sizes (e.g. 1,4,8): "
                                                             "ar is transformers' batched generate at the same size."),
-    samples_per_prompt: int = typer.Option(1, "--samples-per-prompt",
-                                           help="Best-of-N: N samples of each prompt in one batch (needs "
-                                                "--temperature > 0); ar is generate(num_return_sequences=N)."),
+    samples_per_prompt: int = typer.Option(1, "--samples-per-prompt", help="Best-of-N: N samples of each prompt "
+                                           "in one batch (--temperature > 0); ar: generate(num_return_sequences=N)."),
 ) -> None:
     """Benchmark goose's methods side by side with plain decoding and transformers'
     prompt lookup: interleaved per prompt in one process; JSONL records, summary JSON,
@@ -336,15 +338,15 @@ def bench(
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    sizes = _ints(batch_size, "--batch-size") if batch_size.strip() else []
+    sizes = _ints(batch_size, "--batch-size")
     if any(b < 1 for b in sizes) or samples_per_prompt < 1:
         raise UserError("--batch-size and --samples-per-prompt take integers >= 1")
     if samples_per_prompt > 1 and sampling is None:
         raise UserError("--samples-per-prompt > 1 draws samples: pass --temperature > 0")
     lm, tok = gh.load_model(model, pack=pack, memory=memory)
     if sizes or samples_per_prompt > 1:
-        _bench_batched(lm, tok, model, prompts, ms, max_new_tokens, out, sizes, samples_per_prompt, sampling,
-                       measure_memory)
+        bench_batched(console, lm, tok, model, prompts, ms, max_new_tokens, out, sizes, samples_per_prompt, sampling,
+                      measure_memory)
         return
     console.print(f"{len(prompts)} prompts x {len(ms)} methods: {', '.join(m.label for m in ms)}")
     records = gb.run_bench(lm, tok, prompts, ms, max_new_tokens, out, trace_method=trace_label,
@@ -374,64 +376,6 @@ def bench(
     if summary["errors"]:
         console.print(f"[red]{len(summary['errors'])} failed run(s): see {out / 'results.md'}[/red]")
     console.print(f"wrote {out}/records.jsonl, summary.json, results.md and plots")
-
-
-def _bench_batched(lm: object, tok: object, model: str, prompts: list, ms: list, max_new_tokens: int, out: Path,
-                   sizes: list[int], n: int, sampling: object, measure_memory: bool) -> None:
-    """``goose bench --batch-size`` / ``--samples-per-prompt``: batched columns only."""
-    import sys
-
-    import torch
-
-    import goose.hf as gh
-    from goose import bench as gb
-
-    dropped = [m.label for m in ms if m.kind == "hf" and m.k]
-    ms = [m for m in ms if not (m.kind == "hf" and m.k)]
-    if dropped:
-        console.print(f"batched run: {', '.join(dropped)} left out (transformers' prompt lookup runs at batch size 1)")
-    console.print(f"{len(prompts)} prompts, batch sizes {sizes or [n]}: {', '.join(m.label for m in ms)}")
-    records = gb.run_batch_bench(lm, tok, prompts, ms, max_new_tokens, out, sizes, n, sampling,
-                                 log=lambda x: console.print(f"[red]{x}[/red]"))
-    summary = {"command": "goose " + " ".join(sys.argv[1:]), "max_new_tokens": max_new_tokens,
-               "samples_per_prompt": n, "threads": torch.get_num_threads(), "by_size": gb.summarize_batch(records)}
-    goose_cols = [m for m in ms if m.kind == "goose"]
-    if measure_memory and goose_cols and sizes and sampling is None:
-        big = max(sizes)
-        rows = [gh.encode_prompt(tok, p.text, p.chat) for p in prompts[:big]]
-        summary["memory"] = {"batch_size": len(rows), "method": goose_cols[0].name} | gb.batch_peak_rss_mb(
-            model, gh.local_source(model), rows, max_new_tokens, goose_cols[0].name, torch.get_num_threads())
-    (out / "summary-batch.json").write_text(json.dumps(summary, indent=1))
-    md = gb.batch_markdown(summary["by_size"], n)
-    if "memory" in summary:
-        mem = summary["memory"]
-        md += (f"\nPeak RSS at B = {mem['batch_size']} (fresh processes): goose {mem['method']} "
-               f"{mem['goose_batch_peak_mb']:.0f} MiB, transformers' batched generate "
-               f"{mem['stock_batch_generate_peak_mb']:.0f} MiB "
-               f"({mem['goose_batch_peak_mb'] / mem['stock_batch_generate_peak_mb']:.2f}x)\n")
-    (out / "results-batch.md").write_text(f"# Batched decoding\n\n`{summary['command']}`\n\n{md}")
-    _plot_batched(summary["by_size"], out / "throughput-batch.png")
-    console.print(md)
-    console.print(f"wrote {out}/records-batch.jsonl, summary-batch.json, results-batch.md, throughput-batch.png")
-
-
-def _plot_batched(by_size: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    labels = list(dict.fromkeys(label for cols in by_size.values() for label in cols))
-    for label in labels:
-        xs = [int(b) for b, cols in by_size.items() if label in cols]
-        ax.plot(xs, [by_size[str(b)][label]["tokens_per_s"] for b in xs], marker="o", label=label)
-    ax.set_xlabel("rows per batch")
-    ax.set_ylabel("tokens/s (whole batch)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 @app.command("bench-docs")

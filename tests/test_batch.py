@@ -31,7 +31,7 @@ def test_every_row_is_token_identical_to_generate_alone(arch, attn):
     for method in ("goose", "best-first", "tr"):
         out = generate_batch(model, PROMPTS, method=method, max_new_tokens=40, eos_token_id=[])
         assert [r.tokens for r in out] == refs, f"{method} diverged on {arch}/{attn}"
-        assert out.forward_calls == out.steps + len(PROMPTS)  # one prefill per distinct prompt
+        assert out.forward_calls == out.steps + 1  # one batched prefill
         assert all(r.finish_reason == "length" for r in out)
 
 
@@ -103,7 +103,7 @@ def test_sampled_rows_are_what_each_row_draws_alone():
                           seed=5 + i, eos_token_id=[]).tokens for i in range(6)]
         assert [r.tokens for r in out] == alone
         assert len({tuple(r.tokens) for r in out}) > 1  # the samples differ
-        assert out.forward_calls == out.steps + 2  # six rows, two prefills: best-of-3 shares them
+        assert out.forward_calls == out.steps + 1  # six rows, one prefill pass of two distinct prompts
 
 
 def test_best_of_n_shares_the_prefill_and_a_shared_table():

@@ -98,7 +98,7 @@ LAYERS = [
     ("goose.hf", "goose.testing"),
     ("goose.bench",),
     ("sim",),
-    ("goose.cli", "goose._cli_errors", "goose._cli_sampling", "goose._cli_predict", "goose"),
+    ("goose.cli", "goose._cli_errors", "goose._cli_sampling", "goose._cli_predict", "goose._cli_batch", "goose"),
 ]
 """The layer order of DESIGN.md: a module may import its own layer's package and the
 layers below, never above. ``goose`` (the package root, a re-export) and the command

@@ -129,7 +129,7 @@ def run_batch_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], 
                                    max_new_tokens=8, tokenizer=None, label=f"{m.label} (warm-up)")
     hf_generate_batch(model, [[1, 2, 3], [4, 5]], 4, eos)
     records: list[dict] = []
-    total = sum(len(g) for _, g in plans) * len(methods)
+    total = sum(len(group) for _, groups in plans for group in groups) * len(methods)  # rows
     with (out / "records-batch.jsonl").open("w") as f, tqdm(total=total, disable=not progress, unit="run") as bar:
         for size, groups in plans:
             for gi, group in enumerate(groups):

@@ -18,24 +18,24 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..sources import TokenSource
+from ..sources import Observation, TokenSource
 from ..trees import DraftTree, TreeShaper, check_budget
 from ..verify import BoundedLogits, Verifier
 from ._guards import check_prompt, check_tree
-from ._loop import _fit, _observe, _prefill, _Sequence, _watchers
+from ._loop import _fit, _observe, _Sequence, _watchers, prefill_positions
 from ._stats import GenerationResult, GenerationStats
 
 __all__ = ["BatchResult", "BatchTarget", "RowParts", "cut_batch", "decode_batch"]
 
 
 class BatchTarget(ABC):
-    """What the batched loop needs from a model: rows prefilled one by one into one
-    batch, then tree passes over all live rows at once, per-row KV compaction, and
-    rows leaving. :class:`goose.hf.HFBatchTarget` is the transformers one.
+    """What the batched loop needs from a model: all rows prefilled into one batch,
+    then tree passes over all live rows at once, per-row KV compaction, and rows
+    leaving. :class:`goose.hf.HFBatchTarget` is the transformers one.
 
-    Rows are numbered in the order of their :meth:`prefill`; after :meth:`retire`
-    the live rows keep their relative order. The class attributes mean what they mean
-    on :class:`~goose.engine.Target`."""
+    Rows are numbered in the order of the prompts given to :meth:`prefill`; after
+    :meth:`retire` the live rows keep their relative order. The class attributes mean
+    what they mean on :class:`~goose.engine.Target`."""
 
     vocab_size: int | None = None
     max_positions: int | None = None
@@ -43,11 +43,14 @@ class BatchTarget(ABC):
     bounded_logits: bool = False
 
     @abstractmethod
-    def prefill(self, prompt: Sequence[int]) -> torch.Tensor:
-        """Add a row: process ``prompt`` into its cache; ``[vocab]`` logits after its last token."""
+    def prefill(self, prompts: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """Process every prompt into its row of a fresh batch cache; per row, ``[vocab]``
+        logits after its last token. Equal consecutive prompts may share one computation."""
 
-    def prefill_topk(self, k: int, positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-        """As :meth:`Target.prefill_topk`, for the row prefilled last."""
+    def prefill_topk(self, row: int, k: int,
+                     positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """As :meth:`Target.prefill_topk`, for one row of the last prefill (asked once per
+        row, before the first tree pass), or ``None`` (the default)."""
         return None
 
     @abstractmethod
@@ -91,7 +94,7 @@ class BatchResult(Sequence[GenerationResult]):
     Attributes:
         rows: the per-row results; each row's ``stats`` counts its own tokens and
             passes, and its times include the shared passes it took part in.
-        forward_calls: batched target passes, prefills included (one per distinct prompt).
+        forward_calls: batched target passes, the one prefill included.
         time_total: wall time of the whole batch, seconds.
     """
 
@@ -132,6 +135,22 @@ class BatchResult(Sequence[GenerationResult]):
                 "mat": self.mat, "row_mat": [r.stats.mat for r in self.rows],
                 "finish_reasons": [r.finish_reason for r in self.rows],
                 "mean_live_rows": float(np.mean(self.live_rows)) if self.live_rows else 0.0}
+
+
+def _harvest(target: BatchTarget, row: int, prompt: list[int], watchers: Sequence[TokenSource], k: int) -> None:
+    """Show one row's watchers what the target predicted after its prompt positions
+    (as the single loop's prefill does)."""
+    positions = prefill_positions(prompt, {s.prefill_positions for s in watchers})
+    harvest = target.prefill_topk(row, k, positions) if watchers and (positions is None or len(positions)) else None
+    if harvest is None:
+        return
+    tokens = np.asarray(prompt, dtype=np.int64)
+    prev = np.asarray([-1] + prompt[:-1], dtype=np.int64)
+    if positions is not None:
+        tokens, prev = tokens[positions], prev[positions]
+    obs = Observation(tokens, prev, *harvest)
+    for src in watchers:
+        src.observe(obs)
 
 
 class _Row:
@@ -192,8 +211,8 @@ def decode_batch(target: BatchTarget, rows: Sequence[RowParts], eos_token_ids: S
     would generate with the same parts (greedy: the same tokens; sampling: the same
     law, from the row's own verifier and generator).
 
-    Rows whose prompts equal the previous row's share its prefill (the target copies
-    the cache). Each row stops on its own (EOS, its token limit, the context window)
+    All rows are prefilled in one pass; rows whose prompts equal the previous row's
+    share its computation (the target copies the cache). Each row stops on its own (EOS, its token limit, the context window)
     and leaves the batch; the batch ends when every row has. If anything raises,
     every row's sources and shaper hear ``abort``.
 
@@ -208,15 +227,14 @@ def decode_batch(target: BatchTarget, rows: Sequence[RowParts], eos_token_ids: S
     result = BatchResult([])
     begun: list[_Row] = []
     try:
-        prev: list[int] | None = None
         for r in states:
             r.begin()
             begun.append(r)
-            t0 = time.perf_counter()
-            logits = _prefill(target, r.seq.committed, r.watchers, observe_k)
-            if r.ids != prev:
-                result.forward_calls += 1
-            prev = r.ids
+        t0 = time.perf_counter()
+        all_logits = target.prefill([r.seq.committed for r in states])
+        result.forward_calls += 1
+        for b, (r, logits) in enumerate(zip(states, all_logits, strict=True)):
+            _harvest(target, b, r.ids, r.watchers, observe_k)
             first = r.parts.verifier.verify(DraftTree([r.ids[-1]], [-1]), logits[None]).bonus
             r.stats.forward_calls, r.stats.time_prefill = 1, time.perf_counter() - t0
             r.seq.append(*r.seq.cut([first], ["bonus"]))

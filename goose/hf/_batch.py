@@ -11,7 +11,9 @@ span) nor another row's pads. After verification each row's root and accepted
 nodes are gathered to ``past[b] ..`` (one gather and one scatter per layer for the
 whole batch) and the cache is cut to the new ``max(past)``. So the cache is never
 longer than the longest row plus one tree, a finished row's memory is freed when it
-leaves, and no row ever attends to a position it did not commit.
+leaves, and no row ever attends to a position it did not commit. The prefill is the
+same layout's first pass: every distinct prompt, right-padded, in one pass over an
+empty cache.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ __all__ = ["HFBatchTarget"]
 
 
 class HFBatchTarget(BatchTarget):
-    """A transformers causal LM as a goose :class:`~goose.engine.BatchTarget`: rows
-    prefilled one at a time (a row whose prompt equals the previous row's copies its
-    cache instead of running the model again: best-of-N shares one prefill), then tree
-    passes over every live row at once. The same architectures and attention
-    implementations as :class:`HFTarget`, whose prefill, masks and head it reuses.
+    """A transformers causal LM as a goose :class:`~goose.engine.BatchTarget`: every
+    distinct prompt prefilled in one padded pass (a row whose prompt equals the previous
+    row's copies its cache: best-of-N prefills once), then tree passes over every live
+    row at once. The same architectures and attention implementations as
+    :class:`HFTarget`, whose mask conventions and head it reuses.
 
     Raises:
         ValueError: as :class:`HFTarget` does.
@@ -48,45 +50,70 @@ class HFBatchTarget(BatchTarget):
         s = self.single
         self.vocab_size, self.max_positions = s.vocab_size, s.max_positions
         self.argmax_only_logits, self.bounded_logits = s.argmax_only_logits, s.bounded_logits
-        self.staged: list[list[tuple[torch.Tensor, torch.Tensor]]] = []  # per prefilled row: per layer (k, v)
         self.cache: Any = None
         self.past: list[int] = []
         self._pass: tuple[int, list[int]] | None = None  # (L, nodes per row) of the last pass
-        self._last: tuple[tuple[int, ...], torch.Tensor, torch.Tensor | None] | None = None  # prompt, logits, hidden
+        self._hidden: list[torch.Tensor | None] = []  # per row: its prompt's hidden states, until harvested
 
     # -- rows in -----------------------------------------------------------------------
-    def prefill(self, prompt: Sequence[int]) -> torch.Tensor:
+    def prefill(self, prompts: Sequence[Sequence[int]]) -> list[torch.Tensor]:
         if self.cache is not None:
-            raise RuntimeError("rows are added before the first tree pass; start a new HFBatchTarget for a new batch")
-        key = tuple(int(t) for t in prompt)
-        if self._last is not None and self._last[0] == key:  # best-of-N: copy the last row, run nothing
-            self.staged.append(self.staged[-1])
-            self.single._hidden = self._last[2]  # what prefill_topk reads
+            raise RuntimeError("a batch is prefilled once; start a new HFBatchTarget for a new batch")
+        for p in prompts:
+            if len(p) >= self.max_positions:
+                raise ValueError(f"the prompt has {len(p)} tokens; the model's context window is {self.max_positions}")
+        rows = [tuple(int(t) for t in p) for p in prompts]
+        first = [i for i, r in enumerate(rows) if i == 0 or r != rows[i - 1]]  # distinct runs of equal prompts
+        owner = np.searchsorted(first, np.arange(len(rows)), side="right") - 1  # row -> its run's index
+        distinct = [rows[i] for i in first]
+        lengths = [len(r) for r in distinct]
+        width = max(lengths)
+        ids = torch.zeros(len(distinct), width, dtype=torch.long)
+        for u, r in enumerate(distinct):
+            ids[u, : len(r)] = torch.tensor(r)
+        pos = torch.arange(width)[None].expand(len(distinct), width)
+        trees = [_Prompt(n) for n in lengths]
+        self.past = [0] * len(distinct)
+        s = self.single
+        if s.mixed:
+            mask: Any = {"full_attention": self._mask(trees, 0, width, None),
+                         "sliding_attention": self._mask(trees, 0, width, s.window)}
         else:
-            logits = self.single.prefill(prompt)
-            self.staged.append([(layer.keys, layer.values) for layer in self.single.cache.layers])
-            self._last = (key, logits, self.single._hidden)
-        self.past.append(len(key))
-        return self._last[1].clone()
-
-    def prefill_topk(self, k: int, positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-        return self.single.prefill_topk(k, positions)
-
-    @torch.inference_mode()
-    def _stack(self) -> None:
-        """The prefilled rows as one right-padded batch cache."""
-        length = max(self.past)
+            mask = self._mask(trees, 0, width, s.window if s.all_sliding else None)
         self.cache = new_cache()
-        for i in range(len(self.staged[0])):
-            k0 = self.staged[0][i][0]
-            shape = (len(self.staged), k0.shape[1], length, k0.shape[3])
-            keys, values = k0.new_zeros(shape), k0.new_zeros(shape)
-            for b, row in enumerate(self.staged):
-                keys[b, :, : self.past[b]] = row[i][0][0]
-                values[b, :, : self.past[b]] = row[i][1][0]
-            self.cache.update(keys, values, i)
-        self.staged, self._last = [], None
-        self.single.cache, self.single._hidden = None, None  # the prompts' caches are copied: free them
+        with torch.inference_mode():
+            out = self.model.get_decoder()(input_ids=ids.to(s.device), position_ids=pos.to(s.device),
+                                           attention_mask=mask, past_key_values=self.cache, use_cache=True)
+            hidden = out.last_hidden_state  # [distinct, width, hidden]
+            last = s.head.logits(hidden[torch.arange(len(distinct)), torch.tensor(lengths) - 1])  # [distinct, vocab]
+            if len(distinct) < len(rows):  # best-of-N: copy each run's row, nothing recomputed
+                index = torch.from_numpy(owner).to(s.device)
+                for layer in self.cache.layers:
+                    layer.batch_select_indices(index)
+        self.past = [len(r) for r in rows]
+        drop = self.cache.get_seq_length() - max(self.past)
+        if drop > 0:
+            self.cache.crop(-drop)
+        self._hidden = [hidden[u, : lengths[u]] for u in owner.tolist()]
+        return [last[u].clone() for u in owner.tolist()]
+
+    def prefill_topk(self, row: int, k: int,
+                     positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        hidden = self._hidden[row] if row < len(self._hidden) else None
+        if hidden is None:
+            return None
+        if positions is not None:
+            hidden = hidden[torch.from_numpy(positions).to(hidden.device)]
+        ids, probs = [], []
+        with torch.inference_mode():
+            for chunk in torch.split(hidden, 256):
+                logits = self.single.head.seed_logits(chunk)  # [chunk, vocab]
+                top = torch.topk(logits, k, dim=-1)
+                lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+                ids.append(top.indices.cpu())
+                probs.append((top.values - lse).exp().cpu())
+        self._hidden[row] = None
+        return torch.cat(ids).numpy(), torch.cat(probs).numpy()
 
     # -- passes ------------------------------------------------------------------------
     def _mask(self, trees: Sequence[DraftTree], length: int, width: int, window: int | None) -> torch.Tensor:
@@ -113,7 +140,8 @@ class HFBatchTarget(BatchTarget):
     def forward_trees(self, trees: Sequence[DraftTree], argmax_only: Sequence[bool],
                       bounded: Sequence[bool]) -> list[torch.Tensor | BoundedLogits]:
         if self.cache is None:
-            self._stack()
+            raise RuntimeError("forward_trees before prefill")
+        self._hidden = []
         if len(trees) != len(self.past):
             raise ValueError(f"got {len(trees)} trees for {len(self.past)} live rows")
         for b, tree in enumerate(trees):
@@ -190,9 +218,7 @@ class HFBatchTarget(BatchTarget):
         if keep == list(range(len(self.past))):
             return
         self.past = [self.past[i] for i in keep]
-        if self.cache is None:
-            self.staged = [self.staged[i] for i in keep]
-            return
+        self._hidden = [self._hidden[i] for i in keep] if self._hidden else []
         if not keep:
             self.cache = None
             return
@@ -219,6 +245,19 @@ class HFBatchTarget(BatchTarget):
     def row_cache(self, b: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Live row ``b``'s committed keys and values per layer, ``[heads, past[b], dim]``
         each (what a test compares with a fresh prefill of the row's tokens)."""
-        if self.cache is None:
-            return [(k[0], v[0]) for k, v in self.staged[b]]
         return [(layer.keys[b, :, : self.past[b]], layer.values[b, :, : self.past[b]]) for layer in self.cache.layers]
+
+
+class _Prompt:
+    """A prompt of ``n`` tokens seen as the batched mask sees a tree: a chain, its
+    nodes at depths ``0 .. n - 1`` (so a prefill is a pass over an empty cache)."""
+
+    def __init__(self, n: int) -> None:
+        self.num_nodes = n
+        self.depths = np.arange(n)
+
+    def ancestor_mask(self) -> np.ndarray:
+        return np.tril(np.ones((self.num_nodes, self.num_nodes), dtype=bool))
+
+    def position_ids(self, past: int) -> np.ndarray:
+        return past + self.depths

@@ -23,8 +23,8 @@ __all__ = ["BATCH_CALIBRATION_ROWS", "BATCH_CALIBRATION_WIDTHS", "CALIBRATION_CO
 
 CALIBRATION_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 CALIBRATION_CONTEXTS = (256, 1024)
-BATCH_CALIBRATION_ROWS = (1, 2, 4, 8)
-BATCH_CALIBRATION_WIDTHS = (1, 2, 3, 4, 6, 8, 12, 16)
+BATCH_CALIBRATION_ROWS = (1, 2, 3, 4, 6, 8)
+BATCH_CALIBRATION_WIDTHS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16)
 
 
 def calibrate(
@@ -79,19 +79,20 @@ def calibrate(
 
 
 def calibrate_batch(model: Any, rows: Sequence[int] = BATCH_CALIBRATION_ROWS,
-                    widths: Sequence[int] = BATCH_CALIBRATION_WIDTHS, context: int = 256, reps: int = 5,
+                    widths: Sequence[int] = BATCH_CALIBRATION_WIDTHS, context: int = 256, reps: int = 7,
                     cache: bool = True, argmax_only: bool = True) -> CostCurve:
     """Measure the cost of one batched tree pass (:class:`HFBatchTarget`) over ``r`` rows
     of ``w`` tokens each, after ``context`` cached tokens per row (median of ``reps``):
     the batch-aware cost curve ``auto`` reads in :func:`~goose.hf.generate_batch`.
     Returned as a :class:`~goose.theory.CostCurve` over widths with one row per row
     count (``curve(w, context=r)``; counts between those measured are interpolated).
-    Each row of the curve is the lower envelope from the right of the medians (a pass
-    can always be padded to a wider one). Cached as :func:`calibrate` is."""
+    The medians are kept as measured, even where a wider pass is cheaper than a narrower
+    one (the linear kernels' plan changes with the row count): the cut then prefers
+    the wider, fuller trees. Cached as :func:`calibrate` is."""
     device = next(model.parameters()).device
     key = (f"batch|{model.config._name_or_path}|{model.config.model_type}|{device}|{model.dtype}|"
            f"{torch.get_num_threads()}|packed={linear_plan_digest(model)}|{PackedLinear.PACK_ROWS}|"
-           f"argmax_only={argmax_only}|v2|{list(rows)}|{list(widths)}|{context}")
+           f"argmax_only={argmax_only}|v4|{list(rows)}|{list(widths)}|{context}")
     path = cache_dir("cost") / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
     if cache and path.exists():
         return CostCurve.load(path)
@@ -101,11 +102,10 @@ def calibrate_batch(model: Any, rows: Sequence[int] = BATCH_CALIBRATION_ROWS,
     table = []
     for r in sorted({int(x) for x in rows}):
         target = HFBatchTarget(model)
-        for _ in range(r):
-            target.prefill(prompt)
+        target.prefill([prompt] * r)
         times: dict[int, list[float]] = {w: [] for w in widths}
-        for _ in range(reps + 1):
-            for w in widths:
+        for _ in range(reps + 1):  # each round in a fresh random order: no width always follows the widest
+            for w in rng.permutation(list(widths)).tolist():
                 nxt = [block[(context + i) % len(block)] for i in range(w)]
                 trees = [DraftTree.chain(nxt[0], nxt[1:])] * r
                 t0 = time.perf_counter()
@@ -113,10 +113,9 @@ def calibrate_batch(model: Any, rows: Sequence[int] = BATCH_CALIBRATION_ROWS,
                 times[w].append(time.perf_counter() - t0)
                 target.commit(trees, [[]] * r)
                 target.rewind(1)
-        med = np.array([float(np.median(times[w][1:])) for w in widths])
-        # a pass may always be padded wider, so no width costs more than any wider one: the
-        # lower envelope from the right (it also irons out the noise of a shared machine)
-        table.append(np.minimum.accumulate(med[::-1])[::-1].tolist())
+        # the medians as measured: the cost is not monotone in the width (a kernel may run
+        # 4 x 3 rows slower than 4 x 4), and the cut reads it as it is
+        table.append([float(np.median(times[w][1:])) for w in widths])
     curve = CostCurve(list(widths), table, sorted({int(x) for x in rows}))
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
