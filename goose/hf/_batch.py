@@ -11,9 +11,9 @@ span) nor another row's pads. After verification each row's root and accepted
 nodes are gathered to ``past[b] ..`` (one gather and one scatter per layer for the
 whole batch) and the cache is cut to the new ``max(past)``. So the cache is never
 longer than the longest row plus one tree, a finished row's memory is freed when it
-leaves, and no row ever attends to a position it did not commit. The prefill is the
-same layout's first pass: every distinct prompt, right-padded, in one pass over an
-empty cache.
+leaves, and no row ever attends to a position it did not commit. Prefill runs each
+distinct prompt alone (its own length, no padding) and stacks the rows into that
+layout.
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ __all__ = ["HFBatchTarget"]
 
 
 class HFBatchTarget(BatchTarget):
-    """A transformers causal LM as a goose :class:`~goose.engine.BatchTarget`: every
-    distinct prompt prefilled in one padded pass (a row whose prompt equals the previous
-    row's copies its cache: best-of-N prefills once), then tree passes over every live
-    row at once. The same architectures and attention implementations as
+    """A transformers causal LM as a goose :class:`~goose.engine.BatchTarget`: each
+    distinct prompt prefilled in a pass of its own (no padding: a batch of ragged
+    prompts costs the sum of their lengths, not rows times the longest), stacked into
+    the batch cache; a row whose prompt equals the previous row's copies it (best-of-N
+    prefills once). Then tree passes over every live row at once. The same architectures and attention implementations as
     :class:`HFTarget`, whose mask conventions and head it reuses.
 
     Raises:
@@ -64,38 +65,35 @@ class HFBatchTarget(BatchTarget):
                 raise ValueError(f"the prompt has {len(p)} tokens; the model's context window is {self.max_positions}")
         rows = [tuple(int(t) for t in p) for p in prompts]
         first = [i for i, r in enumerate(rows) if i == 0 or r != rows[i - 1]]  # distinct runs of equal prompts
-        owner = np.searchsorted(first, np.arange(len(rows)), side="right") - 1  # row -> its run's index
-        distinct = [rows[i] for i in first]
-        lengths = [len(r) for r in distinct]
-        width = max(lengths)
-        ids = torch.zeros(len(distinct), width, dtype=torch.long)
-        for u, r in enumerate(distinct):
-            ids[u, : len(r)] = torch.tensor(r)
-        pos = torch.arange(width)[None].expand(len(distinct), width)
-        trees = [_Prompt(n) for n in lengths]
-        self.past = [0] * len(distinct)
+        owner = (np.searchsorted(first, np.arange(len(rows)), side="right") - 1).tolist()  # row -> its run
+        from transformers import DynamicCache
+
         s = self.single
-        if s.mixed:
-            mask: Any = {"full_attention": self._mask(trees, 0, width, None),
-                         "sliding_attention": self._mask(trees, 0, width, s.window)}
-        else:
-            mask = self._mask(trees, 0, width, s.window if s.all_sliding else None)
-        self.cache = new_cache()
+        staged, hidden, last = [], [], []
         with torch.inference_mode():
-            out = self.model.get_decoder()(input_ids=ids.to(s.device), position_ids=pos.to(s.device),
-                                           attention_mask=mask, past_key_values=self.cache, use_cache=True)
-            hidden = out.last_hidden_state  # [distinct, width, hidden]
-            last = s.head.logits(hidden[torch.arange(len(distinct)), torch.tensor(lengths) - 1])  # [distinct, vocab]
-            if len(distinct) < len(rows):  # best-of-N: copy each run's row, nothing recomputed
-                index = torch.from_numpy(owner).to(s.device)
-                for layer in self.cache.layers:
-                    layer.batch_select_indices(index)
-        self.past = [len(r) for r in rows]
-        drop = self.cache.get_seq_length() - max(self.past)
-        if drop > 0:
-            self.cache.crop(-drop)
-        self._hidden = [hidden[u, : lengths[u]] for u in owner.tolist()]
-        return [last[u].clone() for u in owner.tolist()]
+            for i in first:  # one pass per distinct prompt: its own tokens only, no padding
+                cache = DynamicCache()  # exact size: copied into the batch cache below
+                ids = torch.tensor([rows[i]], device=s.device)
+                out = self.model.get_decoder()(input_ids=ids, past_key_values=cache, use_cache=True)
+                hidden.append(out.last_hidden_state[0])  # [len, hidden]
+                last.append(s.head.logits(out.last_hidden_state[0, -1:])[0])  # [vocab]
+                staged.append([[layer.keys, layer.values] for layer in cache.layers])
+            self.past = [len(r) for r in rows]
+            length = max(self.past)
+            self.cache = new_cache()
+            for li in range(len(staged[0])):  # layer by layer, each prompt's copy freed once stacked
+                k0 = staged[0][li][0]
+                keys = k0.new_zeros((len(rows), k0.shape[1], length, k0.shape[3]))
+                values = torch.zeros_like(keys)
+                for b, u in enumerate(owner):
+                    keys[b, :, : self.past[b]] = staged[u][li][0][0]
+                    values[b, :, : self.past[b]] = staged[u][li][1][0]
+                for u in range(len(staged)):
+                    staged[u][li] = None
+                self.cache.update(keys, values, li)
+                del keys, values
+        self._hidden = [hidden[u] for u in owner]
+        return [last[u].clone() for u in owner]
 
     def prefill_topk(self, row: int, k: int,
                      positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -247,17 +245,3 @@ class HFBatchTarget(BatchTarget):
         each (what a test compares with a fresh prefill of the row's tokens)."""
         return [(layer.keys[b, :, : self.past[b]], layer.values[b, :, : self.past[b]]) for layer in self.cache.layers]
 
-
-class _Prompt:
-    """A prompt of ``n`` tokens seen as the batched mask sees a tree: a chain, its
-    nodes at depths ``0 .. n - 1`` (so a prefill is a pass over an empty cache)."""
-
-    def __init__(self, n: int) -> None:
-        self.num_nodes = n
-        self.depths = np.arange(n)
-
-    def ancestor_mask(self) -> np.ndarray:
-        return np.tril(np.ones((self.num_nodes, self.num_nodes), dtype=bool))
-
-    def position_ids(self, past: int) -> np.ndarray:
-        return past + self.depths
