@@ -211,15 +211,16 @@ def generate_batch(
     """Speculative generation of several sequences at once (:func:`~goose.engine.decode_batch`):
     each row drafts its own tree with its own method instance, and all trees go through
     one target pass a step. Per row, the output is what :func:`generate` gives for that
-    prompt (greedy: the same tokens; sampling: the same law).
+    prompt (greedy: the same tokens; sampling: the same law). Arguments not listed here
+    mean what they mean for :func:`generate`; ``sources`` and ``shaper`` objects would be
+    shared by every row (and their state with them), so they are taken for a batch of
+    one only.
 
     Args:
         prompts: texts (need ``tokenizer``) or rows of ids, of any lengths.
         n: samples per prompt (best-of-N): the rows of one prompt share its prefill
             (the cache is copied, not recomputed). Rows are ordered prompt by prompt.
         seed: row ``i`` (counting every sample) draws with seed ``seed + i``.
-        sources, shaper: objects shared by every row would share their state: pass them
-            for a batch of one only.
         memory: the :class:`~goose.methods.Memory` a cross-request method keeps; by
             default one fresh memory for the whole batch, so that such a method's rows
             share it and **learn from each other** (``stand-shared``: one STAND table for
@@ -229,7 +230,6 @@ def generate_batch(
             that maximises the batch's predicted tokens per second under the batched
             cost curve (:func:`calibrate_batch`, measured once and cached;
             :func:`~goose.engine.cut_batch`).
-        Other arguments: as :func:`generate`.
 
     Returns:
         :class:`~goose.engine.BatchResult`: one result per row (``text`` decoded when a
