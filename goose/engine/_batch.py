@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..sources import Observation, TokenSource
+from ..sources import TokenSource
 from ..trees import DraftTree, TreeShaper, check_budget
 from ..verify import BoundedLogits, Verifier
 from ._guards import check_prompt, check_tree
-from ._loop import _fit, _observe, _Sequence, _watchers, prefill_positions
+from ._loop import _fit, _observe, _Sequence, _show_prefill, _watchers
 from ._stats import GenerationResult, GenerationStats
 
 __all__ = ["BatchResult", "BatchTarget", "RowParts", "cut_batch", "decode_batch"]
@@ -137,22 +137,6 @@ class BatchResult(Sequence[GenerationResult]):
                 "mean_live_rows": float(np.mean(self.live_rows)) if self.live_rows else 0.0}
 
 
-def _harvest(target: BatchTarget, row: int, prompt: list[int], watchers: Sequence[TokenSource], k: int) -> None:
-    """Show one row's watchers what the target predicted after its prompt positions
-    (as the single loop's prefill does)."""
-    positions = prefill_positions(prompt, {s.prefill_positions for s in watchers})
-    harvest = target.prefill_topk(row, k, positions) if watchers and (positions is None or len(positions)) else None
-    if harvest is None:
-        return
-    tokens = np.asarray(prompt, dtype=np.int64)
-    prev = np.asarray([-1] + prompt[:-1], dtype=np.int64)
-    if positions is not None:
-        tokens, prev = tokens[positions], prev[positions]
-    obs = Observation(tokens, prev, *harvest)
-    for src in watchers:
-        src.observe(obs)
-
-
 class _Row:
     """One row's state in the batched loop."""
 
@@ -234,7 +218,7 @@ def decode_batch(target: BatchTarget, rows: Sequence[RowParts], eos_token_ids: S
         all_logits = target.prefill([r.seq.committed for r in states])
         result.forward_calls += 1
         for b, (r, logits) in enumerate(zip(states, all_logits, strict=True)):
-            _harvest(target, b, r.ids, r.watchers, observe_k)
+            _show_prefill(r.ids, r.watchers, observe_k, lambda k, pos, b=b: target.prefill_topk(b, k, pos))
             first = r.parts.verifier.verify(DraftTree([r.ids[-1]], [-1]), logits[None]).bonus
             r.stats.forward_calls, r.stats.time_prefill = 1, time.perf_counter() - t0
             r.seq.append(*r.seq.cut([first], ["bonus"]))

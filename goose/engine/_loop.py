@@ -122,17 +122,25 @@ def _watchers(sources: Sequence[TokenSource]) -> list[TokenSource]:
 def _prefill(target: Target, prompt: list[int], watchers: Sequence[TokenSource], k: int) -> torch.Tensor:
     """Prefill the prompt and show the watchers what the target predicted after it."""
     logits = target.prefill(prompt)
-    positions = prefill_positions(prompt, {s.prefill_positions for s in watchers})
-    harvest = target.prefill_topk(k, positions) if watchers and (positions is None or len(positions)) else None
-    if harvest is not None:
-        tokens = np.asarray(prompt, dtype=np.int64)
-        prev = np.asarray([-1] + prompt[:-1], dtype=np.int64)
-        if positions is not None:
-            tokens, prev = tokens[positions], prev[positions]
-        obs = Observation(tokens, prev, *harvest)
-        for src in watchers:
-            src.observe(obs)
+    _show_prefill(prompt, watchers, k, target.prefill_topk)
     return logits
+
+
+def _show_prefill(prompt: list[int], watchers: Sequence[TokenSource], k: int,
+                  topk: Callable[[int, np.ndarray | None], tuple[np.ndarray, np.ndarray] | None]) -> None:
+    """Show the watchers the target's top-``k`` after the prompt positions they need;
+    ``topk(k, positions)`` reads them from the last prefill (``None``: not available)."""
+    positions = prefill_positions(prompt, {s.prefill_positions for s in watchers})
+    harvest = topk(k, positions) if watchers and (positions is None or len(positions)) else None
+    if harvest is None:
+        return
+    tokens = np.asarray(prompt, dtype=np.int64)
+    prev = np.asarray([-1] + prompt[:-1], dtype=np.int64)
+    if positions is not None:
+        tokens, prev = tokens[positions], prev[positions]
+    obs = Observation(tokens, prev, *harvest)
+    for src in watchers:
+        src.observe(obs)
 
 
 def _observe(watchers: Sequence[TokenSource], tree: DraftTree, prev_root: int,

@@ -102,16 +102,8 @@ class HFBatchTarget(BatchTarget):
             return None
         if positions is not None:
             hidden = hidden[torch.from_numpy(positions).to(hidden.device)]
-        ids, probs = [], []
-        with torch.inference_mode():
-            for chunk in torch.split(hidden, 256):
-                logits = self.single.head.seed_logits(chunk)  # [chunk, vocab]
-                top = torch.topk(logits, k, dim=-1)
-                lse = torch.logsumexp(logits, dim=-1, keepdim=True)
-                ids.append(top.indices.cpu())
-                probs.append((top.values - lse).exp().cpu())
         self._hidden[row] = None
-        return torch.cat(ids).numpy(), torch.cat(probs).numpy()
+        return self.single.head.seed_topk(hidden, k)
 
     # -- passes ------------------------------------------------------------------------
     def _mask(self, trees: Sequence[DraftTree], length: int, width: int, window: int | None) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..verify import BoundedLogits
@@ -87,6 +88,19 @@ class VerifyHead:
         if not self.bf16:
             return self.logits(hidden)
         return self._cap(self._bf16_logits(hidden))
+
+    def seed_topk(self, hidden: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` ids and probabilities of :meth:`seed_logits` for each row of ``hidden``
+        (``[n, k]`` each), computed 256 rows at a time."""
+        ids, probs = [], []
+        with torch.inference_mode():
+            for chunk in torch.split(hidden, 256):
+                logits = self.seed_logits(chunk)  # [chunk, vocab]
+                top = torch.topk(logits, k, dim=-1)
+                lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+                ids.append(top.indices.cpu())
+                probs.append((top.values - lse).exp().cpu())
+        return torch.cat(ids).numpy(), torch.cat(probs).numpy()
 
     @property
     def bounds(self) -> bool:

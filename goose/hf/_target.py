@@ -150,16 +150,8 @@ class HFTarget(Target):
         if self._hidden is None:
             return None
         hidden = self._hidden if positions is None else self._hidden[torch.from_numpy(positions).to(self.device)]
-        ids, probs = [], []
-        with torch.inference_mode():
-            for chunk in torch.split(hidden, 256):
-                logits = self.head.seed_logits(chunk)  # [chunk, vocab]
-                top = torch.topk(logits, k, dim=-1)
-                lse = torch.logsumexp(logits, dim=-1, keepdim=True)
-                ids.append(top.indices.cpu())
-                probs.append((top.values - lse).exp().cpu())
         self._hidden = None
-        return torch.cat(ids).numpy(), torch.cat(probs).numpy()
+        return self.head.seed_topk(hidden, k)
 
     def forward_tree(self, tree: DraftTree, argmax_only: bool = False,
                      bounded: bool = False) -> torch.Tensor | BoundedLogits:
