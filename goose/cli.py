@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from goose._cli_batch import bench_batched
+from goose._cli_batch import bench_batched, generate_batch_file, read_batch_file, register_calibrate_command
 from goose._cli_errors import OPTIONS, GooseGroup, UserError, check_output_dir, check_output_file
 from goose._cli_predict import register_predict_command
 from goose._cli_sampling import _floats, register_sampling_commands
@@ -153,7 +153,7 @@ def _generate_request(method: str, budget: str, max_new_tokens: int, temperature
 
 @app.command()
 def generate(
-    prompt: str = typer.Argument(..., help="The prompt."),
+    prompt: str = typer.Argument("", help="The prompt (or --batch-file)."),
     model: str = typer.Option("smollm2", help="smollm2 (default), gemma3-270m, a local path or a hub id."),
     method: str = typer.Option("goose", help=f"A registered method ({NAMED}), name@B, or package.module:factory."),
     budget: str = typer.Option("auto", help="Draft nodes per step, 'auto' (from the measured cost curve; methods "
@@ -176,13 +176,24 @@ def generate(
     stats_memory: bool = typer.Option(False, "--memory-stats", help="With --stats: also measure stock transformers' "
                                                                   "peak RSS on this prompt (a second process)."),
     trace: Path | None = typer.Option(None, help="Record a replay trace (JSONL) for goose replay / sim."),
+    batch_file: Path | None = typer.Option(None, "--batch-file", help="JSONL prompts ('turns' or 'prompt' records, "
+                                                                      "as goose bench reads) decoded as one batch."),
+    n: int = typer.Option(1, "--n", help="With --batch-file: samples per prompt (best-of-N, sharing its prefill)."),
 ) -> None:
     """Generate text with speculative decoding, streaming it as it is committed
-    (green: accepted spine tokens, cyan: accepted branch tokens, plain: the target's own)."""
+    (green: accepted spine tokens, cyan: accepted branch tokens, plain: the target's own);
+    with ``--batch-file``, every prompt of the file in one batch."""
     import goose.hf as gh
     from goose.bench import peak_rss_mb, stock_peak_rss_mb
 
     request = _generate_request(method, budget, max_new_tokens, temperature, top_k, top_p, seed, verifier)
+    if batch_file is not None:
+        if prompt or trace or stats:
+            raise UserError("--batch-file takes no PROMPT, --trace or --stats (they are for one generation)")
+        batch = read_batch_file(batch_file, n, temperature)
+        check_output_file(json_out, "--json")
+        lm, tok = gh.load_model(model, memory=memory)
+        return generate_batch_file(console, lm, tok, batch, n, chat, request, compare, json_out)
     if not prompt:
         raise UserError("the prompt is empty: give some text")
     check_output_file(json_out, "--json")
@@ -235,29 +246,6 @@ def generate(
             rec["ar"] = plain | {"identical": plain["tokens"] == out.tokens}
         json_out.write_text(json.dumps(rec, indent=1))
         console.print(f"wrote {json_out}")
-
-
-@app.command()
-def calibrate(
-    model: str = typer.Option("smollm2", help="Named model, local path or hub id."),
-    out: Path | None = typer.Option(None, help="Also write the curve (JSON) here, for goose simulate --cost-curve."),
-    memory: str = typer.Option("lean", help="Kernel memory policy: lean, one-copy, fast."),
-) -> None:
-    """Measure the forward cost c(n) of tree passes over n tokens on this device."""
-    import goose.hf as gh
-
-    lm, _ = gh.load_model(model, memory=memory)
-    curve = gh.calibrate(lm, cache=False)
-    for length in curve.contexts if curve.contexts is not None else [None]:
-        if length is not None:
-            console.print(f"after {int(length)} tokens of context:")
-        one = curve(1, context=length)
-        for n in curve.tokens:
-            c = curve(n, context=length)
-            console.print(f"  c({int(n):>2}) = {1000 * c:7.1f} ms   ({c / one:.2f}x one token)")
-    if out:
-        out.write_text(json.dumps(curve.to_json()))
-        console.print(f"wrote {out}")
 
 
 @app.command()
@@ -395,6 +383,7 @@ def bench_docs(
 
 register_sampling_commands(app, console)
 register_predict_command(app, console)
+register_calibrate_command(app, console)
 
 if __name__ == "__main__":
     app()

@@ -193,3 +193,28 @@ def test_the_batched_bench_compares_with_batched_generate(tmp_path):
     assert summary["2"]["goose@8"]["speedup_vs_ar"] > 0 and len(summary["2"]["goose@8"]["per_batch"]) == 2
     md = batch_markdown(summary)
     assert "### batch size 2" in md and "| goose@8 |" in md
+
+
+def test_calibrate_batch_keeps_its_curve_until_asked_to_measure_anew(tmp_path, monkeypatch):
+    """``goose calibrate --batch`` refreshes the cached batched curve that batch-aware
+    ``auto`` reads; a plain call reads the cache without measuring."""
+    import json
+
+    from goose.hf import calibrate_batch
+
+    monkeypatch.setenv("GOOSE_CACHE", str(tmp_path))
+    model, args = tiny_llama(), {"rows": (1, 2), "widths": (1, 3), "reps": 1}
+    first = calibrate_batch(model, **args)
+    assert list(first.tokens) == [1, 3] and list(first.contexts) == [1, 2]
+    assert all(first(w, context=r) > 0 for w in (1, 3) for r in (1, 2))
+    (cached,) = (tmp_path / "cost").glob("*.json")
+    planted = json.loads(cached.read_text())
+    planted["seconds"] = [[7.0, 7.0], [7.0, 7.0]]  # a curve no measurement gives
+    cached.write_text(json.dumps(planted))
+    calls = []
+    real = HFBatchTarget.forward_trees
+    monkeypatch.setattr(HFBatchTarget, "forward_trees", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    assert calibrate_batch(model, **args)(1, context=1) == 7.0 and not calls  # read, not measured
+    fresh = calibrate_batch(model, **args, refresh=True)
+    assert len(calls) == 2 * 2 * 2  # rows x widths x (warm-up + 1 rep)
+    assert fresh(1, context=1) < 7.0 and calibrate_batch(model, **args).to_json() == fresh.to_json()

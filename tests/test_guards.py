@@ -3,6 +3,7 @@ checks, the decode loop's runtime guards on prompts and trees, the context windo
 abort hook, and the command line's one-line errors. Each test names the input a user
 gave and asserts the error's type and that its message names the culprit."""
 
+import json
 import os
 
 import numpy as np
@@ -256,6 +257,23 @@ def test_cli_generate_refuses_an_empty_prompt_and_unwritable_outputs(tmp_path):
     blocker.write_text("x")
     said = _line(runner.invoke(app, ["generate", "hi", "--model", NO_MODEL, "--json", str(blocker / "out.json")]))
     assert "--json" in said and "cannot make its folder" in said
+
+
+def test_cli_generate_refuses_bad_batch_files_before_the_model_loads(tmp_path):
+    def said(lines, *args):
+        f = tmp_path / "p.jsonl"
+        f.write_text("\n".join(lines) + "\n")
+        return _line(runner.invoke(app, ["generate", "--model", NO_MODEL, "--batch-file", str(f), *args]))
+
+    good = json.dumps({"turns": ["hello"]})
+    assert "p.jsonl:2: a record needs 'turns' (chat) or 'prompt'" in said([good, json.dumps({"text": "x"})])
+    assert "p.jsonl:1: not JSON" in said(["{oops"])
+    assert "p.jsonl:2: the prompt is empty" in said([good, json.dumps({"prompt": "  "})])
+    assert "--n (samples per prompt) must be >= 1, got 0" in said([good], "--n", "0")
+    assert "--n > 1 draws samples: pass --temperature > 0" in said([good], "--n", "4")
+    assert "--batch-file takes no PROMPT" in said([good], "a prompt too")
+    missing = _line(runner.invoke(app, ["generate", "--model", NO_MODEL, "--batch-file", str(tmp_path / "none.jsonl")]))
+    assert "does not exist" in missing
 
 
 def test_cli_generate_warns_of_sampling_options_greedy_ignores():

@@ -148,3 +148,25 @@ def test_cli_loose_verification_is_labelled_lossy(tmp_path):
     assert "[LOSSY verifier]" in res.output
     rec = json.loads(out.read_text())
     assert rec["lossless"] is False and rec["stats"]["lossless"] is False and rec["verifier"] == "loose"
+
+
+def test_generate_batch_file_rows_equal_generate_alone(tmp_path):
+    """``goose generate --batch-file``: chat and raw records in one batch, each row
+    token-identical to transformers' batched ``generate`` (``--compare``)."""
+    from typer.testing import CliRunner
+
+    from goose.cli import app
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("\n".join(json.dumps(r) for r in [
+        {"turns": ["Write a haiku about geese."]}, {"prompt": "def fib(n):\n    "},
+        {"turns": ["List the days of the week, one per line."]}]) + "\n")
+    out = tmp_path / "batch.json"
+    res = CliRunner().invoke(app, ["generate", "--batch-file", str(prompts), "--raw", "--method", "goose", "--budget",
+                                   "4", "--max-new-tokens", "20", "--compare", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    rec = json.loads(out.read_text())
+    assert [r["origin"] for r in rec["rows"]] == ["p.jsonl:1", "p.jsonl:2", "p.jsonl:3"]
+    assert all(r["identical_to_generate"] for r in rec["rows"]), res.output
+    assert rec["batch"]["rows"] == 3 and rec["batch"]["new_tokens"] == sum(len(r["tokens"]) for r in rec["rows"])
+    assert "speed-up" in res.output and "over the batch" in res.output

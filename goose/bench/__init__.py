@@ -5,7 +5,7 @@ from ._batch import batch_markdown, hf_generate_batch, near_tie, run_batch_bench
 from ._docs import write_docs
 from ._memory import batch_peak_rss_mb, peak_rss_mb, stock_peak_rss_mb
 from ._meta import default_trace_label, run_meta
-from ._prompts import TASKS, BenchPrompt, data_dir, find_reference, load_prompts, load_reference
+from ._prompts import TASKS, BenchPrompt, data_dir, find_reference, load_prompts, load_reference, read_prompt_file
 from ._release import matching_reference, release
 from ._report import checks, markdown, plot, sampling_checks, summarize, write_outputs
 from ._run import BenchMethod, Sampling, hf_generate, parse_methods, run_bench, trace_path
@@ -31,6 +31,7 @@ __all__ = [
     "homogeneity_pvalue",
     "load_prompts",
     "load_reference",
+    "read_prompt_file",
     "markdown",
     "matching_reference",
     "near_tie",

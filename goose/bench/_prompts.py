@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["TASKS", "BenchPrompt", "data_dir", "find_reference", "load_prompts", "load_reference"]
+__all__ = ["TASKS", "BenchPrompt", "data_dir", "find_reference", "load_prompts", "load_reference",
+           "read_prompt_file"]
 
 TASKS = ("mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag", "humaneval")
 TASK_FILES = {"humaneval": "humaneval_dev.jsonl"}  # every other task lives in spec_bench_dev.jsonl
@@ -59,7 +60,9 @@ def data_dir() -> Path:
     raise ValueError("no shared/data directory found: set GOOSE_DATA or pass JSONL files to --tasks")
 
 
-def _read(path: Path) -> list[BenchPrompt]:
+def read_prompt_file(path: Path) -> list[BenchPrompt]:
+    """The prompts of one JSONL file: records with ``turns`` (a chat turn, the first one)
+    or ``prompt`` (raw text); errors name the file and line."""
     if not path.is_file():
         raise ValueError(f"prompt file {path} does not exist")
     out = []
@@ -94,12 +97,12 @@ def load_prompts(tasks: Sequence[str], ids: Sequence[str] = (), per_task: int | 
     wanted: list[str] = []
     for t in tasks:
         if t.endswith(".jsonl") or "/" in t:
-            pool += _read(Path(t))
+            pool += read_prompt_file(Path(t))
             continue
         if t not in TASKS:
             raise ValueError(f"unknown task {t!r}: use one of {', '.join(TASKS)} or a JSONL file")
         wanted.append(t)
-        pool += [p for p in _read((data or data_dir()) / TASK_FILES.get(t, "spec_bench_dev.jsonl")) if p.task == t]
+        pool += [p for p in read_prompt_file((data or data_dir()) / TASK_FILES.get(t, "spec_bench_dev.jsonl")) if p.task == t]
     seen: dict[tuple[str, str], BenchPrompt] = {}
     for p in pool:
         seen.setdefault((p.task, p.qid), p)

@@ -80,7 +80,7 @@ def calibrate(
 
 def calibrate_batch(model: Any, rows: Sequence[int] = BATCH_CALIBRATION_ROWS,
                     widths: Sequence[int] = BATCH_CALIBRATION_WIDTHS, context: int = 256, reps: int = 7,
-                    cache: bool = True, argmax_only: bool = True) -> CostCurve:
+                    cache: bool = True, argmax_only: bool = True, refresh: bool = False) -> CostCurve:
     """Measure the cost of one batched tree pass (:class:`HFBatchTarget`) over ``r`` rows
     of ``w`` tokens each, after ``context`` cached tokens per row (median of ``reps``):
     the batch-aware cost curve ``auto`` reads in :func:`~goose.hf.generate_batch`.
@@ -88,13 +88,14 @@ def calibrate_batch(model: Any, rows: Sequence[int] = BATCH_CALIBRATION_ROWS,
     count (``curve(w, context=r)``; counts between those measured are interpolated).
     The medians are kept as measured, even where a wider pass is cheaper than a narrower
     one (the linear kernels' plan changes with the row count): the cut then prefers
-    the wider, fuller trees. Cached as :func:`calibrate` is."""
+    the wider, fuller trees. Cached as :func:`calibrate` is; ``refresh`` measures anew
+    and replaces the cached curve (``goose calibrate --batch``)."""
     device = next(model.parameters()).device
     key = (f"batch|{model.config._name_or_path}|{model.config.model_type}|{device}|{model.dtype}|"
            f"{torch.get_num_threads()}|packed={linear_plan_digest(model)}|{PackedLinear.PACK_ROWS}|"
            f"argmax_only={argmax_only}|v4|{list(rows)}|{list(widths)}|{context}")
     path = cache_dir("cost") / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
-    if cache and path.exists():
+    if cache and path.exists() and not refresh:
         return CostCurve.load(path)
     rng = np.random.default_rng(0)
     block = [int(t) for t in rng.integers(0, int(model.config.vocab_size), 32)]  # as calibrate: a repeated block
