@@ -180,10 +180,13 @@ def test_bench_outputs_predictions_and_docs_page(tiny_run, tmp_path):
     text = page.read_text()
     assert text.count("## Sampling at T = 0.8") == 1 and "### MAT (tokens per target forward)" in text
     assert (tmp_path / "docs" / "figures" / "sampling-at-t---0-8_bench_mat.png").is_file()
+    page.write_text(page.read_text() + "\n## A note by hand\n\nKept.\n")  # after the last section
     write_docs(out, page, section="Sampling at T = 0.8")
+    write_docs(out, page, section="Sampling at T = 1.0")
     write_docs(out, page)
     again = page.read_text()
     assert again.count("## Sampling at T = 0.8") == 1 and again.startswith("# Benchmarks")
+    assert again.count("## A note by hand\n\nKept.") == 1 and again.rstrip().endswith("Kept.")
 
 
 def test_markdown_marks_missing_speedups():
