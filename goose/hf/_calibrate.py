@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,21 @@ BATCH_CALIBRATION_ROWS = (1, 2, 3, 4, 6, 8)
 BATCH_CALIBRATION_WIDTHS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16)
 
 
+def _curve_file(model: Any, what: str) -> tuple[str, Path]:
+    """The cache key and file of one of ``model``'s cost curves on this machine: the
+    model, device, dtype, thread count and kernel plan, then ``what`` (the settings of
+    the measurement)."""
+    device = next(model.parameters()).device
+    key = (f"{model.config._name_or_path}|{model.config.model_type}|{device}|{model.dtype}|"
+           f"{torch.get_num_threads()}|packed={linear_plan_digest(model)}|{PackedLinear.PACK_ROWS}|{what}")
+    return key, cache_dir("cost") / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
+
+
+def _keep(curve: CostCurve, key: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(curve.to_json() | {"key": key}))
+
+
 def calibrate(
     model: Any, sizes: Sequence[int] = CALIBRATION_SIZES, context: int | Sequence[int] = CALIBRATION_CONTEXTS,
     reps: int = 7, cache: bool = True, argmax_only: bool = True, bounded: bool = False,
@@ -40,11 +56,7 @@ def calibrate(
     (:attr:`HFTarget.bounded_logits`), else float32 logits for every node.
     Lengths past the model's window are left out. Cached per model, device, dtype,
     thread count and kernel plan under ``$GOOSE_CACHE/cost`` unless ``cache=False``."""
-    device = next(model.parameters()).device
-    key = (f"{model.config._name_or_path}|{model.config.model_type}|{device}|{model.dtype}|"
-           f"{torch.get_num_threads()}|packed={linear_plan_digest(model)}|{PackedLinear.PACK_ROWS}|"
-           f"argmax_only={argmax_only}|bounded={bounded}|v9|{list(sizes)}|{context}")
-    path = cache_dir("cost") / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
+    key, path = _curve_file(model, f"argmax_only={argmax_only}|bounded={bounded}|v9|{list(sizes)}|{context}")
     if cache and path.exists():
         return CostCurve.load(path)
     target = HFTarget(model)
@@ -73,8 +85,7 @@ def calibrate(
         rows.append([float(np.median(times[n][1:])) for n in sizes])  # round 1 = warm-up
     curve = CostCurve(list(sizes), rows, lengths) if many else CostCurve(list(sizes), rows[0])
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(curve.to_json() | {"key": key}))
+        _keep(curve, key, path)
     return curve
 
 
@@ -90,11 +101,7 @@ def calibrate_batch(model: Any, rows: Sequence[int] = BATCH_CALIBRATION_ROWS,
     one (the linear kernels' plan changes with the row count): the cut then prefers
     the wider, fuller trees. Cached as :func:`calibrate` is; ``refresh`` measures anew
     and replaces the cached curve (``goose calibrate --batch``)."""
-    device = next(model.parameters()).device
-    key = (f"batch|{model.config._name_or_path}|{model.config.model_type}|{device}|{model.dtype}|"
-           f"{torch.get_num_threads()}|packed={linear_plan_digest(model)}|{PackedLinear.PACK_ROWS}|"
-           f"argmax_only={argmax_only}|v4|{list(rows)}|{list(widths)}|{context}")
-    path = cache_dir("cost") / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
+    key, path = _curve_file(model, f"batch|argmax_only={argmax_only}|v4|{list(rows)}|{list(widths)}|{context}")
     if cache and path.exists() and not refresh:
         return CostCurve.load(path)
     rng = np.random.default_rng(0)
@@ -119,6 +126,5 @@ def calibrate_batch(model: Any, rows: Sequence[int] = BATCH_CALIBRATION_ROWS,
         table.append([float(np.median(times[w][1:])) for w in widths])
     curve = CostCurve(list(widths), table, sorted({int(x) for x in rows}))
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(curve.to_json() | {"key": key}))
+        _keep(curve, key, path)
     return curve
