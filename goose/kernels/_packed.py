@@ -8,9 +8,13 @@ import torch
 
 __all__ = ["COPY_KERNELS", "LINEAR_KERNELS", "PackedLinear", "mkl_packed_available"]
 
-LINEAR_KERNELS = ("mkl", "weight-left", "onednn", "mkl-packed")
+LINEAR_KERNELS = ("mkl", "weight-left", "row-pair", "onednn", "mkl-packed")
 """The kernels :class:`PackedLinear` chooses from: ``F.linear`` (MKL), ``W @ x.T``
 (weight as the left operand: the BLAS streams each weight row once for all tokens),
+``row-pair`` (a lone row padded with a zero row to two, then ``weight-left``: BLAS
+sends a single row to its matrix-vector path, which ran on one of the two cores here
+and made a one-token pass of SmolLM2 1.7x slower than a two-token one; more rows run
+``weight-left`` as they are),
 oneDNN on the weight packed once for ``PACK_ROWS`` rows, and MKL's packed GEMM
 (``mkl-packed``), whose weight copy serves one exact row count: the rows are padded
 with zeros up to the next of ``MKL_PACK_ROWS``."""
@@ -126,7 +130,10 @@ class PackedLinear(torch.nn.Linear):
     def run(self, kernel: str, x: torch.Tensor, rows: int) -> torch.Tensor:
         """``x`` (``rows`` rows) through ``kernel``, whatever the plan says."""
         bias = None if self.bias is None else self.bias.detach()
-        if kernel == "weight-left":
+        if kernel == "row-pair" and rows == 1:
+            x2 = torch.nn.functional.pad(x.reshape(1, self.in_features), (0, 0, 0, 1))  # [2, in]: the row and zeros
+            return self.run("weight-left", x2, 2)[:1].view(*x.shape[:-1], self.out_features)
+        if kernel in ("weight-left", "row-pair"):
             # a transposed output would push sdpa off its fused kernel: make it contiguous
             y = torch.mm(self.weight.detach(), x.reshape(rows, self.in_features).t()).t().contiguous()  # [rows, out]
             if bias is not None:

@@ -20,8 +20,8 @@ __all__ = ["KERNEL_MEMORY", "MKL_PACK_MAX_BYTES", "cpu_name", "describe_linear_p
            "linear_plan_digest", "pack_linears", "tune_linears"]
 
 KERNEL_MEMORY = {
-    "lean": ("mkl", "weight-left"),
-    "one-copy": ("mkl", "weight-left", "onednn"),
+    "lean": ("mkl", "weight-left", "row-pair"),
+    "one-copy": ("mkl", "weight-left", "row-pair", "onednn"),
     "fast": LINEAR_KERNELS,
 }
 """The kernels each memory policy lets a plan use. ``lean`` keeps no copy of any
@@ -92,7 +92,8 @@ def _measure(ms: list[PackedLinear], kernels: tuple[str, ...], reps: int) -> dic
     gen = torch.Generator().manual_seed(0)
     ranked: dict[int, list[str]] = {}
     for rows in measured:
-        cands = [k for k in kernels if k != "mkl-packed" or PackedLinear.mkl_pack_rows(rows) is not None]
+        cands = [k for k in kernels if (k != "mkl-packed" or PackedLinear.mkl_pack_rows(rows) is not None)
+                 and (k != "row-pair" or rows == 1)]  # past one row, row-pair is weight-left
         xs = {i: torch.randn(1, rows, i, generator=gen) for i in {m.in_features for m in ms}}
         times: dict[str, list[float]] = {k: [] for k in cands}
         for _ in range(reps + 1):  # round 0 warms up (and packs the copies)
@@ -126,7 +127,7 @@ def tune_linears(model: Any, reps: int = 5, cache: bool = True, memory: str = "l
     shapes = {g: [(m.out_features, m.in_features) for m in ms] for g, ms in groups.items()}
     key = (f"{cpu_name()}|{os.cpu_count()}|{torch.get_num_threads()}|{torch.__version__}|{shapes}|"
            f"{PackedLinear.PACK_ROWS}|{PackedLinear.PLAN_ROWS}|{PackedLinear.MKL_PACK_ROWS}|"
-           f"{MKL_PACK_MAX_BYTES}|{kernels}|v4")
+           f"{MKL_PACK_MAX_BYTES}|{kernels}|v5")
     path = cache_dir("kernels") / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
     plans: dict[str, list[str]] = {}
     if cache and path.exists():
