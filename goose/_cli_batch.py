@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from goose._cli_errors import UserError
+from goose._cli_errors import UserError, check_output_file
 
 __all__ = ["bench_batched", "generate_batch_file", "read_batch_file", "register_calibrate_command"]
 
@@ -96,7 +96,6 @@ def register_calibrate_command(app: typer.Typer, console: Console) -> None:
         """Measure the forward cost c(n) of tree passes over n tokens on this device (with
         ``--batch``, also of batched passes over 1-8 rows)."""
         import goose.hf as gh
-        from goose._cli_errors import check_output_file
 
         check_output_file(out, "--out")
         check_output_file(batch_out, "--batch-out")
