@@ -10,7 +10,8 @@ benchmarks page from a run). Offline: ``simulate`` (the Monte Carlo simulator),
 plots) and ``replay`` (a recorded trace under other settings). The
 sampling commands (``simulate-sampling``, ``check-sampling``, ``compare-verifiers``,
 ``compare-drafting``) live in ``goose._cli_sampling``, ``predict`` in
-``goose._cli_predict``. A user's mistake is one line on
+``goose._cli_predict``, ``calibrate`` and the batched parts of ``generate`` and ``bench`` in
+``goose._cli_batch``. A user's mistake is one line on
 stderr with exit code 2 (``goose._cli_errors``), found before the model loads
 wherever it can be.
 """
