@@ -108,9 +108,7 @@ def register_calibrate_command(app: typer.Typer, console: Console) -> None:
             for k in curve.tokens:
                 c = curve(k, context=length)
                 console.print(f"  c({int(k):>2}) = {1000 * c:7.1f} ms   ({c / one:.2f}x one token)")
-        if out:
-            out.write_text(json.dumps(curve.to_json()))
-            console.print(f"wrote {out}")
+        _write_curve(console, curve, out)
         if batch or batch_out:
             _calibrate_batched(console, gh.calibrate_batch(lm, refresh=True), batch_out)
 
@@ -127,6 +125,11 @@ def _calibrate_batched(console: Console, curve: Any, out: Path | None) -> None:
         table.add_row(str(int(r)), *(f"{1000 * curve(w, context=r):.0f} ({1000 * curve(w, context=r) / (r * w):.1f})"
                                      for w in curve.tokens))
     console.print(table)
+    _write_curve(console, curve, out)
+
+
+def _write_curve(console: Console, curve: Any, out: Path | None) -> None:
+    """Write a cost curve's JSON (what ``goose simulate --cost-curve`` reads) to ``out``, if given."""
     if out:
         out.write_text(json.dumps(curve.to_json()))
         console.print(f"wrote {out}")
