@@ -140,3 +140,63 @@ def test_auto_is_never_predicted_slower_than_a_chain_on_recorded_traces(tmp_path
     assert margins.size > 100 and margins.min() >= -1e-9
     if order:  # the control: without the chain check a chain beats every prefix of these trees
         assert audit(skip_chains=True).min() < -1e-3
+
+
+class _Kept(AutoBudgetShaper):
+    """AutoBudgetShaper that records every tree it keeps and counts the nodes its inner
+    shaper drafts; ``full`` always shapes the whole budget (no small tree first), ``lie``
+    makes the inner shaper claim that nothing a larger budget adds can be worth anything
+    (a broken growth bound)."""
+
+    def __init__(self, inner, cost, full=False, lie=False):
+        super().__init__(inner, cost)
+        self.kept, self.drafted = [], 0
+        if full:
+            self.MIN_REACH = 10**6
+        if lie:
+            inner.growth_bound = lambda tree: 0.0
+        shape = inner.shape
+
+        def counted(context, sources, budget):
+            tree = shape(context, sources, budget)
+            self.drafted += tree.size
+            return tree
+
+        inner.shape = counted
+
+    def shape(self, context, sources, budget):
+        tree = super().shape(context, sources, budget)
+        self.kept.append((tree.tokens.tolist(), tree.parents.tolist()))
+        return tree
+
+
+def _kept_trees(method, **kw):
+    model, kept = tiny_llama(), []
+    for prompt in PROMPTS:
+        m = make_method(method)
+        shaper = _Kept(m.shaper, lambda n: 1.0 + 0.05 * (n - 1), **kw)
+        out = generate(model, prompt, sources=m.sources, shaper=shaper, budget=24, max_new_tokens=80, eos_token_id=[])
+        kept.append((shaper.kept, out.tokens, shaper.drafted))
+    return kept
+
+
+def _check_small_first(method, **kw):
+    full, small = _kept_trees(method, full=True), _kept_trees(method, **kw)
+    for (trees_full, tokens_full, drafted_full), (trees, tokens, drafted) in zip(full, small, strict=True):
+        assert tokens == tokens_full
+        assert trees == trees_full  # every step keeps the tree the full budget gives
+        assert drafted <= drafted_full  # from no more drafted nodes...
+    assert sum(k[2] for k in small) < sum(k[2] for k in full)  # ...and fewer over both prompts
+
+
+@pytest.mark.parametrize("method", ["pld", "best-first", "goose"])
+def test_auto_drafts_a_small_tree_first_and_keeps_what_the_full_budget_keeps(method):
+    _check_small_first(method)
+
+
+def test_the_small_tree_check_catches_a_growth_bound_that_lies():
+    full, lie = _kept_trees("best-first", full=True), _kept_trees("best-first", lie=True)
+    assert [k[1] for k in lie] == [k[1] for k in full]  # greedy tokens never depend on the trees...
+    assert [k[0] for k in lie] != [k[0] for k in full]  # ...but the check on the kept trees fails
+    with pytest.raises(AssertionError):
+        _check_small_first("best-first", lie=True)

@@ -37,6 +37,18 @@ class AutoBudgetShaper(TreeShaper):
     that forgets with a ``horizon`` of steps); the first step, with no history, takes
     the best ratio of its own, which is the same rule with ``R`` at that ratio.
 
+    Drafting only what can be kept: a shaper whose trees grow by appending nodes of
+    non-increasing path probability (:meth:`TreeShaper.growth_bound`: chains,
+    best-first and spine trees) is first asked for a tree of ``reach`` nodes, twice
+    the last kept size plus two (at least :attr:`MIN_REACH`). If that tree filled its
+    budget, every larger prefix is bounded: its gain is at most the small tree's plus
+    ``p`` per added node, ``p`` the last node's path probability. Only when that bound
+    could beat the best prefix of the small tree is a tree twice the size shaped (and so
+    on, up to the budget). So
+    every step keeps exactly the tree it would keep from the full budget, and the
+    shaper drafts a few nodes instead of ``budget`` (``auto`` drafts up to 24, and
+    keeps two or three on a CPU).
+
     Args:
         inner: the shaper whose trees are cut.
         cost: forward cost ``c(n)`` of a pass over ``n`` tokens (e.g. a
@@ -44,6 +56,9 @@ class AutoBudgetShaper(TreeShaper):
             measured at several context lengths is read at the current one).
         horizon: steps the running rate ``R`` remembers (>= 1); 1 uses the last step only.
     """
+
+    MIN_REACH = 4
+    """The smallest tree asked for first, when the shaper's trees grow by appending."""
 
     def __init__(self, inner: TreeShaper, cost: Callable[[float], float], horizon: int = 16) -> None:
         if horizon < 1:
@@ -57,6 +72,9 @@ class AutoBudgetShaper(TreeShaper):
         self.horizon = int(horizon)
         self._tokens = self._seconds = 0.0
         self._last_cost: float | None = None
+        self._reach: int | None = None  # the size asked for first; None: the full budget
+        self.regrown = 0
+        """Trees shaped again at twice the size, because the smaller one could not settle the cut."""
 
     def _cost(self, n: int, past: int) -> float:
         if isinstance(self.cost, CostCurve):  # measured at several context lengths: use this one
@@ -72,6 +90,7 @@ class AutoBudgetShaper(TreeShaper):
         self.inner.begin(prompt)
         self._tokens = self._seconds = 0.0
         self._last_cost = None
+        self._reach = None
 
     def commit(self, new_tokens: Sequence[int]) -> None:
         self.inner.commit(new_tokens)
@@ -92,16 +111,28 @@ class AutoBudgetShaper(TreeShaper):
 
     def shape(self, context: Sequence[int], sources: Sequence[TokenSource], budget: int) -> DraftTree:
         budget = check_budget(budget)
-        tree = self.inner.shape(context, sources, budget)
         past = len(context)
+        small = budget if self._reach is None else min(budget, self._reach)
+        tree = self.inner.shape(context, sources, small)
         if tree.size == 0:
             self._last_cost = self._cost(1, past)
+            self._reach = max(self.MIN_REACH, 2)
             return tree
-        prob = np.ones(tree.num_nodes)
-        for v in range(1, tree.num_nodes):
-            prob[v] = prob[tree.parents[v]] * tree.confidences[v]
-        cost = np.array([self._cost(1 + b, past) for b in range(tree.size + 1)])
-        keep, chain = self.choose(tree, prob, cost)
+        cost = np.array([self._cost(1 + b, past) for b in range(budget + 1)])
+        prob = self._path_probabilities(tree)
+        keep, chain = self.choose(tree, prob, cost[: tree.size + 1])
+        while tree.size >= small < budget:  # the tree filled its budget: might a larger one be kept?
+            bound = None if chain is not None else self.inner.growth_bound(tree)
+            if bound is not None and not self._may_grow(tree, prob, cost, keep, bound):
+                break
+            self.regrown += 1
+            # twice the size while the bound may settle the cut; without a bound, the budget at once
+            small = budget if bound is None else min(budget, 2 * small)
+            tree = self.inner.shape(context, sources, small)
+            prob = self._path_probabilities(tree)
+            keep, chain = self.choose(tree, prob, cost[: tree.size + 1])
+        kept = keep if chain is None else len(chain) - 1
+        self._reach = max(self.MIN_REACH, 2 * kept + 2)
         if chain is not None:  # a chain is predicted to be faster than every prefix of the tree
             self._last_cost = float(cost[len(chain) - 1])
             return tree.select(chain)
@@ -109,6 +140,25 @@ class AutoBudgetShaper(TreeShaper):
         if keep == tree.size:
             return tree
         return tree.select(np.arange(keep + 1))
+
+    @staticmethod
+    def _path_probabilities(tree: DraftTree) -> np.ndarray:
+        prob = np.ones(tree.num_nodes)
+        for v in range(1, tree.num_nodes):
+            prob[v] = prob[tree.parents[v]] * tree.confidences[v]
+        return prob
+
+    def _may_grow(self, tree: DraftTree, prob: np.ndarray, cost: np.ndarray, keep: int, bound: float) -> bool:
+        """Whether a larger tree than ``tree`` (which filled its budget) could be kept,
+        when every node it would add has path probability at most ``bound``
+        (:meth:`TreeShaper.growth_bound`): whether a prefix of ``m`` nodes, earning at
+        most ``bound`` per node past ``tree``'s, could score above ``tree``'s best prefix."""
+        n = tree.size
+        gain = 1.0 + np.concatenate([[0.0], np.cumsum(prob[1:])])
+        best = float(self.objective(gain[keep : keep + 1], cost[keep : keep + 1])[0])
+        more = np.arange(n + 1, cost.size)
+        reach = self.objective(gain[n] + (more - n) * bound, cost[more])
+        return bool((reach > best + 1e-12).any())
 
     def objective(self, gain: np.ndarray, cost: np.ndarray) -> np.ndarray:
         """What a step maximises: ``gain - R * cost`` (tokens it earns beyond what its

@@ -93,3 +93,13 @@ class TreeShaper(Lifecycle, ABC):
 
     def record(self, tree: DraftTree, accepted: Sequence[int]) -> None:  # noqa: B027
         """Outcome of the last step: ``accepted`` lists accepted node indices."""
+
+    def growth_bound(self, tree: DraftTree) -> float | None:
+        """What a larger budget would add to ``tree``, the tree this shaper has just
+        shaped and whose budget it filled: ``p`` if the larger tree would be ``tree``
+        with nodes appended, each of path probability at most ``p``, every prefix being
+        the best tree of its size; ``None`` (the default) if that is not known.
+        :class:`~goose.trees.AutoBudgetShaper` then shapes a small tree first and the
+        full budget only when the bound says a larger tree could be chosen."""
+        return None
+

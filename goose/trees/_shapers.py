@@ -8,6 +8,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
+
 from ..sources import Proposal, TokenSource
 from ._base import TreeShaper, check_budget, source_by_name
 from ._estimate import AcceptanceEstimator, tagged
@@ -23,6 +25,17 @@ def _require(sources: Sequence[TokenSource], name: str, who: str) -> TokenSource
         names = [s.name for s in sources]
         raise ValueError(f"{who} needs a source named {name!r}; got {names}")
     return src
+
+
+def _last_path_probability(tree: DraftTree) -> float | None:
+    """The path probability of ``tree``'s last node (1 for a bare root); ``None`` when a
+    confidence lies outside [0, 1], where a path probability may grow along a path."""
+    conf, (p, v) = np.asarray(tree.confidences, dtype=np.float64), (1.0, tree.num_nodes - 1)
+    if not ((conf[1:] >= 0.0) & (conf[1:] <= 1.0)).all():
+        return None
+    while v > 0:
+        p, v = p * float(conf[v]), int(tree.parents[v])
+    return p
 
 
 class _EstimatedShaper(TreeShaper):
@@ -88,6 +101,11 @@ class ChainShaper(_EstimatedShaper):
             if not self.extend:
                 break
         return b.build(sources)
+
+    def growth_bound(self, tree: DraftTree) -> float | None:
+        """A chain at a larger budget continues this one, and a path probability never
+        grows along a chain: the last node's bounds every node still to come."""
+        return _last_path_probability(tree)
 
 
 class BalancedShaper(_EstimatedShaper):
@@ -273,8 +291,14 @@ class BestFirstShaper(_EstimatedShaper):
             node = b.add(cand.parent, cand.token, choice.source, choice.accept, choice.key, prior=choice.prior)
             if cand.parent in on_spine and self.spine in (choice.source, choice.rest.source if choice.rest else None):
                 on_spine.add(node)
-            expand(node, -cand.neg_value, choice.rest)
+            if b.size < budget:  # the last node's children could not be added
+                expand(node, -cand.neg_value, choice.rest)
         return b.build(sources)
+
+    def growth_bound(self, tree: DraftTree) -> float | None:
+        """Nodes are added in decreasing path probability, and a larger budget only
+        adds more: the last node's bounds every node still to come."""
+        return _last_path_probability(tree)
 
 
 class _Rest(NamedTuple):
@@ -350,6 +374,7 @@ class SpineShaper(TreeShaper):
         # the fallback's nodes carry corrected estimates too: raw recycled rows are over-confident
         # (measured: rows at 0.9-1.0 accepted 0.55), and auto cuts by these numbers
         self._fallback = BalancedShaper(source=branch, k=fallback_k, estimator=estimator)
+        self._fell_back = True  # whether the last tree was the fallback's
 
     @property
     def estimator(self) -> AcceptanceEstimator | None:
@@ -363,6 +388,12 @@ class SpineShaper(TreeShaper):
         spine_src = _require(sources, self.spine, "SpineShaper")
         branch_src = _require(sources, self.branch, "SpineShaper")
         pool = [spine_src, branch_src]
-        if not spine_src.propose(context):
+        self._fell_back = not spine_src.propose(context)
+        if self._fell_back:
             return self._fallback.shape(context, pool, budget)
         return self._tree.shape(context, pool, budget)
+
+    def growth_bound(self, tree: DraftTree) -> float | None:
+        """The best-first tree's bound; none for the balanced fallback (breadth-first,
+        its path probabilities may rise again)."""
+        return None if self._fell_back else self._tree.growth_bound(tree)
