@@ -218,3 +218,53 @@ def test_calibrate_batch_keeps_its_curve_until_asked_to_measure_anew(tmp_path, m
     fresh = calibrate_batch(model, **args, refresh=True)
     assert len(calls) == 2 * 2 * 2  # rows x widths x (warm-up + 1 rep)
     assert fresh(1, context=1) < 7.0 and calibrate_batch(model, **args).to_json() == fresh.to_json()
+
+
+class TreeLog(HFBatchTarget):
+    """Records every pass's trees (tokens and parents per row)."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.log = []
+
+    def forward_trees(self, trees, argmax_only, bounded):
+        self.log.append([(t.tokens.tolist(), t.parents.tolist()) for t in trees])
+        return super().forward_trees(trees, argmax_only, bounded)
+
+
+def _cut_passes(model, method, monkeypatch, full):
+    import goose.engine._batch as eb
+
+    if full:  # every row drafts its whole budget before the cut (no small tree first)
+        monkeypatch.setattr(eb, "_shape_and_cut", lambda rows, cost: eb.cut_batch([r.shape() for r in rows], cost))
+    rows = [RowParts(p, *_parts(method, 16), 40) for p in PROMPTS]
+    target = TreeLog(model)
+    out = decode_batch(target, rows, batch_cost=lambda rows, width: 1.0 + 0.03 * rows * width)
+    monkeypatch.undo()
+    return target.log, [r.tokens for r in out]
+
+
+@pytest.mark.parametrize("method", ["pld", "best-first", "goose"])
+def test_the_batch_cut_from_small_trees_first_passes_what_full_budgets_pass(method, monkeypatch):
+    model = tiny_llama()
+    small, tokens = _cut_passes(model, method, monkeypatch, full=False)
+    full, tokens_full = _cut_passes(model, method, monkeypatch, full=True)
+    assert tokens == tokens_full == [reference(model, p, 40) for p in PROMPTS]
+    assert small == full  # every pass holds the trees the full budgets would have been cut to
+    assert max(len(t[0]) for step in full for t in step) > 1  # and some drafts were kept
+
+
+def _parts(method, budget=8):
+    m = make_method(method)
+    return m.sources, m.shaper, GreedyVerifier(), budget
+
+
+def test_the_small_tree_batch_check_catches_a_growth_bound_that_lies(monkeypatch):
+    from goose.trees import BestFirstShaper
+
+    model = tiny_llama()
+    full, _ = _cut_passes(model, "best-first", monkeypatch, full=True)
+    monkeypatch.setattr(BestFirstShaper, "growth_bound", lambda self, tree: 0.0)
+    lie, tokens = _cut_passes(model, "best-first", monkeypatch, full=False)
+    assert tokens == [reference(model, p, 40) for p in PROMPTS]  # greedy tokens never depend on the trees
+    assert lie != full

@@ -153,17 +153,34 @@ class _Row:
         self.eos, self.window, self.vocab = eos, target.max_positions, target.vocab_size
         self.seq: _Sequence | None = None
         self.tree: DraftTree | None = None
+        self.size = self.budget  # the budget of the last tree shaped
+        self.short = False  # whether that tree filled a budget below the row's
+        self.bound: float | None = None  # then, what a larger budget would add (TreeShaper.growth_bound)
+        self.reach: int | None = None  # the size asked for first under a batch cut (None: the budget)
 
     def begin(self) -> None:
         p = self.parts
         self.seq = _Sequence(self.ids, p.max_new_tokens, self.eos, self.window, [*p.sources, p.shaper], p.on_commit)
 
-    def shape(self) -> DraftTree:
+    def shape(self, size: int | None = None) -> DraftTree:
+        """The row's tree at ``size`` nodes (at most its budget; default the budget)."""
         p, seq = self.parts, self.seq
-        drafted = check_tree(p.shaper.shape(seq.committed, p.sources, self.budget), seq.committed[-1],
-                             self.budget, self.vocab, p.shaper)
+        self.size = self.budget if size is None else min(size, self.budget)
+        drafted = check_tree(p.shaper.shape(seq.committed, p.sources, self.size), seq.committed[-1],
+                             self.size, self.vocab, p.shaper)
         self.tree = _fit(drafted, seq)
+        self.short = self.size < self.budget and drafted.size >= self.size  # a larger budget may add nodes
+        # what those nodes may earn (TreeShaper.growth_bound); unknown where the fit cut the tree
+        self.bound = p.shaper.growth_bound(drafted) if self.short and self.tree is drafted else None
         return self.tree
+
+
+def _gains(tree: DraftTree) -> np.ndarray:
+    """``[n]``: 1 + E[A] of each prefix of ``tree`` (path probabilities summed in node order)."""
+    prob = np.ones(tree.num_nodes)
+    for v in range(1, tree.num_nodes):
+        prob[v] = prob[tree.parents[v]] * np.nan_to_num(tree.confidences[v])
+    return np.cumsum(prob)
 
 
 def cut_batch(trees: Sequence[DraftTree], cost: Callable[[int, int], float]) -> list[DraftTree]:
@@ -175,18 +192,55 @@ def cut_batch(trees: Sequence[DraftTree], cost: Callable[[int, int], float]) -> 
     every row up to the widest tree, so one width serves all. ``w = 1`` (no row drafts) is
     a batched plain step: the cut is never predicted slower than one."""
     widths = [t.num_nodes for t in trees]
-    gains = []
-    for tree in trees:
-        prob = np.ones(tree.num_nodes)
-        for v in range(1, tree.num_nodes):
-            prob[v] = prob[tree.parents[v]] * np.nan_to_num(tree.confidences[v])
-        gains.append(np.cumsum(prob))  # [n]: 1 + E[A] of each prefix
+    gains = [_gains(t) for t in trees]
     best, best_score = 1, -1.0
     for w in range(1, max(widths) + 1):
         score = sum(float(g[min(w, len(g)) - 1]) for g in gains) / cost(len(trees), w)
         if score > best_score + 1e-12:
             best, best_score = w, score
     return [t if t.num_nodes <= best else t.select(np.arange(best)) for t in trees]
+
+
+def _shape_and_cut(rows: Sequence[_Row], cost: Callable[[int, int], float]) -> list[DraftTree]:
+    """Every row's tree, cut by :func:`cut_batch`, from small trees first: what
+    :class:`~goose.trees.AutoBudgetShaper` does for one sequence, for a common width.
+
+    Each row is asked for ``reach`` nodes (twice the last cut's, plus two, at least 4).
+    A row whose tree filled that budget (``short``) could offer more nodes, each worth at
+    most its shaper's bound ``p_b``: at a width ``w`` past its ``n_b`` nodes it earns at
+    most ``G_b(n_b) + (w - n_b) p_b``. Let ``m`` be the fewest nodes of a short row. If
+    the best width is at most ``m`` and no width past ``m`` could score above it under
+    those bounds, the full-budget trees would be cut to the same width and the same
+    nodes (each a prefix of its full tree). Otherwise the short rows are shaped again at
+    twice the size (at their budget at once, without a bound) until that holds."""
+    trees = [r.shape(r.reach) for r in rows]
+    while True:
+        cut = cut_batch(trees, cost)
+        short = [b for b, r in enumerate(rows) if r.short]
+        if not short:
+            break
+        width = max(t.num_nodes for t in cut)
+        m = min(trees[b].num_nodes for b in short)
+        gains = [_gains(t) for t in trees]
+        settled = width <= m and all(rows[b].bound is not None for b in short)
+        if settled:
+            best = sum(float(g[min(width, len(g)) - 1]) for g in gains) / cost(len(rows), width)
+            widest = max(r.budget for r in rows) + 1
+            for w in range(m + 1, widest + 1):
+                reach = sum(float(g[min(w, len(g)) - 1]) + rows[b].short * max(0, w - len(g)) * (rows[b].bound or 0.0)
+                            for b, g in enumerate(gains))  # what the rows could earn at width w, at most
+                if reach / cost(len(rows), w) > best + 1e-12:
+                    settled = False
+                    break
+        if settled:
+            break
+        for b in short:
+            r = rows[b]
+            trees[b] = r.shape(r.budget if r.bound is None else 2 * r.size)
+    width = max(t.num_nodes for t in cut)
+    for r in rows:
+        r.reach = max(4, 2 * (width - 1) + 2)
+    return cut
 
 
 def decode_batch(target: BatchTarget, rows: Sequence[RowParts], eos_token_ids: Sequence[int] = (),
@@ -226,9 +280,10 @@ def decode_batch(target: BatchTarget, rows: Sequence[RowParts], eos_token_ids: S
         target.retire([i for i, r in enumerate(states) if not r.seq.done])
         while live:
             t0 = time.perf_counter()
-            trees = [r.shape() for r in live]
-            if batch_cost is not None:
-                trees = cut_batch(trees, batch_cost)
+            if batch_cost is None:
+                trees = [r.shape() for r in live]
+            else:
+                trees = _shape_and_cut(live, batch_cost)
                 for r, t in zip(live, trees, strict=True):
                     r.tree = t
             t1 = time.perf_counter()
