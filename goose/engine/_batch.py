@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..sources import TokenSource
-from ..trees import DraftTree, TreeShaper, check_budget
+from ..trees import AutoBudgetShaper, DraftTree, TreeShaper, check_budget, path_probabilities
 from ..verify import BoundedLogits, Verifier
 from ._guards import check_prompt, check_tree
 from ._loop import _fit, _observe, _Sequence, _show_prefill, _watchers
@@ -177,10 +177,7 @@ class _Row:
 
 def _gains(tree: DraftTree) -> np.ndarray:
     """``[n]``: 1 + E[A] of each prefix of ``tree`` (path probabilities summed in node order)."""
-    prob = np.ones(tree.num_nodes)
-    for v in range(1, tree.num_nodes):
-        prob[v] = prob[tree.parents[v]] * np.nan_to_num(tree.confidences[v])
-    return np.cumsum(prob)
+    return np.cumsum(path_probabilities(tree))
 
 
 def cut_batch(trees: Sequence[DraftTree], cost: Callable[[int, int], float]) -> list[DraftTree]:
@@ -205,7 +202,8 @@ def _shape_and_cut(rows: Sequence[_Row], cost: Callable[[int, int], float]) -> l
     """Every row's tree, cut by :func:`cut_batch`, from small trees first: what
     :class:`~goose.trees.AutoBudgetShaper` does for one sequence, for a common width.
 
-    Each row is asked for ``reach`` nodes (twice the last cut's, plus two, at least 4).
+    Each row is asked for ``reach`` nodes (twice the last cut's, plus two, at least
+    ``AutoBudgetShaper.MIN_REACH``).
     A row whose tree filled that budget (``short``) could offer more nodes, each worth at
     most its shaper's bound ``p_b``: at a width ``w`` past its ``n_b`` nodes it earns at
     most ``G_b(n_b) + (w - n_b) p_b``. Let ``m`` be the fewest nodes of a short row. If
@@ -226,9 +224,10 @@ def _shape_and_cut(rows: Sequence[_Row], cost: Callable[[int, int], float]) -> l
         if settled:
             best = sum(float(g[min(width, len(g)) - 1]) for g in gains) / cost(len(rows), width)
             widest = max(r.budget for r in rows) + 1
+            per_node = [r.bound if r.short else 0.0 for r in rows]  # what a node past a row's tree earns, at most
             for w in range(m + 1, widest + 1):
-                reach = sum(float(g[min(w, len(g)) - 1]) + rows[b].short * max(0, w - len(g)) * (rows[b].bound or 0.0)
-                            for b, g in enumerate(gains))  # what the rows could earn at width w, at most
+                reach = sum(float(g[min(w, len(g)) - 1]) + max(0, w - len(g)) * p
+                            for g, p in zip(gains, per_node, strict=True))
                 if reach / cost(len(rows), w) > best + 1e-12:
                     settled = False
                     break
@@ -239,7 +238,7 @@ def _shape_and_cut(rows: Sequence[_Row], cost: Callable[[int, int], float]) -> l
             trees[b] = r.shape(r.budget if r.bound is None else 2 * r.size)
     width = max(t.num_nodes for t in cut)
     for r in rows:
-        r.reach = max(4, 2 * (width - 1) + 2)
+        r.reach = max(AutoBudgetShaper.MIN_REACH, 2 * (width - 1) + 2)
     return cut
 
 

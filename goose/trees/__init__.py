@@ -9,7 +9,7 @@ draws children from the sources' draft distributions (STAND, delayed expansion).
 """
 
 from ._auto import AutoBudgetShaper
-from ._base import MAX_NODE_BUDGET, TreeShaper, check_budget, source_by_name
+from ._base import MAX_NODE_BUDGET, TreeShaper, check_budget, path_probabilities, source_by_name
 from ._estimate import AcceptanceEstimator, tagged
 from ._paper import GoosePaperShaper, harmonic_split, paper_confidence
 from ._registry import SHAPERS, ShaperSpec, make_shaper, shaper_spec
@@ -39,6 +39,7 @@ __all__ = [
     "check_budget",
     "harmonic_split",
     "make_shaper",
+    "path_probabilities",
     "paper_confidence",
     "shaper_spec",
     "source_by_name",

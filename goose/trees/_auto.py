@@ -8,7 +8,7 @@ import numpy as np
 
 from ..sources import TokenSource
 from ..theory import CostCurve
-from ._base import TreeShaper, check_budget
+from ._base import TreeShaper, check_budget, path_probabilities
 from ._tree import DraftTree
 
 __all__ = ["AutoBudgetShaper"]
@@ -44,10 +44,9 @@ class AutoBudgetShaper(TreeShaper):
     budget, every larger prefix is bounded: its gain is at most the small tree's plus
     ``p`` per added node, ``p`` the last node's path probability. Only when that bound
     could beat the best prefix of the small tree is a tree twice the size shaped (and so
-    on, up to the budget). So
-    every step keeps exactly the tree it would keep from the full budget, and the
-    shaper drafts a few nodes instead of ``budget`` (``auto`` drafts up to 24, and
-    keeps two or three on a CPU).
+    on, up to the budget). So every step keeps exactly the tree it would keep from the
+    full budget, and the shaper drafts a few nodes instead of ``budget`` (``auto``
+    drafts up to 24, and keeps two or three on a CPU).
 
     Args:
         inner: the shaper whose trees are cut.
@@ -73,8 +72,6 @@ class AutoBudgetShaper(TreeShaper):
         self._tokens = self._seconds = 0.0
         self._last_cost: float | None = None
         self._reach: int | None = None  # the size asked for first; None: the full budget
-        self.regrown = 0
-        """Trees shaped again at twice the size, because the smaller one could not settle the cut."""
 
     def _cost(self, n: int, past: int) -> float:
         if isinstance(self.cost, CostCurve):  # measured at several context lengths: use this one
@@ -116,20 +113,19 @@ class AutoBudgetShaper(TreeShaper):
         tree = self.inner.shape(context, sources, small)
         if tree.size == 0:
             self._last_cost = self._cost(1, past)
-            self._reach = max(self.MIN_REACH, 2)
+            self._reach = self.MIN_REACH
             return tree
         cost = np.array([self._cost(1 + b, past) for b in range(budget + 1)])
-        prob = self._path_probabilities(tree)
+        prob = path_probabilities(tree)
         keep, chain = self.choose(tree, prob, cost[: tree.size + 1])
         while tree.size >= small < budget:  # the tree filled its budget: might a larger one be kept?
             bound = None if chain is not None else self.inner.growth_bound(tree)
             if bound is not None and not self._may_grow(tree, prob, cost, keep, bound):
                 break
-            self.regrown += 1
             # twice the size while the bound may settle the cut; without a bound, the budget at once
             small = budget if bound is None else min(budget, 2 * small)
             tree = self.inner.shape(context, sources, small)
-            prob = self._path_probabilities(tree)
+            prob = path_probabilities(tree)
             keep, chain = self.choose(tree, prob, cost[: tree.size + 1])
         kept = keep if chain is None else len(chain) - 1
         self._reach = max(self.MIN_REACH, 2 * kept + 2)
@@ -140,13 +136,6 @@ class AutoBudgetShaper(TreeShaper):
         if keep == tree.size:
             return tree
         return tree.select(np.arange(keep + 1))
-
-    @staticmethod
-    def _path_probabilities(tree: DraftTree) -> np.ndarray:
-        prob = np.ones(tree.num_nodes)
-        for v in range(1, tree.num_nodes):
-            prob[v] = prob[tree.parents[v]] * tree.confidences[v]
-        return prob
 
     def _may_grow(self, tree: DraftTree, prob: np.ndarray, cost: np.ndarray, keep: int, bound: float) -> bool:
         """Whether a larger tree than ``tree`` (which filled its budget) could be kept,

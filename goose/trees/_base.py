@@ -6,10 +6,12 @@ import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
+import numpy as np
+
 from ..sources import Lifecycle, TokenSource
 from ._tree import DraftTree
 
-__all__ = ["MAX_NODE_BUDGET", "TreeShaper", "check_budget", "source_by_name"]
+__all__ = ["MAX_NODE_BUDGET", "TreeShaper", "check_budget", "path_probabilities", "source_by_name"]
 
 
 MAX_NODE_BUDGET = 256
@@ -29,6 +31,16 @@ def check_budget(budget: int) -> int:
         raise ValueError(f"budget {budget} is above goose's ceiling of {MAX_NODE_BUDGET} draft nodes a step: a "
                          "larger tree pass costs more than it can gain; give a smaller budget or 'auto'")
     return int(budget)
+
+
+def path_probabilities(tree: DraftTree) -> np.ndarray:
+    """``[num_nodes]``: each node's path probability, the product of the confidences from
+    the root (1 for the root; a missing confidence, NaN, counts as 0)."""
+    conf = np.nan_to_num(np.asarray(tree.confidences, dtype=np.float64))
+    prob = np.ones(tree.num_nodes)
+    for v in range(1, tree.num_nodes):
+        prob[v] = prob[tree.parents[v]] * conf[v]
+    return prob
 
 
 def source_by_name(sources: Sequence[TokenSource], name: str) -> TokenSource | None:

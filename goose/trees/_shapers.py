@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..sources import Proposal, TokenSource
-from ._base import TreeShaper, check_budget, source_by_name
+from ._base import TreeShaper, check_budget, path_probabilities, source_by_name
 from ._estimate import AcceptanceEstimator, tagged
 from ._template import TOKEN_RECYCLING_TEMPLATE
 from ._tree import DraftTree, TreeBuilder
@@ -30,12 +30,8 @@ def _require(sources: Sequence[TokenSource], name: str, who: str) -> TokenSource
 def _last_path_probability(tree: DraftTree) -> float | None:
     """The path probability of ``tree``'s last node (1 for a bare root); ``None`` when a
     confidence lies outside [0, 1], where a path probability may grow along a path."""
-    conf, (p, v) = np.asarray(tree.confidences, dtype=np.float64), (1.0, tree.num_nodes - 1)
-    if not ((conf[1:] >= 0.0) & (conf[1:] <= 1.0)).all():
-        return None
-    while v > 0:
-        p, v = p * float(conf[v]), int(tree.parents[v])
-    return p
+    conf = np.asarray(tree.confidences[1:], dtype=np.float64)
+    return float(path_probabilities(tree)[-1]) if ((conf >= 0.0) & (conf <= 1.0)).all() else None
 
 
 class _EstimatedShaper(TreeShaper):
