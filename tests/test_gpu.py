@@ -36,7 +36,23 @@ def test_half_precision_tree_pass_on_cuda(make, dtype):
 
     model = make("sdpa").to("cuda", dtype)
     # looser than the CPU test's 2: CUDA may run the maskless per-path forwards and the masked
-    # tree pass on different attention kernels (not yet run on a GPU: none lent so far)
+    # tree pass on different attention kernels (passed on an H100, 2026-12-06)
     check_tree_logits(model, HFTarget, rtol_eps=8)
     out = generate(model, [1, 5, 7, 9, 5, 7, 9, 5, 7], method="goose", max_new_tokens=30, eos_token_id=[])
     assert len(out.tokens) == 30
+
+
+@pytest.mark.parametrize("make", [tiny_llama, tiny_gemma3])
+def test_batched_rows_on_cuda_are_identical_alone_with_a_fixed_budget_and_auto(make, tmp_path, monkeypatch):
+    from goose.hf import generate_batch
+
+    monkeypatch.setenv("GOOSE_CACHE", str(tmp_path))  # auto measures this GPU's cost curves
+    model = make("sdpa").cuda()
+    prompts = [[1, 5, 7, 9, 5, 7, 9, 5, 7, 3, 2, 5, 7, 9], [3, 4], [5, 6] * 15]
+    refs = [model.generate(torch.tensor([p], device="cuda"), do_sample=False, max_new_tokens=40, min_new_tokens=40,
+                           pad_token_id=0, eos_token_id=None)[0, len(p):].tolist() for p in prompts]
+    for method in ("goose", "pld", "best-first"):
+        for budget in (None, "auto"):
+            out = generate_batch(model, prompts, method=method, budget=budget, max_new_tokens=40, eos_token_id=[])
+            assert [r.tokens for r in out] == refs, (method, budget)
+

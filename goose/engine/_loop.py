@@ -155,7 +155,8 @@ def _observe(watchers: Sequence[TokenSource], tree: DraftTree, prev_root: int,
     prev = np.empty(tree.num_nodes, dtype=np.int64)
     prev[0] = prev_root
     prev[1:] = tree.tokens[tree.parents[1:]]
-    obs = Observation(tree.tokens, prev, top.indices.numpy(), (top.values - lse).exp().numpy(), tree.parents)
+    obs = Observation(tree.tokens, prev, top.indices.cpu().numpy(), (top.values - lse).exp().cpu().numpy(),
+                      tree.parents)  # the logits may live on a GPU
     for src in watchers:
         src.observe(obs)
 
