@@ -11,11 +11,9 @@ MAT only: the numbers do not depend on timing, except through the calibrated cos
 import sys
 from collections import Counter, defaultdict
 
-import numpy as np
-
 from goose.bench import load_prompts, load_reference
 from goose.hf import encode_prompt, generate, load_model
-from goose.trees import AutoBudgetShaper
+from goose.trees import AutoBudgetShaper, path_probabilities
 
 RELEASE_DEV_IDS = load_reference("release-dev")["ids"]
 model, tok = load_model("smollm2")
@@ -27,9 +25,7 @@ shape, record = AutoBudgetShaper.shape, AutoBudgetShaper.record
 
 def probe_shape(self, context, sources, budget):
     tree = shape(self, context, sources, budget)
-    prob = np.ones(tree.num_nodes)
-    for v in range(1, tree.num_nodes):
-        prob[v] = prob[tree.parents[v]] * tree.confidences[v]
+    prob = path_probabilities(tree)
     steps.append([tree.size, float(prob[1:].sum()), None, Counter(tree.sources[1:])])
     return tree
 

@@ -14,7 +14,7 @@ import numpy as np
 
 import goose.hf as gh
 from goose.methods import make_method
-from goose.trees import AutoBudgetShaper
+from goose.trees import AutoBudgetShaper, path_probabilities
 
 model, tok = gh.load_model("smollm2")
 spec = [json.loads(l) for l in open(SHARED / "data" / "spec_bench_dev.jsonl")]
@@ -22,8 +22,7 @@ ids = gh.encode_prompt(tok, next(r for r in spec if r["task"]=="mt_bench")["turn
 pred, got, bysrc = [], [], {}
 class Probe(AutoBudgetShaper):
     def record(self, tree, accepted):
-        p = np.ones(tree.num_nodes)
-        for v in range(1, tree.num_nodes): p[v] = p[tree.parents[v]] * tree.confidences[v]
+        p = path_probabilities(tree)
         pred.append(p[1:].sum()); got.append(len(accepted))
         acc=set(accepted)|{0}
         for v in range(1, tree.num_nodes):

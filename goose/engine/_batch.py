@@ -188,18 +188,23 @@ def cut_batch(trees: Sequence[DraftTree], cost: Callable[[int, int], float]) -> 
     their path probabilities (the trees' confidences). A padded pass costs the same for
     every row up to the widest tree, so one width serves all. ``w = 1`` (no row drafts) is
     a batched plain step: the cut is never predicted slower than one."""
-    widths = [t.num_nodes for t in trees]
-    gains = [_gains(t) for t in trees]
-    best, best_score = 1, -1.0
-    for w in range(1, max(widths) + 1):
-        score = sum(float(g[min(w, len(g)) - 1]) for g in gains) / cost(len(trees), w)
-        if score > best_score + 1e-12:
-            best, best_score = w, score
+    best, _ = _best_width([_gains(t) for t in trees], cost)
     return [t if t.num_nodes <= best else t.select(np.arange(best)) for t in trees]
 
 
+def _best_width(gains: Sequence[np.ndarray], cost: Callable[[int, int], float]) -> tuple[int, float]:
+    """The common width that scores best for rows of these prefix gains, and its score
+    (the first of equal scores)."""
+    best, best_score = 1, -1.0
+    for w in range(1, max(len(g) for g in gains) + 1):
+        score = sum(float(g[min(w, len(g)) - 1]) for g in gains) / cost(len(gains), w)
+        if score > best_score + 1e-12:
+            best, best_score = w, score
+    return best, best_score
+
+
 def _shape_and_cut(rows: Sequence[_Row], cost: Callable[[int, int], float]) -> list[DraftTree]:
-    """Every row's tree, cut by :func:`cut_batch`, from small trees first: what
+    """Every row's tree, cut as :func:`cut_batch` cuts, from small trees first: what
     :class:`~goose.trees.AutoBudgetShaper` does for one sequence, for a common width.
 
     Each row is asked for ``reach`` nodes (twice the last cut's, plus two, at least
@@ -213,16 +218,14 @@ def _shape_and_cut(rows: Sequence[_Row], cost: Callable[[int, int], float]) -> l
     twice the size (at their budget at once, without a bound) until that holds."""
     trees = [r.shape(r.reach) for r in rows]
     while True:
-        cut = cut_batch(trees, cost)
+        gains = [_gains(t) for t in trees]
+        width, best = _best_width(gains, cost)
         short = [b for b, r in enumerate(rows) if r.short]
         if not short:
             break
-        width = max(t.num_nodes for t in cut)
         m = min(trees[b].num_nodes for b in short)
-        gains = [_gains(t) for t in trees]
         settled = width <= m and all(rows[b].bound is not None for b in short)
         if settled:
-            best = sum(float(g[min(width, len(g)) - 1]) for g in gains) / cost(len(rows), width)
             widest = max(r.budget for r in rows) + 1
             per_node = [r.bound if r.short else 0.0 for r in rows]  # what a node past a row's tree earns, at most
             for w in range(m + 1, widest + 1):
@@ -236,10 +239,9 @@ def _shape_and_cut(rows: Sequence[_Row], cost: Callable[[int, int], float]) -> l
         for b in short:
             r = rows[b]
             trees[b] = r.shape(r.budget if r.bound is None else 2 * r.size)
-    width = max(t.num_nodes for t in cut)
     for r in rows:
         r.reach = max(AutoBudgetShaper.MIN_REACH, 2 * (width - 1) + 2)
-    return cut
+    return [t if t.num_nodes <= width else t.select(np.arange(width)) for t in trees]
 
 
 def decode_batch(target: BatchTarget, rows: Sequence[RowParts], eos_token_ids: Sequence[int] = (),

@@ -114,4 +114,3 @@ class TreeShaper(Lifecycle, ABC):
         :class:`~goose.trees.AutoBudgetShaper` then shapes a small tree first and the
         full budget only when the bound says a larger tree could be chosen."""
         return None
-
