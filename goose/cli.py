@@ -288,8 +288,10 @@ def bench(
     top_p: float = typer.Option(1.0, "--top-p", help="Nucleus mass under sampling (1 = off)."),
     top_k: int = typer.Option(0, "--top-k", help="Top-k under sampling (0 = off)."),
     threads: int = typer.Option(0, help="torch threads (0 = torch's default)."),
-    trace: str = typer.Option("auto", help="Method whose traces feed the predictions ('auto': the first goose "
-                                           "method with both sources; 'none': no predictions)."),
+    trace: str = typer.Option("auto", help="Method(s) whose traces feed the predictions, comma-separated: each "
+                                           "traced method is replayed from its own traces, every other one from "
+                                           "the first's ('auto': the first goose method with both sources; "
+                                           "'none': no predictions)."),
     out: Path = typer.Option(Path("runs/bench"), help="Results directory."),
     pack: bool = typer.Option(True, "--pack/--no-pack", help="Swap in goose's linear layers (goose.kernels); "
                                                            "every method, ar included, runs on the same model."),
@@ -324,6 +326,11 @@ def bench(
     if sampling is not None and trace == "auto":
         trace = "none"  # replay predictions model greedy acceptance
     trace_label = gb.default_trace_label(ms) if trace == "auto" else None if trace == "none" else trace
+    trace_labels = [t.strip() for t in (trace_label or "").split(",") if t.strip()]
+    goose_labels = {m.label for m in ms if m.kind == "goose"}
+    if bad := [t for t in trace_labels if t not in goose_labels]:
+        raise UserError(f"--trace: {', '.join(bad)} is not one of this run's goose methods "
+                        f"({', '.join(sorted(goose_labels)) or 'none'})")
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -338,7 +345,7 @@ def bench(
                       measure_memory)
         return
     console.print(f"{len(prompts)} prompts x {len(ms)} methods: {', '.join(m.label for m in ms)}")
-    records = gb.run_bench(lm, tok, prompts, ms, max_new_tokens, out, trace_method=trace_label,
+    records = gb.run_bench(lm, tok, prompts, ms, max_new_tokens, out, trace_method=trace_labels,
                            log=lambda s: console.print(f"[red]{s}[/red]"), sampling=sampling)
     rss = {"goose_bench_peak_mb": gb.peak_rss_mb()}
     if measure_memory and prompts:
@@ -349,7 +356,7 @@ def bench(
                        trace_label, pack, memory, rss, None if sampling is None else sampling.to_json())
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     predictions = None
-    if trace_label is not None:
+    if trace_labels:
         from sim import predict_bench
 
         predictions = predict_bench(out, records)

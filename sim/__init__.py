@@ -19,7 +19,7 @@ from ._grid import closed_form, method_sim_shaper, run_grid, sim_shaper
 from ._models import PLACES, ChainModel, RecycledModel, RegimeModel, SimulationModel, World, WorldSource
 from ._montecarlo import SimResult, simulate
 from ._predict import predict_methods, simulated_methods
-from ._replay import ReplayResult, TraceSource, load_trace, replay, replay_method
+from ._replay import ReplayResult, RowBook, TraceSource, load_trace, replay, replay_method, replay_sources
 from ._sampling import SAMPLING_VERIFIERS, SamplingWorld, exact_sampling_mat, simulate_sampling
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "RecycledModel",
     "RegimeModel",
     "ReplayResult",
+    "RowBook",
     "SamplingWorld",
     "SimResult",
     "SimulationModel",
@@ -46,6 +47,7 @@ __all__ = [
     "predict_methods",
     "replay",
     "replay_method",
+    "replay_sources",
     "run_grid",
     "sim_shaper",
     "simulate",

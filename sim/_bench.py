@@ -10,13 +10,12 @@ from tqdm.auto import tqdm
 from goose.bench import trace_path
 from goose.engine import GenerationRequest
 from goose.methods import parse_method
-from goose.sources import ContextNGramSource
 
 from ._fit import fit_model
 from ._grid import method_sim_shaper
 from ._models import RegimeModel
 from ._montecarlo import simulate
-from ._replay import ReplayResult, TraceSource, load_trace, replay
+from ._replay import ReplayResult, load_trace, replay, replay_sources
 
 __all__ = ["predict_bench"]
 
@@ -32,8 +31,9 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
     """Predicted MAT per task and goose method of a ``goose bench`` run, next to the
     measured one:
 
-    * ``replay``: each prompt's trace (``out_dir/traces``) replayed with the method's
-      shaper and budget (:func:`replay`);
+    * ``replay``: each prompt's trace replayed with the method's shaper and budget
+      (:func:`replay`): the method's own trace where it was traced too, else the first
+      traced method's (:func:`goose.bench.trace_path`);
     * ``sim``: the Monte Carlo simulator with the method's simulator shaper
       (``Method.sim_shaper``), driven by source models (:func:`fit_model`, options
       ``fit_options``) fitted to the method's own replays (its own sources at its
@@ -44,8 +44,11 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
     Methods with budget ``auto`` are left out (their trees depend on the cost curve,
     not only on tokens), and so are transformers' own columns.
 
-    Returns ``{task: {method: {"measured", "replay", "sim"}}}`` (MAT, prefill counted;
-    ``sim`` is None where the traces never saw one of the method's sources, a task has
+    Returns ``{task: {method: {"measured", "replay", "sim", "own_trace", "rows_missing"}}}``
+    (MAT, prefill counted; ``own_trace``: every replay read the method's own trace;
+    ``rows_missing``: the share of the replayed nodes whose target row the traces did
+    not hold, None when the method has no learning source or the traces no rows
+    (:class:`RowBook`); ``sim`` is None where the traces never saw one of the method's sources, a task has
     a single traced prompt under ``heldout``, or the method has no simulator shaper)."""
     traces = {r["question_id"]: trace_path(out_dir, r["question_id"]) for r in records}
     traces = {qid: path for qid, path in traces.items() if path.exists()}
@@ -66,9 +69,14 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
             d = GenerationRequest(method, budget).plan(label=label)
             names = {s.name for s in d.sources}
             new = sum(r["new_tokens"] for r in mrows)
-            replays = {r["question_id"]: _replayed(method, budget, label, traces[r["question_id"]]) for r in mrows}
+            paths = {r["question_id"]: _trace_of(out_dir, r["question_id"], label, traces) for r in mrows}
+            replays = {q: _replayed(method, budget, label, path) for q, path in paths.items()}
+            known = sum(x.rows_known for x in replays.values())
+            missing = sum(x.rows_missing for x in replays.values())
             task_out[label] = {"measured": new / sum(r["forward_calls"] for r in mrows),
-                               "replay": new / sum(x.forward_calls for x in replays.values()), "sim": None}
+                               "replay": new / sum(x.forward_calls for x in replays.values()), "sim": None,
+                               "own_trace": all(_is_own(path, method.name, budget) for path in paths.values()),
+                               "rows_missing": missing / (known + missing) if known + missing else None}
             if method.sim_shaper is None or not names <= {CONTEXT, RECYCLED} or (heldout and len(qids) < 2):
                 continue
             make, stateless = method_sim_shaper(method, method.context(label, budget))
@@ -87,13 +95,24 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
     return out
 
 
+def _trace_of(out_dir: Path, qid: str, label: str, first: dict[str, Path]) -> Path:
+    """The trace a method is replayed from: its own if it was traced, else the first traced method's."""
+    own = trace_path(out_dir, qid, label)
+    return own if own.exists() else first[qid]
+
+
+def _is_own(path: Path, name: str, budget) -> bool:
+    """Whether the trace at ``path`` was recorded by this method at this budget."""
+    header, _ = load_trace(path)
+    return header["method"] == name and header.get("requested") == budget
+
+
 def _replayed(method, budget, label: str, path: Path) -> ReplayResult:
     """The method replayed on a trace's text with fresh, stateful objects, recording
     what its own sources said at its own steps."""
     d = GenerationRequest(method, budget).plan(label=label)
-    _, steps_rec = load_trace(path)
-    srcs = [s if isinstance(s, ContextNGramSource) else TraceSource(s.name, steps_rec) for s in d.sources]
-    return replay(path, d.shaper, srcs, d.budget, record=True)
+    sources, rows = replay_sources(d.sources, *load_trace(path))
+    return replay(path, d.shaper, sources, d.budget, record=True, rows=rows)
 
 
 def _fit(traces: list, names: set[str], options: dict) -> RegimeModel | None:

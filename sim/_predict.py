@@ -9,13 +9,12 @@ from tqdm.auto import tqdm
 
 from goose.engine import GenerationRequest
 from goose.methods import METHODS, parse_method
-from goose.sources import ContextNGramSource
 from goose.trees import AutoBudgetShaper
 
 from ._fit import fit_model
 from ._grid import method_sim_shaper
 from ._montecarlo import simulate
-from ._replay import TraceSource, load_trace, replay
+from ._replay import load_trace, replay, replay_sources
 
 __all__ = ["predict_methods", "simulated_methods"]
 
@@ -84,6 +83,5 @@ def _own_steps(request: GenerationRequest, label: str, cost: Callable[..., float
                trace: str | Path) -> tuple[dict, list[dict]]:
     """The method replayed on a recorded text with fresh parts, recording its own steps."""
     plan = request.plan(cost, label=label)
-    _, recorded = load_trace(trace)
-    sources = [s if isinstance(s, ContextNGramSource) else TraceSource(s.name, recorded) for s in plan.sources]
-    return replay(trace, plan.shaper, sources, plan.budget, record=True).trace
+    sources, rows = replay_sources(plan.sources, *load_trace(trace))
+    return replay(trace, plan.shaper, sources, plan.budget, record=True, rows=rows).trace

@@ -8,13 +8,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from goose.engine import GenerationRequest, TraceRecorder
-from goose.methods import get_method
-from goose.sources import ContextNGramSource, Proposal, TokenSource
-from goose.theory import CostCurve
-from goose.trees import TreeShaper
+import numpy as np
 
-__all__ = ["ReplayResult", "TraceSource", "load_trace", "replay", "replay_method"]
+from goose.engine import GenerationRequest, TraceRecorder, prefill_positions
+from goose.methods import get_method
+from goose.sources import ContextNGramSource, Observation, Proposal, TokenSource
+from goose.theory import CostCurve
+from goose.trees import DraftTree, TreeShaper
+
+__all__ = ["ReplayResult", "RowBook", "TraceSource", "load_trace", "replay", "replay_method", "replay_sources"]
 
 
 def load_trace(path: str | Path) -> tuple[dict, list[dict]]:
@@ -60,6 +62,110 @@ class TraceSource(TokenSource):
         return list(self._rows.get(token, []))
 
 
+def _watches(source: TokenSource) -> bool:
+    return type(source).observe is not TokenSource.observe
+
+
+def _row_arrays(rows: dict) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(rows["ids"], dtype=np.int64), np.asarray(rows["probs"], dtype=np.float32)
+
+
+class RowBook:
+    """The target rows a trace (version 3) recorded, looked up by the text they follow.
+
+    A node of a tree drafted at context length ``L`` after the recorded text ``full``
+    stands for the sequence ``full[:L] + path``. Its key is that sequence written as
+    the longest prefix of ``full`` it shares, ``m`` tokens, and the rest:
+    ``(m, rest)``. Greedy targets are deterministic, so two nodes with one key were
+    given one row, whichever run or tree they sat in. :meth:`observation` builds, for
+    a replayed tree, the observation the decode loop would have shown the learning
+    sources, from the nodes whose rows the trace holds; :attr:`known` and
+    :attr:`missing` count the nodes looked up. With ``missing == 0`` the learning
+    sources saw exactly what they would have seen in a real run, so a greedy replay
+    is exact; a missing row leaves the source as it was (a recycled table keeps its
+    older row for that token), which is the replay's only approximation."""
+
+    def __init__(self, header: dict, steps: Sequence[dict]) -> None:
+        self.full = [int(t) for t in header["prompt"]] + [int(t) for t in header["tokens"]]
+        self._rows: dict[tuple[int, tuple[int, ...]], tuple[np.ndarray, np.ndarray]] = {}
+        self.known = self.missing = 0
+        pre = header.get("prefill")
+        self._prefill = {}
+        if pre:
+            ids, probs = _row_arrays(pre)
+            self._prefill = {int(p): (ids[i], probs[i]) for i, p in enumerate(pre["positions"])}
+        for s in steps:
+            v = s.get("verified")
+            if not v:
+                continue
+            ids, probs = _row_arrays(v)
+            tree = DraftTree(v["tokens"], v["parents"])
+            for node, key in enumerate(self._keys(tree, int(s["context_len"]))):
+                self._rows[key] = (ids[node], probs[node])
+
+    @staticmethod
+    def has_rows(header: dict, steps: Sequence[dict]) -> bool:
+        """Whether the trace recorded the target's rows (version 3 and later)."""
+        return header.get("version", 1) >= 3 and any(s.get("verified") for s in steps)
+
+    def _keys(self, tree: DraftTree, context_len: int) -> list[tuple[int, tuple[int, ...]]]:
+        keys: list[tuple[int, tuple[int, ...]]] = [(context_len, ())]
+        full = self.full
+        for v in range(1, tree.num_nodes):
+            m, rest = keys[int(tree.parents[v])]
+            t = int(tree.tokens[v])
+            keys.append((m + 1, ()) if not rest and m < len(full) and full[m] == t else (m, rest + (t,)))
+        return keys
+
+    def prefill_observation(self, prompt: Sequence[int], needs: set[str]) -> Observation | None:
+        """What the prefill showed sources with these ``prefill_positions``, from the
+        recorded prompt positions (``None`` when they need none)."""
+        if not needs or needs == {"none"}:
+            return None
+        shown = prefill_positions(prompt, needs)
+        shown = np.arange(len(prompt)) if shown is None else shown
+        have = [int(p) for p in shown if int(p) in self._prefill]
+        self.known += len(have)
+        self.missing += len(shown) - len(have)
+        if not have:
+            return None
+        tokens = np.asarray(prompt, dtype=np.int64)
+        prev = np.concatenate([[-1], tokens[:-1]])
+        return Observation(tokens[have], prev[have], np.stack([self._prefill[p][0] for p in have]),
+                           np.stack([self._prefill[p][1] for p in have]))
+
+    def observation(self, tree: DraftTree, context_len: int) -> Observation | None:
+        """What the pass over ``tree`` (drafted at ``context_len``) showed the learning
+        sources, cut to the nodes the trace has rows for (``None`` if it has none)."""
+        have = [(v, self._rows[key]) for v, key in enumerate(self._keys(tree, context_len)) if key in self._rows]
+        self.known += len(have)
+        self.missing += tree.num_nodes - len(have)
+        if not have:
+            return None
+        nodes = np.asarray([v for v, _ in have], dtype=np.int64)
+        prev = np.empty(tree.num_nodes, dtype=np.int64)
+        prev[0] = self.full[context_len - 2] if context_len > 1 else -1
+        prev[1:] = tree.tokens[tree.parents[1:]]
+        index = np.full(tree.num_nodes, -1, dtype=np.int64)
+        index[nodes] = np.arange(len(nodes))
+        parents = np.where(tree.parents[nodes] >= 0, index[np.maximum(tree.parents[nodes], 0)], -1)
+        return Observation(tree.tokens[nodes].astype(np.int64), prev[nodes], np.stack([r[0] for _, r in have]),
+                           np.stack([r[1] for _, r in have]), parents)
+
+
+def replay_sources(sources: Sequence[TokenSource], header: dict, steps: Sequence[dict]
+                   ) -> tuple[list[TokenSource], RowBook | None]:
+    """The sources a replay drives, and the rows that feed the learning ones.
+
+    Context sources read the recorded text and are used as they are. If the trace
+    recorded the target's rows (version 3), every other source is used as it is too,
+    fed from them (:class:`RowBook`); otherwise it is replaced by a
+    :class:`TraceSource`, which answers what the recorded source said."""
+    if RowBook.has_rows(header, steps):
+        return list(sources), RowBook(header, steps)
+    return [s if isinstance(s, ContextNGramSource) else TraceSource(s.name, steps) for s in sources], None
+
+
 @dataclass
 class ReplayResult:
     """MAT of the replayed configuration next to the recorded run's; with
@@ -71,6 +177,8 @@ class ReplayResult:
     recorded_mat: float
     recorded_forward_calls: int
     trace: tuple[dict, list[dict]] | None = None
+    rows_known: int = 0
+    rows_missing: int = 0
 
     @property
     def relative_error(self) -> float:
@@ -78,22 +186,33 @@ class ReplayResult:
 
 
 def replay(path: str | Path, shaper: TreeShaper, sources: Sequence[TokenSource], budget: int,
-           record: bool = False) -> ReplayResult:
+           record: bool = False, rows: RowBook | None = None) -> ReplayResult:
     """Re-run decoding on the recorded greedy continuation: each step the shaper
     builds a tree (cut, as the decode loop cuts it, to what the token limit can
     still emit), and the accepted path is the longest one that follows the recorded
     tokens (what the greedy target chose), plus the bonus. Sources and shaper get
-    the same lifecycle calls as in the decode loop. ``record`` keeps what the sources
-    proposed (:attr:`ReplayResult.trace`)."""
+    the same lifecycle calls as in the decode loop; with ``rows``
+    (:func:`replay_sources`), the learning sources are also shown the prefill and
+    each pass, as far as the trace knows them (:attr:`ReplayResult.rows_missing`).
+    ``record`` keeps what the sources proposed (:attr:`ReplayResult.trace`)."""
     header, _ = load_trace(path)
     prompt, tokens = header["prompt"], header["tokens"]
     full = prompt + tokens
+    learns = [_watches(s) for s in sources]  # a recording wrapper watches every pass; its source may not
     recorder = TraceRecorder() if record else None
     if recorder is not None:
         sources = recorder.wrap(sources)
+    watchers = [s for s, w in zip(sources, learns, strict=True) if w] if rows is not None else []
+    if rows is not None:
+        rows.known = rows.missing = 0
     hooks = [*sources, shaper]
     for h in hooks:
         h.begin(list(prompt))
+    if watchers:
+        assert rows is not None
+        obs = rows.prefill_observation(prompt, {s.prefill_positions for s in watchers})
+        for s in watchers if obs is not None else ():
+            s.observe(obs)
     for h in hooks:  # prefill committed the first token
         h.commit(full[len(prompt) : len(prompt) + 1])
     pos, calls = len(prompt) + 1, 1
@@ -108,9 +227,14 @@ def replay(path: str | Path, shaper: TreeShaper, sources: Sequence[TokenSource],
                 break
             node = child
             accepted.append(child)
-        shaper.record(tree, accepted)
         if recorder is not None:
             recorder.step({"context_len": pos, "accepted": len(accepted)})
+        if watchers:  # as the decode loop: the pass is shown before the shaper's record
+            assert rows is not None
+            obs = rows.observation(tree, pos)
+            for s in watchers if obs is not None else ():
+                s.observe(obs)
+        shaper.record(tree, accepted)
         for h in hooks:
             h.commit(full[pos : pos + len(accepted) + 1])
         pos += len(accepted) + 1
@@ -121,15 +245,18 @@ def replay(path: str | Path, shaper: TreeShaper, sources: Sequence[TokenSource],
     if recorder is not None:
         steps = [s | {"reference": full[s["context_len"] : s["context_len"] + 32]} for s in recorder.steps]
         trace = ({**header, "forward_calls": calls, "mat": len(tokens) / calls}, steps)
-    return ReplayResult(len(tokens) / calls, calls, header["mat"], header["forward_calls"], trace)
+    known, missing = (rows.known, rows.missing) if rows is not None else (0, 0)
+    return ReplayResult(len(tokens) / calls, calls, header["mat"], header["forward_calls"], trace, known, missing)
 
 
 def replay_method(path: str | Path, method: str | None = None, budget: int | str | None = None) -> ReplayResult:
     """Replay a method (default: the recorded one) at ``budget`` (default: what the
     recorded run was asked for, ``auto`` included: its trees are then cut by the cost
     curve the trace recorded). Context sources are rebuilt exactly; every other
-    source answers from the trace (:class:`TraceSource`). For a run whose sources
-    are all context sources the replay reproduces the recorded run's forward calls."""
+    source is fed the rows the trace recorded (version 3), or answers from the trace
+    (:class:`TraceSource`, older traces) (:func:`replay_sources`). For a run whose
+    sources are all context sources, and for the recorded method on a trace with rows,
+    the replay reproduces the recorded run's forward calls."""
     header, steps = load_trace(path)
     m = get_method(method or header["method"])
     same = method is None or method == header["method"]
@@ -143,5 +270,5 @@ def replay_method(path: str | Path, method: str | None = None, budget: int | str
             raise ValueError(f"{path}: replaying budget 'auto' needs the cost curve, and the trace has none")
         cost = CostCurve.from_json(header["cost_curve"])
     d = request.plan(cost)
-    sources = [s if isinstance(s, ContextNGramSource) else TraceSource(s.name, steps) for s in d.sources]
-    return replay(path, d.shaper, sources, d.budget)
+    sources, rows = replay_sources(d.sources, header, steps)
+    return replay(path, d.shaper, sources, d.budget, rows=rows)

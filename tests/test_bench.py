@@ -108,7 +108,7 @@ def tiny_run(tmp_path_factory):
     methods = parse_methods("ar,hf_pld_k4,pld,tr,pld@8,tr@8,goose@4,goose@8,best-first@8,paper@16")
     ps = load_prompts([str(prompts)], per_task=None)
     logs = []
-    records = run_bench(model, CharTokenizer(), ps, methods, 24, out, trace_method="goose@8", progress=False,
+    records = run_bench(model, CharTokenizer(), ps, methods, 24, out, trace_method=["goose@8", "tr"], progress=False,
                         log=logs.append)
     return out, records, methods, logs
 
@@ -130,6 +130,7 @@ def test_bench_runs_every_method_and_reports_failing_prompts(tiny_run):
         if r["method"].startswith("goose"):
             assert r["forward_calls"] == 1 + len(r["accept_lengths"])
     assert sorted(p.name for p in (out / "traces").glob("*.jsonl")) == ["1.jsonl", "2.jsonl", "3.jsonl"]
+    assert sorted(p.name for p in (out / "traces" / "tr").glob("*.jsonl")) == ["1.jsonl", "2.jsonl", "3.jsonl"]
 
 
 def test_bench_summary_pools_tokens_calls_and_time(tiny_run):
@@ -162,13 +163,19 @@ def test_bench_outputs_predictions_and_docs_page(tiny_run, tmp_path):
     # held out: "rep" (2 prompts) predicts each from the other; "other" (1 prompt) has none to fit on
     assert all(v["sim"] >= 1 for v in pred["rep"].values())
     assert all(v["sim"] is None for v in pred["other"].values())
-    # replaying the traced configuration itself (context exact, recycled answered from the trace) is exact
-    assert pred["rep"]["goose@8"]["replay"] == pytest.approx(pred["rep"]["goose@8"]["measured"])
+    # replaying a traced configuration from its own trace (context exact, recycled fed the recorded rows) is
+    # exact, for tr (traced second, its own folder) as for goose@8; the others replay goose@8's trace
+    for task in pred:
+        for label in ("goose@8", "tr"):
+            assert pred[task][label]["own_trace"] and pred[task][label]["rows_missing"] == 0
+            assert pred[task][label]["replay"] == pytest.approx(pred[task][label]["measured"])
+        assert not pred[task]["tr@8"]["own_trace"] and pred[task]["pld"]["rows_missing"] is None
     for name in ("summary.json", "results.md", "bench_mat.png", "bench_speedup.png", "bench_gap.png",
                  "bench_mat_vs_budget.png"):
         assert (out / name).stat().st_size > 200, name
     md = (out / "results.md").read_text()
     assert "## Acceptance gap" in md and "## Predicted vs measured MAT" in md and "| overall |" in md
+    assert "| rep | tr | " in md and "(*own*) | +0.0% | 0.0% |" in md
     assert "## Either source at equal budget" in md and "| goose@8 / max(pld@8, tr@8) |" in md
     assert "## Either source: combined trees vs single sources at their own sizes" in md
     page = write_docs(out, tmp_path / "docs" / "benchmarks.md")

@@ -7,7 +7,7 @@ from goose.hf import generate
 from goose.methods import make_method
 from goose.sources import ContextNGramSource
 from goose.trees import AutoBudgetShaper, DraftTree, TreeShaper
-from sim import load_trace, replay, replay_method
+from sim import RowBook, load_trace, replay, replay_method
 from sim._replay import TraceSource
 
 from .tiny import tiny_llama
@@ -28,6 +28,65 @@ def test_replay_reproduces_the_recorded_mat(tmp_path, method):
         assert all(s["reference"] == (prompt + out.tokens)[s["context_len"]:s["context_len"] + 32] for s in steps)
         r = replay_method(path)
         assert r.forward_calls == out.stats.forward_calls and r.mat == out.stats.mat
+        assert r.rows_missing == 0  # a learning source is fed the rows the run recorded, every one of them
+
+
+@pytest.mark.parametrize("method", ["tr", "goose"])
+def test_a_trace_holds_every_verified_row_and_does_not_change_the_run(tmp_path, method):
+    model = tiny_llama()
+    for i, prompt in enumerate(PROMPTS):
+        path = tmp_path / f"{method}{i}.jsonl"
+        traced = generate(model, prompt, method=method, max_new_tokens=60, eos_token_id=[], trace=path)
+        plain = generate(model, prompt, method=method, max_new_tokens=60, eos_token_id=[])
+        assert traced.tokens == plain.tokens and traced.stats.forward_calls == plain.stats.forward_calls
+        header, steps = load_trace(path)
+        assert header["version"] == 3 and header["prefill"]["positions"]
+        for s in steps:
+            v = s["verified"]
+            assert len(v["tokens"]) == len(v["parents"]) == len(v["ids"]) == len(v["probs"]) >= 1
+            assert v["parents"][0] == -1 and v["tokens"][0] == (prompt + traced.tokens)[s["context_len"] - 1]
+        assert [len(s["verified"]["tokens"]) for s in steps] == [1 + n for n in plain.stats.tree_sizes]
+
+
+def test_rows_of_one_text_agree_across_runs_and_trees(tmp_path):
+    """A node's key is the text it follows, written as the recorded text's prefix plus
+    the rest: two runs with different trees must have got the same row under one key.
+    The control shifts one run's keys by a position and must find disagreements."""
+    model = tiny_llama()
+    books = []
+    for method in ("tr", "goose", "best-first"):
+        path = tmp_path / f"{method}.jsonl"
+        generate(model, PROMPTS[1], method=method, max_new_tokens=60, eos_token_id=[], trace=path)
+        books.append(RowBook(*load_trace(path)))
+    shared = disagree = shifted_disagree = 0
+    for a in range(len(books)):
+        for b in range(a + 1, len(books)):
+            ra, rb = books[a]._rows, books[b]._rows
+            for key in ra.keys() & rb.keys():
+                shared += 1
+                disagree += not (np.array_equal(ra[key][0][:3], rb[key][0][:3])
+                                 and np.allclose(ra[key][1], rb[key][1], atol=1e-4))
+                moved = (key[0] + 1, key[1])
+                if moved in rb:
+                    shifted_disagree += not np.array_equal(ra[key][0][:3], rb[moved][0][:3])
+    assert shared > 100 and disagree == 0
+    assert shifted_disagree > 10
+
+
+def test_a_learning_source_replays_from_another_methods_rows(tmp_path):
+    """tr replayed from a pld trace: the old replay answered only what the traced run's
+    recycled source said (pld has none: every tr step drafted nothing); the rows feed
+    tr's own table wherever its trees meet the recorded ones, and the rest is counted."""
+    model = tiny_llama()
+    path = tmp_path / "pld.jsonl"
+    generate(model, PROMPTS[1], method="pld", max_new_tokens=60, eos_token_id=[], trace=path)
+    real = generate(model, PROMPTS[1], method="tr", max_new_tokens=60, eos_token_id=[])
+    with_rows = replay_method(path, "tr")
+    m = make_method("tr")
+    old = replay(path, m.shaper, [TraceSource(s.name, load_trace(path)[1]) for s in m.sources], 80)
+    assert old.mat == 60 / 60  # nothing to answer from
+    assert with_rows.rows_known > 0 and with_rows.rows_missing > 0
+    assert 1 < with_rows.mat <= real.stats.mat * 1.5
 
 
 def test_replay_of_context_only_sources_is_exact_for_any_budget(tmp_path):

@@ -300,16 +300,22 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
                          f"{g[RECYCLED]['per_opportunity']:.1%} | {_f(g['ratio_per_opportunity'], '.1f', 'x')} |")
     if predictions:
         lines += ["", "## Predicted vs measured MAT", "",
-                  ("Replay: each prompt's trace of the traced method, replayed offline with the other "
-                  "method's shaper and budget. Simulator, held out: each prompt predicted by source models "
-                  "(`sim.fit_model`) fitted to the method's own replays of the task's other prompts, 4000 "
-                  "Monte Carlo steps. Error = predicted / measured - 1."), "",
-                  "| task | method | measured | replay | error | simulator | error |", "|---|---|---|---|---|---|---|"]
+                  ("Replay: each prompt's trace replayed offline with the method's shaper and budget: the "
+                   "method's own trace where it was traced (marked *own*), else the first traced method's. "
+                   "Rows unknown: the share of replayed nodes whose target row the trace did not hold (the "
+                   "learning sources are fed every row it holds; with none unknown, a replay is exact). "
+                   "Simulator, held out: each prompt predicted by source models (`sim.fit_model`) fitted to "
+                   "the method's own replays of the task's other prompts, 4000 Monte Carlo steps. Error = "
+                   "predicted / measured - 1."), "",
+                  "| task | method | measured | replay | error | rows unknown | simulator | error |",
+                  "|---|---|---|---|---|---|---|---|"]
         for task, rows in predictions.items():
             for label, p in rows.items():
                 sim = "- | -" if p["sim"] is None else f"{p['sim']:.2f} | {p['sim'] / p['measured'] - 1:+.1%}"
-                lines.append(f"| {task} | {label} | {p['measured']:.2f} | {p['replay']:.2f} | "
-                             f"{p['replay'] / p['measured'] - 1:+.1%} | {sim} |")
+                unknown = "-" if p.get("rows_missing") is None else f"{p['rows_missing']:.1%}"
+                own = " (*own*)" if p.get("own_trace") else ""
+                lines.append(f"| {task} | {label} | {p['measured']:.2f} | {p['replay']:.2f}{own} | "
+                             f"{p['replay'] / p['measured'] - 1:+.1%} | {unknown} | {sim} |")
     if summary.get("errors"):
         lines += ["", "## Failed runs", ""]
         lines += [f"- {e['question_id']} ({e['origin']}), {e['method']}: {e['error']}" for e in summary["errors"]]

@@ -168,14 +168,15 @@ def _run_method(session: Any, m: BenchMethod, ids: list[int], max_new_tokens: in
 
 
 def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], methods: Sequence[BenchMethod],
-              max_new_tokens: int, out: Path, trace_method: str | None = None, warmup: bool = True,
+              max_new_tokens: int, out: Path, trace_method: str | Sequence[str] | None = None, warmup: bool = True,
               progress: bool = True, log: Callable[[str], None] = print,
               sampling: Sampling | None = None) -> list[dict]:
     """Run every method on every prompt (order A B C on even prompts, C B A on odd
     ones), append one JSON record per (prompt, method) to ``out/records.jsonl`` and
     return them. A prompt or method that fails is recorded with its ``error`` and the
-    run goes on. ``trace_method`` (a label) is run once more, untimed, per prompt to
-    record a replay trace under ``out/traces``. With ``sampling``, every method samples
+    run goes on. ``trace_method`` (a label, or several) is run once more, untimed, per
+    prompt to record a replay trace under ``out/traces`` (:func:`trace_path`: the first
+    label's at ``traces/QID.jsonl``, the others' under ``traces/LABEL/``). With ``sampling``, every method samples
     (prompt ``i`` with seed ``sampling.seed + i``) and nothing is compared for identity.
 
     Each goose column owns a :class:`~goose.methods.Memory` (used only by
@@ -192,9 +193,12 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
     if sampling is not None and lossy:
         raise ValueError(f"{', '.join(lossy)}: loose verification is greedy only (it needs temperature 0)")
     out.mkdir(parents=True, exist_ok=True)
-    traced = next((m for m in methods if m.label == trace_method), None)
-    if trace_method and (traced is None or traced.kind != "goose"):
-        raise ValueError(f"trace method {trace_method!r} is not one of the goose methods of this run")
+    trace_labels = [trace_method] if isinstance(trace_method, str) else list(trace_method or ())
+    by_label = {m.label: m for m in methods}
+    for label in trace_labels:
+        if label not in by_label or by_label[label].kind != "goose":
+            raise ValueError(f"trace method {label!r} is not one of the goose methods of this run")
+    traced = [by_label[label] for label in dict.fromkeys(trace_labels)]
     counter = _ForwardCounter(model)
     session = gh.Session(model, tokenizer)
     memories = {m.label: Memory() for m in methods}
@@ -235,9 +239,11 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
                         log(f"{m.label} failed on prompt {p.qid} ({p.origin}): {err}")
                         got[m.label] = {"error": f"{type(err).__name__}: {err}"}
                     bar.update(1)
-                if traced is not None and "error" not in got.get(traced.label, {"error": 1}):
-                    (out / "traces").mkdir(exist_ok=True)
-                    _run_method(session, traced, ids, max_new_tokens, counter, trace=trace_path(out, p.qid))
+                for j, m in enumerate(traced):
+                    if "error" not in got.get(m.label, {"error": 1}):
+                        path = trace_path(out, p.qid, None if j == 0 else m.label)
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        _run_method(session, m, ids, max_new_tokens, counter, trace=path)
                 ref = got.get("ar", {}).get("tokens") if sampling is None else None
                 if ref is not None and lossy:
                     _score_lossy(model, ids, ref, [got[m] for m in lossy if "error" not in got[m]])
@@ -282,7 +288,12 @@ def _score_lossy(model: Any, prompt: list[int], ref: list[int], runs: list[dict]
               "ar_target_logprob": ref_lp}
 
 
-def trace_path(out: Path, qid: str) -> Path:
-    """Where ``goose bench --out OUT`` writes the replay trace of prompt ``qid``."""
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(qid))
-    return Path(out) / "traces" / f"{safe}.jsonl"
+def trace_path(out: Path, qid: str, method: str | None = None) -> Path:
+    """Where ``goose bench --out OUT`` writes the replay trace of prompt ``qid``: the
+    first traced method's at ``traces/QID.jsonl``, another traced ``method``'s under
+    ``traces/METHOD/``."""
+    def safe(name: str, keep: str = "-_") -> str:
+        return "".join(c if c.isalnum() or c in keep else "_" for c in str(name))
+
+    folder = Path(out) / "traces"
+    return (folder if method is None else folder / safe(method, "-_@")) / f"{safe(qid)}.jsonl"
