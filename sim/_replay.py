@@ -216,10 +216,12 @@ def replay(path: str | Path, shaper: TreeShaper, sources: Sequence[TokenSource],
     for h in hooks:  # prefill committed the first token
         h.commit(full[len(prompt) : len(prompt) + 1])
     pos, calls = len(prompt) + 1, 1
+    limit = header.get("max_new_tokens") or len(tokens)  # a run that stopped at EOS had room left
     while pos < len(full):
         tree = shaper.shape(full[:pos], sources, budget)
-        if int(tree.depths.max()) > len(full) - pos - 1:
-            tree = tree.truncated(len(full) - pos - 1)
+        room = limit - (pos - len(prompt))  # as the decode loop cuts trees: the bonus takes one place
+        if int(tree.depths.max()) > room - 1:
+            tree = tree.truncated(room - 1)
         node, accepted = 0, []
         while pos + len(accepted) < len(full):
             child = tree.child_with_token(node, full[pos + len(accepted)])

@@ -48,6 +48,22 @@ def test_a_trace_holds_every_verified_row_and_does_not_change_the_run(tmp_path, 
         assert [len(s["verified"]["tokens"]) for s in steps] == [1 + n for n in plain.stats.tree_sizes]
 
 
+def test_a_run_that_stops_at_eos_replays_exactly_with_its_token_limit(tmp_path):
+    """The replay cuts trees by the room the run had (its token limit, in the header),
+    not by the text's end: a run that stopped at EOS drafted deeper trees near its end."""
+    model = tiny_llama()
+    free = generate(model, PROMPTS[0], method="paper", max_new_tokens=60, eos_token_id=[])
+    path = tmp_path / "eos.jsonl"
+    out = generate(model, PROMPTS[0], method="paper", max_new_tokens=60, eos_token_id=[free.tokens[20]], trace=path)
+    assert out.finish_reason == "eos" and len(out.tokens) < 60
+    r = replay_method(path)
+    assert r.forward_calls == out.stats.forward_calls and r.rows_missing == 0
+    # control: cut by the text's end (what a trace without the limit gets), the last trees differ
+    header, *steps = path.read_text().splitlines()
+    path.write_text("\n".join([json.dumps(json.loads(header) | {"max_new_tokens": None}), *steps]))
+    assert replay_method(path).rows_missing > 0
+
+
 def test_rows_of_one_text_agree_across_runs_and_trees(tmp_path):
     """A node's key is the text it follows, written as the recorded text's prefix plus
     the rest: two runs with different trees must have got the same row under one key.

@@ -6,7 +6,8 @@ Trace format (JSONL, one object per line):
   "method": str, "budget": int (the loop's node budget), "requested": int | "auto" |
   null (what the method was asked for), "cost_curve": the curve ``auto`` cut trees
   by (``CostCurve.to_json()``) or null, "forward_calls": int, "mat": float,
-  "sources": [names], "prefill": rows or null}``;
+  "sources": [names], "prefill": rows or null, "max_new_tokens": the run's token limit
+  or null}``;
 * then one line per step, ``{"type": "step", "step": i, "context_len": L,
   "reference": [the next committed tokens, up to 32], "accepted": n, "proposals":
   {source: [{"query": [prev, token], "depth": d, "tokens": [[...], ...],
@@ -160,13 +161,13 @@ class TraceRecorder:
 
     def write(self, path: str | Path, prompt: Sequence[int], tokens: Sequence[int], method: str,
               budget: int, forward_calls: int, sources: Sequence[str], requested: int | str | None = None,
-              cost_curve: dict | None = None) -> Path:
+              cost_curve: dict | None = None, max_new_tokens: int | None = None) -> Path:
         path = Path(path)
         full = list(prompt) + list(tokens)
         header = {"type": "header", "version": TRACE_VERSION, "prompt": list(prompt), "tokens": list(tokens),
                   "method": method, "budget": budget, "requested": requested, "cost_curve": cost_curve,
                   "forward_calls": forward_calls, "mat": len(tokens) / forward_calls, "sources": list(sources),
-                  "prefill": self.prefill}
+                  "prefill": self.prefill, "max_new_tokens": max_new_tokens}
         with path.open("w") as f:
             f.write(json.dumps(header) + "\n")
             for s in self.steps:

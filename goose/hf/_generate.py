@@ -181,7 +181,7 @@ def generate(
     if tracer is not None:
         tracer.write(trace, ids, result.tokens, plan.method.name, plan.budget, result.stats.forward_calls,
                      [s.name for s in use_sources], requested=request.budget,
-                     cost_curve=None if cost is None else cost.to_json())
+                     cost_curve=None if cost is None else cost.to_json(), max_new_tokens=plan.max_new_tokens)
     if tokenizer is not None:
         result.text = tokenizer.decode(result.tokens, skip_special_tokens=True)
     return result
