@@ -359,7 +359,8 @@ def bench(
     if trace_labels:
         from sim import predict_bench
 
-        predictions = predict_bench(out, records)
+        auto = any(m.budget == "auto" for m in ms)  # their trees were cut by this (cached) curve
+        predictions = predict_bench(out, records, cost=gh.calibrate(lm) if auto else None)
     summary = gb.write_outputs(out, records, meta, predictions)
     table = Table(title=f"{model}: {len(prompts)} prompts, {max_new_tokens} new tokens (all tasks pooled)")
     for col in ("method", "MAT", "tok/s", "speed-up vs ar", "identical to ar"):

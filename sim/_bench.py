@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 from goose.bench import trace_path
 from goose.engine import GenerationRequest
 from goose.methods import parse_method
+from goose.trees import AutoBudgetShaper
 
 from ._fit import fit_model
 from ._grid import method_sim_shaper
@@ -27,7 +28,8 @@ def _order(records: Sequence[dict], key: str) -> list[str]:
 
 
 def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, seed: int = 0,
-                  progress: bool = True, heldout: bool = True, **fit_options) -> dict:
+                  progress: bool = True, heldout: bool = True, cost: Callable[..., float] | None = None,
+                  **fit_options) -> dict:
     """Predicted MAT per task and goose method of a ``goose bench`` run, next to the
     measured one:
 
@@ -41,8 +43,10 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
       leave one prompt out. Each prompt is predicted from a fit that never saw its
       text, and the task's MAT is its new tokens over the predicted forward calls.
 
-    Methods with budget ``auto`` are left out (their trees depend on the cost curve,
-    not only on tokens), and so are transformers' own columns.
+    Methods with budget ``auto`` are predicted under ``cost``, the cost curve their
+    trees were cut by (``goose.hf.calibrate``), in the replays and in the simulator
+    (:class:`~goose.trees.AutoBudgetShaper` around the simulator shaper); without it
+    they are left out, and so are transformers' own columns.
 
     Returns ``{task: {method: {"measured", "replay", "sim", "own_trace", "rows_missing"}}}``
     (MAT, prefill counted; ``own_trace``: every replay read the method's own trace;
@@ -54,8 +58,8 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
     traces = {qid: path for qid, path in traces.items() if path.exists()}
     if not traces:
         return {}
-    ok = [r for r in records if "error" not in r and r.get("kind", "goose") == "goose" and "@auto" not in r["method"]
-          and r["method"] != "ar" and not r["method"].startswith("hf_")]
+    ok = [r for r in records if "error" not in r and r.get("kind", "goose") == "goose"
+          and ("@auto" not in r["method"] or cost is not None) and r["method"] != "ar" and not r["method"].startswith("hf_")]
     out: dict = {}
     bar = tqdm(total=len({(r["task"], r["method"]) for r in ok}), desc="predictions", disable=not progress)
     for task in _order(ok, "task"):
@@ -66,11 +70,12 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
             bar.update(1)
             method, budget = parse_method(label)
             mrows = [r for r in rows if r["method"] == label]
-            d = GenerationRequest(method, budget).plan(label=label)
+            request = GenerationRequest(method, budget)
+            d = request.plan(cost if request.auto else None, label=label)
             names = {s.name for s in d.sources}
             new = sum(r["new_tokens"] for r in mrows)
             paths = {r["question_id"]: _trace_of(out_dir, r["question_id"], label, traces) for r in mrows}
-            replays = {q: _replayed(method, budget, label, path) for q, path in paths.items()}
+            replays = {q: _replayed(request, label, path, cost) for q, path in paths.items()}
             known = sum(x.rows_known for x in replays.values())
             missing = sum(x.rows_missing for x in replays.values())
             task_out[label] = {"measured": new / sum(r["forward_calls"] for r in mrows),
@@ -80,6 +85,8 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
             if method.sim_shaper is None or not names <= {CONTEXT, RECYCLED} or (heldout and len(qids) < 2):
                 continue
             make, stateless = method_sim_shaper(method, method.context(label, budget))
+            if request.auto:
+                make, stateless = (lambda inner=make: AutoBudgetShaper(inner(), cost)), False
             calls = 0.0
             for r in mrows:
                 fit_on = [q for q in replays if q != r["question_id"] or not heldout]
@@ -87,7 +94,8 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
                 if model is None or set(model.source_names()) != names:
                     calls = None
                     break
-                per_step = simulate(model, make, d.budget, steps, seed, stateless=stateless).mat
+                per_step = simulate(model, make, d.budget, steps, seed, stateless=stateless,
+                                    cost=cost if request.auto else None).mat
                 calls += 1 + max(r["new_tokens"] - 1, 0) / per_step
             if calls:
                 task_out[label]["sim"] = new / calls
@@ -107,10 +115,10 @@ def _is_own(path: Path, name: str, budget) -> bool:
     return header["method"] == name and header.get("requested") == budget
 
 
-def _replayed(method, budget, label: str, path: Path) -> ReplayResult:
+def _replayed(request: GenerationRequest, label: str, path: Path, cost) -> ReplayResult:
     """The method replayed on a trace's text with fresh, stateful objects, recording
     what its own sources said at its own steps."""
-    d = GenerationRequest(method, budget).plan(label=label)
+    d = request.plan(cost if request.auto else None, label=label)
     sources, rows = replay_sources(d.sources, *load_trace(path))
     return replay(path, d.shaper, sources, d.budget, record=True, rows=rows)
 

@@ -151,6 +151,26 @@ def test_bench_summary_pools_tokens_calls_and_time(tiny_run):
     assert len(s["errors"]) == 2 * len(methods)
 
 
+def test_auto_columns_are_predicted_under_the_runs_cost_curve(tmp_path):
+    """An ``@auto`` column replays (and is simulated) with the cost curve its trees were
+    cut by: from its own trace the replay is exact, context-only or not."""
+    import goose.hf as gh
+
+    prompts = _jsonl(tmp_path / "prompts.jsonl", [
+        {"question_id": 1, "task": "rep", "prompt": "abcabcabcabcabcabc"},
+        {"question_id": 2, "task": "rep", "turns": ["xyzzy xyzzy xyzzy"]},
+    ])
+    model = tiny_llama()
+    out = tmp_path / "run"
+    records = run_bench(model, CharTokenizer(), load_prompts([str(prompts)], per_task=None),
+                        parse_methods("ar,pld@auto,goose@auto"), 24, out, trace_method=["goose@auto"], progress=False)
+    assert predict_bench(out, records, steps=200) == {}  # no curve: nothing to cut auto's trees by
+    pred = predict_bench(out, records, steps=200, cost=gh.calibrate(model))["rep"]
+    for label in ("pld@auto", "goose@auto"):
+        assert pred[label]["replay"] == pytest.approx(pred[label]["measured"]) and pred[label]["sim"] >= 1
+    assert pred["goose@auto"]["own_trace"] and pred["goose@auto"]["rows_missing"] == 0
+
+
 def test_bench_outputs_predictions_and_docs_page(tiny_run, tmp_path):
     out, records, _, _ = tiny_run
     summary = write_outputs(out, records, {"command": "goose bench (test)", "model": "tiny"},
