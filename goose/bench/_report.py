@@ -300,21 +300,18 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
                          f"{g[RECYCLED]['per_opportunity']:.1%} | {_f(g['ratio_per_opportunity'], '.1f', 'x')} |")
     if predictions:
         lines += ["", "## Predicted vs measured MAT", "",
-                  ("Replay: each prompt's trace replayed offline with the method's shaper and budget: the "
-                   "method's own trace where it was traced (marked *own*), else the first traced method's. "
-                   "Rows unknown: the share of replayed nodes whose target row the trace did not hold (the "
-                   "learning sources are fed every row it holds; with none unknown, a replay is exact). "
-                   "Simulator, held out: each prompt predicted by source models (`sim.fit_model`) fitted to "
-                   "the method's own replays of the task's other prompts, 4000 Monte Carlo steps. Error = "
-                   "predicted / measured - 1."), "",
+                  ("Replay: each prompt's trace replayed offline with the method's shaper and budget, from the "
+                   "method's own trace where it was traced (*own*), else the first traced method's; rows unknown: "
+                   "the share of replayed nodes whose target row the trace lacked (none: the replay is exact). "
+                   "Simulator, held out: each prompt predicted by source models (`sim.fit_model`) fitted to the "
+                   "method's own replays of the task's other prompts, 4000 steps. Error = predicted / measured - 1."), "",
                   "| task | method | measured | replay | error | rows unknown | simulator | error |",
                   "|---|---|---|---|---|---|---|---|"]
         for task, rows in predictions.items():
             for label, p in rows.items():
                 sim = "- | -" if p["sim"] is None else f"{p['sim']:.2f} | {p['sim'] / p['measured'] - 1:+.1%}"
-                unknown = "-" if p.get("rows_missing") is None else f"{p['rows_missing']:.1%}"
-                own = " (*own*)" if p.get("own_trace") else ""
-                lines.append(f"| {task} | {label} | {p['measured']:.2f} | {p['replay']:.2f}{own} | "
+                unknown, own = "-" if p.get("rows_missing") is None else f"{p['rows_missing']:.1%}", p.get("own_trace")
+                lines.append(f"| {task} | {label} | {p['measured']:.2f} | {p['replay']:.2f}{' (*own*)' if own else ''} | "
                              f"{p['replay'] / p['measured'] - 1:+.1%} | {unknown} | {sim} |")
     if summary.get("errors"):
         lines += ["", "## Failed runs", ""]
