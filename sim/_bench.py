@@ -10,7 +10,6 @@ from tqdm.auto import tqdm
 from goose.bench import trace_path
 from goose.engine import GenerationRequest
 from goose.methods import parse_method
-from goose.trees import AutoBudgetShaper
 
 from ._fit import fit_model
 from ._grid import method_sim_shaper
@@ -45,7 +44,7 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
 
     Methods with budget ``auto`` are predicted under ``cost``, the cost curve their
     trees were cut by (``goose.hf.calibrate``), in the replays and in the simulator
-    (:class:`~goose.trees.AutoBudgetShaper` around the simulator shaper); without it
+    (``method_sim_shaper`` with ``auto_cost``); without it
     they are left out, and so are transformers' own columns.
 
     Returns ``{task: {method: {"measured", "replay", "sim", "own_trace", "rows_missing"}}}``
@@ -84,9 +83,7 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
                                "rows_missing": missing / (known + missing) if known + missing else None}
             if method.sim_shaper is None or not names <= {CONTEXT, RECYCLED} or (heldout and len(qids) < 2):
                 continue
-            make, stateless = method_sim_shaper(method, method.context(label, budget))
-            if request.auto:
-                make, stateless = (lambda inner=make: AutoBudgetShaper(inner(), cost)), False
+            make, stateless = method_sim_shaper(method, method.context(label, budget), cost if request.auto else None)
             calls = 0.0
             for r in mrows:
                 fit_on = [q for q in replays if q != r["question_id"] or not heldout]

@@ -8,7 +8,7 @@ from tqdm.auto import tqdm
 
 from goose.methods import Method, MethodContext
 from goose.theory import CostCurve
-from goose.trees import TreeShaper, shaper_spec
+from goose.trees import AutoBudgetShaper, TreeShaper, shaper_spec
 
 from ._models import SimulationModel
 from ._montecarlo import SimResult, simulate
@@ -25,14 +25,21 @@ def sim_shaper(name: str) -> tuple[Callable[[], TreeShaper], bool]:
     return spec.make, spec.stateless
 
 
-def method_sim_shaper(method: Method, ctx: MethodContext) -> tuple[Callable[[], TreeShaper], bool]:
+def method_sim_shaper(method: Method, ctx: MethodContext, auto_cost: Callable[..., float] | None = None
+                      ) -> tuple[Callable[[], TreeShaper], bool]:
     """``(factory, stateless)`` of the shaper that simulates ``method`` in context
-    ``ctx``: its registered shaper name, or its own ``sim_shaper(ctx)`` (stateful)."""
+    ``ctx``: its registered shaper name, or its own ``sim_shaper(ctx)`` (stateful);
+    with ``auto_cost``, wrapped in the :class:`~goose.trees.AutoBudgetShaper` that
+    cuts its trees by that cost curve (budget ``auto``, stateful)."""
     if method.sim_shaper is None:
         raise ValueError(f"method {method.name!r} names no simulator shaper")
     if callable(method.sim_shaper):
-        return (lambda: method.sim_shaper(ctx)), False
-    return sim_shaper(method.sim_shaper)
+        make, stateless = (lambda: method.sim_shaper(ctx)), False
+    else:
+        make, stateless = sim_shaper(method.sim_shaper)
+    if auto_cost is not None:
+        return (lambda: AutoBudgetShaper(make(), auto_cost)), False
+    return make, stateless
 
 
 def closed_form(shaper: str, alpha: float, betas: Sequence[float], budget: int, match_prob: float = 1.0,

@@ -9,7 +9,6 @@ from tqdm.auto import tqdm
 
 from goose.engine import GenerationRequest
 from goose.methods import METHODS, parse_method
-from goose.trees import AutoBudgetShaper
 
 from ._fit import fit_model
 from ._grid import method_sim_shaper
@@ -66,9 +65,7 @@ def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: C
         except ValueError as e:
             rows.append({"method": label, "skipped": f"nothing to fit: {e}"})
             continue
-        make, stateless = method_sim_shaper(method, method.context(label, budget))
-        if request.auto:
-            make, stateless = (lambda inner=make: AutoBudgetShaper(inner(), cost)), False
+        make, stateless = method_sim_shaper(method, method.context(label, budget), cost if request.auto else None)
         r = simulate(model, make, plan.budget, steps, seed, cost=cost, name=label, stateless=stateless)
         row = {"method": label, "budget": "auto" if request.auto else plan.budget, "mat": r.mat,
                "ci95": list(r.ci95), "mean_nodes": r.mean_nodes, "speedup": r.predicted_speedup, "speedup_ci95": None}

@@ -176,8 +176,9 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
     return them. A prompt or method that fails is recorded with its ``error`` and the
     run goes on. ``trace_method`` (a label, or several) is run once more, untimed, per
     prompt to record a replay trace under ``out/traces`` (:func:`trace_path`: the first
-    label's at ``traces/QID.jsonl``, the others' under ``traces/LABEL/``). With ``sampling``, every method samples
-    (prompt ``i`` with seed ``sampling.seed + i``) and nothing is compared for identity.
+    label's at ``traces/QID.jsonl``, the others' under ``traces/LABEL/``). With
+    ``sampling``, every method samples (prompt ``i`` with seed ``sampling.seed + i``) and
+    nothing is compared for identity.
 
     Each goose column owns a :class:`~goose.methods.Memory` (used only by
     cross-request methods); the warm-up and the trace runs get throw-away ones, so
