@@ -4,8 +4,9 @@ rows) with the method at budget ``auto`` under the cached cost curve, and the ca
 table the bench would report (bins with at least 100 nodes; a star marks a bin of at least
 200 nodes off by more than 0.05). Estimator variants are keyword arguments of
 ``goose.trees.AcceptanceEstimator``, so a change to the estimator can be tried in a minute
-instead of a bench run. For context-only methods the replay is exact: it reproduces the
-bench's table cell for cell.
+instead of a bench run. For context-only methods the replay follows the bench's runs: on
+runs/trace28, pld@auto's table matched runs/vs-suffix3's to within one node per bin (the
+0.7-1.0 bins exactly: 254, 293 and 214 nodes, realised 0.791, 0.850, 0.850).
 
     python benchmarks/calibration_replay.py runs/trace28 --methods pld,goose,best-first \\
         --variant "{}" --variant "{'prior_strength': 8}"
