@@ -17,15 +17,18 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from sim import predict_bench
+from sim import predict_bench, recorded_cost
 
-CONFIGS = {
-    "reduced (geometric, root betas, 1 state)": {"hazards": False, "places": False},
-    "+ hazards": {"hazards": True, "places": False},
-    "+ hazards + places (default)": {},
-    "+ hazards + places + lengths": {"lengths": True},
-    "+ hazards + places + 2 states": {"states": 2},
+CONFIGS = {  # beliefs False: every method's simulator shaper on the true acceptances
+    "reduced (geometric, root betas, 1 state)": {"hazards": False, "places": False, "beliefs": False},
+    "+ hazards": {"hazards": True, "places": False, "beliefs": False},
+    "+ hazards + places": {"beliefs": False},
+    "+ hazards + places + beliefs for auto (default)": {},
+    "+ hazards + places + beliefs everywhere": {"beliefs": True},
+    "+ hazards + places + lengths": {"lengths": True, "beliefs": False},
+    "+ hazards + places + 2 states": {"states": 2, "beliefs": False},
 }
+DEFAULT = "+ hazards + places + beliefs for auto (default)"
 
 
 def cells(pred: dict, key: str = "sim") -> dict[tuple[str, str], tuple[float, float]]:
@@ -43,14 +46,10 @@ def _has_auto(records: list[dict]) -> bool:
 
 def _cost(run: Path):
     """The curve the run's auto columns were cut by: recorded in their traces."""
-    from goose.theory import CostCurve
-    from sim import load_trace
-
-    for path in sorted((run / "traces").rglob("*.jsonl")):
-        header, _ = load_trace(path)
-        if header.get("cost_curve"):
-            return CostCurve.from_json(header["cost_curve"])
-    raise SystemExit(f"{run}: auto columns, but no trace recorded their cost curve")
+    cost = recorded_cost(run)
+    if cost is None:
+        raise SystemExit(f"{run}: auto columns, but no trace recorded their cost curve")
+    return cost
 
 
 def main() -> None:
@@ -85,7 +84,7 @@ def main() -> None:
             out.setdefault(title, {})[name] = r
             lines.append(f"| {name} | {r['mean_abs']:.1%} | {r['max_abs']:.1%} | "
                          f"{r['within_5'] / r['cells']:.0%} ({r['within_5']}/{r['cells']}) | {r['spearman']:.3f} |")
-    default, reduced = preds["+ hazards + places (default)"], preds["reduced (geometric, root betas, 1 state)"]
+    default, reduced = preds[DEFAULT], preds["reduced (geometric, root betas, 1 state)"]
     methods = list(dict.fromkeys(m for rows in default.values() for m in rows))
     lines += ["", "Per task, the default model: measured MAT, then the error, and in brackets the reduced model's:",
               "", "| task | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]

@@ -10,14 +10,16 @@ from tqdm.auto import tqdm
 from goose.bench import trace_path
 from goose.engine import GenerationRequest
 from goose.methods import parse_method
+from goose.theory import CostCurve
 
+from ._beliefs import Beliefs, fit_beliefs
 from ._fit import fit_model
-from ._grid import method_sim_shaper
+from ._grid import method_sim_shaper, planned_shaper
 from ._models import RegimeModel
 from ._montecarlo import simulate
 from ._replay import ReplayResult, load_trace, replay, replay_sources
 
-__all__ = ["predict_bench"]
+__all__ = ["predict_bench", "recorded_cost"]
 
 CONTEXT, RECYCLED = "context", "recycled"
 
@@ -28,24 +30,34 @@ def _order(records: Sequence[dict], key: str) -> list[str]:
 
 def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, seed: int = 0,
                   progress: bool = True, heldout: bool = True, cost: Callable[..., float] | None = None,
-                  **fit_options) -> dict:
+                  beliefs: bool | None = None, **fit_options) -> dict:
     """Predicted MAT per task and goose method of a ``goose bench`` run, next to the
     measured one:
 
     * ``replay``: each prompt's trace replayed with the method's shaper and budget
       (:func:`replay`): the method's own trace where it was traced too, else the first
       traced method's (:func:`goose.bench.trace_path`);
-    * ``sim``: the Monte Carlo simulator with the method's simulator shaper
-      (``Method.sim_shaper``), driven by source models (:func:`fit_model`, options
-      ``fit_options``) fitted to the method's own replays (its own sources at its
-      own steps) on, with ``heldout`` (the default), the task's *other* prompts:
+    * ``sim``: the Monte Carlo simulator driven by source models (:func:`fit_model`,
+      options ``fit_options``) fitted to the method's own replays (its own sources at
+      its own steps) on, with ``heldout`` (the default), the task's *other* prompts:
       leave one prompt out. Each prompt is predicted from a fit that never saw its
       text, and the task's MAT is its new tokens over the predicted forward calls.
 
+    The simulator runs one of two shapers. With ``beliefs`` (by default, ``None``:
+    for budget ``auto`` only) it runs the method's own shaper, acceptance estimator
+    and all, on what its sources said in those replays (:func:`fit_beliefs`), one
+    generation at a time (``simulate(episode=...)``): ``auto`` keeps as many nodes
+    as its estimates, not the truth, make worth their cost. Without, it runs the
+    method's simulator shaper (``Method.sim_shaper``) on the true acceptances, which
+    predicted the fixed budgets better on the 28 release-dev prompts
+    (docs/simulator.md, "How good are the predictions").
+
     Methods with budget ``auto`` are predicted under ``cost``, the cost curve their
-    trees were cut by (``goose.hf.calibrate``), in the replays and in the simulator
-    (``method_sim_shaper`` with ``auto_cost``); without it
-    they are left out, and so are transformers' own columns.
+    trees were cut by (``goose.hf.calibrate``); without it they are left out, and so
+    are transformers' own columns. Their ``sim_speedup`` is the tokens per second
+    the simulated steps make under that curve, prefill included
+    (``cost(prompt_tokens)``), over plain decoding's; ``speedup`` is the run's, where
+    it has an ``ar`` column.
 
     Returns ``{task: {method: {"measured", "replay", "sim", "own_trace", "rows_missing"}}}``
     (MAT, prefill counted; ``own_trace``: every replay read the method's own trace;
@@ -59,6 +71,7 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
         return {}
     ok = [r for r in records if "error" not in r and r.get("kind", "goose") == "goose"
           and ("@auto" not in r["method"] or cost is not None) and r["method"] != "ar" and not r["method"].startswith("hf_")]
+    plain = {r["question_id"]: r for r in records if r["method"] == "ar" and "error" not in r}
     out: dict = {}
     bar = tqdm(total=len({(r["task"], r["method"]) for r in ok}), desc="predictions", disable=not progress)
     for task in _order(ok, "task"):
@@ -81,23 +94,49 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
                                "replay": new / sum(x.forward_calls for x in replays.values()), "sim": None,
                                "own_trace": all(_is_own(path, method.name, budget) for path in paths.values()),
                                "rows_missing": missing / (known + missing) if known + missing else None}
+            if request.auto and all(r["question_id"] in plain for r in mrows):
+                task_out[label]["speedup"] = (sum(plain[r["question_id"]]["wall_s"] for r in mrows)
+                                              / sum(r["wall_s"] for r in mrows))
             if method.sim_shaper is None or not names <= {CONTEXT, RECYCLED} or (heldout and len(qids) < 2):
                 continue
-            make, stateless = method_sim_shaper(method, method.context(label, budget), cost if request.auto else None)
-            calls = 0.0
+            own = request.auto if beliefs is None else beliefs
+            if own:
+                make, stateless = planned_shaper(request, label, cost), False
+            else:
+                make, stateless = method_sim_shaper(method, method.context(label, budget),
+                                                    cost if request.auto else None)
+            calls = seconds = plain_seconds = 0.0
             for r in mrows:
-                fit_on = [q for q in replays if q != r["question_id"] or not heldout]
-                model = _fit([replays[q].trace for q in fit_on], names, fit_options)
+                fitted = [replays[q].trace for q in replays if q != r["question_id"] or not heldout]
+                model = _fit(fitted, names, fit_options)
                 if model is None or set(model.source_names()) != names:
                     calls = None
                     break
-                per_step = simulate(model, make, d.budget, steps, seed, stateless=stateless,
-                                    cost=cost if request.auto else None).mat
-                calls += 1 + max(r["new_tokens"] - 1, 0) / per_step
+                decode = max(r["new_tokens"] - 1, 0)
+                res = simulate(model, make, d.budget, steps, seed, stateless=stateless,
+                               cost=cost if request.auto else None, beliefs=_beliefs(fitted, names) if own else None,
+                               episode=decode if own and decode else None)
+                calls += 1 + decode / res.mat
+                if res.predicted_speedup is not None:  # in units of one plain step
+                    prefill = cost(r["prompt_tokens"]) / cost(1) if "prompt_tokens" in r else 1.0
+                    seconds += prefill + decode / res.predicted_speedup
+                    plain_seconds += prefill + decode
             if calls:
                 task_out[label]["sim"] = new / calls
+            if calls and seconds:
+                task_out[label]["sim_speedup"] = plain_seconds / seconds
     bar.close()
     return out
+
+
+def recorded_cost(out_dir: Path) -> CostCurve | None:
+    """The cost curve a ``goose bench`` run's ``@auto`` columns were cut by, as their
+    traces recorded it (``None`` if no trace did)."""
+    for path in sorted((Path(out_dir) / "traces").rglob("*.jsonl")):
+        header, _ = load_trace(path)
+        if header.get("cost_curve"):
+            return CostCurve.from_json(header["cost_curve"])
+    return None
 
 
 def _trace_of(out_dir: Path, qid: str, label: str, first: dict[str, Path]) -> Path:
@@ -118,6 +157,10 @@ def _replayed(request: GenerationRequest, label: str, path: Path, cost) -> Repla
     d = request.plan(cost if request.auto else None, label=label)
     sources, rows = replay_sources(d.sources, *load_trace(path))
     return replay(path, d.shaper, sources, d.budget, record=True, rows=rows)
+
+
+def _beliefs(traces: list, names: set[str]) -> Beliefs:
+    return fit_beliefs(traces, CONTEXT if CONTEXT in names else None, RECYCLED if RECYCLED in names else None)
 
 
 def _fit(traces: list, names: set[str], options: dict) -> RegimeModel | None:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 from tqdm.auto import tqdm
 
+from goose.engine import GenerationRequest
 from goose.methods import Method, MethodContext
 from goose.theory import CostCurve
 from goose.trees import AutoBudgetShaper, TreeShaper, shaper_spec
@@ -13,7 +14,7 @@ from goose.trees import AutoBudgetShaper, TreeShaper, shaper_spec
 from ._models import SimulationModel
 from ._montecarlo import SimResult, simulate
 
-__all__ = ["closed_form", "method_sim_shaper", "run_grid", "sim_shaper"]
+__all__ = ["closed_form", "method_sim_shaper", "planned_shaper", "run_grid", "sim_shaper"]
 
 
 def sim_shaper(name: str) -> tuple[Callable[[], TreeShaper], bool]:
@@ -40,6 +41,14 @@ def method_sim_shaper(method: Method, ctx: MethodContext, auto_cost: Callable[..
     if auto_cost is not None:
         return (lambda: AutoBudgetShaper(make(), auto_cost)), False
     return make, stateless
+
+
+def planned_shaper(request: GenerationRequest, label: str, cost: Callable[..., float] | None = None
+                   ) -> Callable[[], TreeShaper]:
+    """Builds the shaper a method runs with, acceptance estimator and all, as ``goose
+    generate`` plans it (``cost`` for budget ``auto``): what the simulator runs on
+    recorded beliefs (``simulate(beliefs=...)``)."""
+    return lambda: request.plan(cost if request.auto else None, label=label).shaper
 
 
 def closed_form(shaper: str, alpha: float, betas: Sequence[float], budget: int, match_prob: float = 1.0,

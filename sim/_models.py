@@ -277,6 +277,10 @@ class World:
         """True a(v) of a node carrying ``token`` below ``path`` (0 if never chosen)."""
         return dict(self.candidates(path)).get(token, 0.0)
 
+    def propose(self, source: str, path: tuple[int, ...]) -> list[Proposal]:
+        """What the source called ``source`` proposes after ``path``."""
+        return self.model.propose(self, source, path)
+
 
 class WorldSource(TokenSource):
     """A token source that reads the current world; confidences are the true values
@@ -290,4 +294,4 @@ class WorldSource(TokenSource):
     def propose(self, context: Sequence[int], path: Sequence[int] = ()) -> list[Proposal]:
         if self.world is None or not context:
             return []
-        return self.world.model.propose(self.world, self.name, tuple(int(t) for t in path))
+        return self.world.propose(self.name, tuple(int(t) for t in path))

@@ -13,6 +13,7 @@ from goose.theory import CostCurve, expected_accepted
 from goose.trees import DraftTree, TreeShaper
 from goose.verify import GreedyVerifier, Verifier
 
+from ._beliefs import Beliefs, BeliefWorld
 from ._models import OTHER, RegimeModel, SimulationModel, World, WorldSource
 
 __all__ = ["SimResult", "simulate"]
@@ -73,6 +74,7 @@ class _Step:
     cand_tokens: np.ndarray  # [num_nodes, m + 1] candidate tokens, then OTHER
     cand_cum: np.ndarray  # [num_nodes, m] cumulative candidate probabilities
     value: float  # E[A(T)] under the true acceptances
+    paths: list[tuple[int, ...]]  # [num_nodes] token path from the root
 
 
 def _prepare(tree: DraftTree, world: World) -> _Step:
@@ -89,7 +91,7 @@ def _prepare(tree: DraftTree, world: World) -> _Step:
             tokens[v, : len(c)] = [t for t, _ in c]
             cum[v, : len(c)] = np.cumsum([p for _, p in c])
     accept = [1.0] + [world.accept_prob(paths[int(tree.parents[v])], int(tree.tokens[v])) for v in range(1, n)]
-    return _Step(tree, tokens, cum, expected_accepted(tree.parents, accept))
+    return _Step(tree, tokens, cum, expected_accepted(tree.parents, accept), paths)
 
 
 def _half_width(tokens: np.ndarray, correlated: bool, batches: int = 40) -> float:
@@ -115,6 +117,8 @@ def simulate(
     stateless: bool = False,
     verifier: Verifier | None = None,
     progress: Callable[[int], None] | None = None,
+    beliefs: Beliefs | None = None,
+    episode: int | None = None,
 ) -> SimResult:
     """Simulate ``steps`` decoding steps of one shaper at one budget.
 
@@ -129,6 +133,15 @@ def simulate(
         stateless: the shaper's tree depends only on the proposals it sees (no
             learning), so trees are cached per step layout -- a pure speed-up.
         verifier: defaults to the real :class:`goose.verify.GreedyVerifier`.
+        beliefs: the sources speak with recorded confidences (:class:`BeliefWorld`),
+            for shapers that estimate acceptance from them (a method's real shaper);
+            without, they tell the shaper the true acceptances.
+        episode: tokens per generation. Each prompt of a real run starts with fresh
+            parts: a learning shaper's estimator and ``auto``'s running rate know
+            only that generation's steps. With ``episode``, the shaper is built
+            again (and the regime state reset) once a generation has made that
+            many tokens, and its last step makes only the tokens that were left.
+            Without, the steps are one endless generation.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -146,20 +159,27 @@ def simulate(
     drafted = dict.fromkeys(names, 0)
     accepted = dict.fromkeys(names, 0)
     chances = dict.fromkeys(names, 0)
+    made = 0  # tokens of the current generation
     for i in range(steps):
-        world = World(regime.states[state], rng, max_depth=budget + 1)
+        if beliefs is None:
+            world = World(regime.states[state], rng, max_depth=budget + 1)
+        else:
+            world = BeliefWorld(regime.states[state], rng, budget + 1, beliefs)
         key = (state, world.layout)
-        step = cache.get(key) if stateless else None
+        step = cache.get(key) if stateless and beliefs is None else None
         if step is None:
             for s in sources:
                 s.world = world
             step = _prepare(shaper.shape([0], sources, budget), world)
-            if stateless:
+            if stateless and beliefs is None:
                 cache[key] = step
         tree = step.tree
         n = tree.num_nodes
-        u = rng.random(n)
-        choice = step.cand_tokens[np.arange(n), (u[:, None] >= step.cand_cum).sum(axis=1)]  # [n]
+        if beliefs is None:
+            u = rng.random(n)
+            choice = step.cand_tokens[np.arange(n), (u[:, None] >= step.cand_cum).sum(axis=1)]  # [n]
+        else:  # drawn when the sources first spoke there, or now
+            choice = np.array([world.choice(p) for p in step.paths], dtype=np.int64)
         vocab = int(max(step.cand_tokens.max(), tree.tokens.max())) + 1
         logits = torch.zeros(n, vocab)
         logits[torch.arange(n), torch.from_numpy(choice)] = 1.0
@@ -167,6 +187,11 @@ def simulate(
         shaper.record(tree, verdict.accepted)
         lengths[i], values[i], nodes[i] = len(verdict.accepted), step.value, tree.size
         state = regime.next_state(lengths[i])
+        if episode is not None:
+            lengths[i] = min(lengths[i], episode - made - 1)
+            made += 1 + lengths[i]
+            if made >= episode:
+                shaper, state, made = make_shaper(), 0, 0
         for v in range(1, n):
             drafted[tree.sources[v]] = drafted.get(tree.sources[v], 0) + 1
         walk = (0, *verdict.accepted)

@@ -10,8 +10,9 @@ from tqdm.auto import tqdm
 from goose.engine import GenerationRequest
 from goose.methods import METHODS, parse_method
 
+from ._beliefs import fit_beliefs
 from ._fit import fit_model
-from ._grid import method_sim_shaper
+from ._grid import method_sim_shaper, planned_shaper
 from ._montecarlo import simulate
 from ._replay import load_trace, replay, replay_sources
 
@@ -42,6 +43,10 @@ def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: C
     one machine and a cost curve ``cost`` measured on another (``goose calibrate
     --out``) predict that other machine's speed-ups.
 
+    Budget ``auto`` runs the method's own shaper and acceptance estimator on the
+    confidences its sources gave over the recorded texts (:func:`fit_beliefs`), one
+    generation of the recorded length at a time, as :func:`predict_bench` does.
+
     Returns one dict per label, best first (by predicted speed-up under ``cost``, else
     by MAT): ``method``, ``budget``, ``mat`` and its ``ci95``, ``mean_nodes``,
     ``speedup`` and its ``speedup_ci95`` (``None`` without a cost curve), or
@@ -58,15 +63,21 @@ def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: C
         if method.sim_shaper is None or not names <= {CONTEXT, RECYCLED}:
             rows.append({"method": label, "skipped": f"no simulator model of its sources ({', '.join(sorted(names))})"})
             continue
-        try:  # fitted on the method's own steps over each recorded text, as predict_bench does
-            model = fit_model([_own_steps(request, label, cost, t) for t in traces],
-                              CONTEXT if CONTEXT in names else None, RECYCLED if RECYCLED in names else None,
+        own = [_own_steps(request, label, cost, t) for t in traces]  # as predict_bench fits
+        try:
+            model = fit_model(own, CONTEXT if CONTEXT in names else None, RECYCLED if RECYCLED in names else None,
                               **fit_options)
         except ValueError as e:
             rows.append({"method": label, "skipped": f"nothing to fit: {e}"})
             continue
-        make, stateless = method_sim_shaper(method, method.context(label, budget), cost if request.auto else None)
-        r = simulate(model, make, plan.budget, steps, seed, cost=cost, name=label, stateless=stateless)
+        if request.auto:
+            said = fit_beliefs(own, CONTEXT if CONTEXT in names else None, RECYCLED if RECYCLED in names else None)
+            decode = round(sum(len(h["tokens"]) for h, _ in own) / len(own)) - 1
+            r = simulate(model, planned_shaper(request, label, cost), plan.budget, steps, seed, cost=cost,
+                         name=label, beliefs=said, episode=decode if decode > 0 else None)
+        else:
+            make, stateless = method_sim_shaper(method, method.context(label, budget))
+            r = simulate(model, make, plan.budget, steps, seed, cost=cost, name=label, stateless=stateless)
         row = {"method": label, "budget": "auto" if request.auto else plan.budget, "mat": r.mat,
                "ci95": list(r.ci95), "mean_nodes": r.mean_nodes, "speedup": r.predicted_speedup, "speedup_ci95": None}
         if r.predicted_speedup is not None:  # the speed-up is the MAT over a fixed mean step cost

@@ -11,6 +11,7 @@ from typing import Any
 from ._columns import calibration_table, loss_table, pool_steps, step_plots, time_table
 from ._columns import f as _f
 from ._columns import label as _label
+from ._predictions import prediction_lines
 from ._release import release
 
 __all__ = ["checks", "markdown", "plot", "sampling_checks", "summarize", "write_outputs"]
@@ -299,20 +300,7 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
                          f"{_f(g['ratio_per_node'], '.1f', 'x')} | {g[CONTEXT]['per_opportunity']:.1%} | "
                          f"{g[RECYCLED]['per_opportunity']:.1%} | {_f(g['ratio_per_opportunity'], '.1f', 'x')} |")
     if predictions:
-        lines += ["", "## Predicted vs measured MAT", "",
-                  ("Replay: each prompt's trace replayed offline with the method's shaper and budget, from the "
-                   "method's own trace where it was traced (*own*), else the first traced method's; rows unknown: "
-                   "the share of replayed nodes whose target row the trace lacked (none: the replay is exact). "
-                   "Simulator, held out: each prompt predicted by source models (`sim.fit_model`) fitted to the "
-                   "method's own replays of the task's other prompts, 4000 steps. Error = predicted / measured - 1."), "",
-                  "| task | method | measured | replay | error | rows unknown | simulator | error |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for task, rows in predictions.items():
-            for label, p in rows.items():
-                sim = "- | -" if p["sim"] is None else f"{p['sim']:.2f} | {p['sim'] / p['measured'] - 1:+.1%}"
-                unknown, own = "-" if p.get("rows_missing") is None else f"{p['rows_missing']:.1%}", p.get("own_trace")
-                lines.append(f"| {task} | {label} | {p['measured']:.2f} | {p['replay']:.2f}{' (*own*)' if own else ''} | "
-                             f"{p['replay'] / p['measured'] - 1:+.1%} | {unknown} | {sim} |")
+        lines += prediction_lines(predictions)
     if summary.get("errors"):
         lines += ["", "## Failed runs", ""]
         lines += [f"- {e['question_id']} ({e['origin']}), {e['method']}: {e['error']}" for e in summary["errors"]]
