@@ -356,7 +356,7 @@ def bench(
                        trace_label, pack, memory, rss, None if sampling is None else sampling.to_json())
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     predictions = None
-    if trace_labels:
+    if trace_labels and sampling is None:  # replays follow a greedy text; sampled traces: sim.predict_sampling
         from sim import predict_bench
 
         auto = any(m.budget == "auto" for m in ms)  # their trees were cut by this (cached) curve

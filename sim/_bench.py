@@ -16,7 +16,7 @@ from ._beliefs import Beliefs, fit_beliefs
 from ._fit import fit_model
 from ._grid import method_sim_shaper, planned_shaper
 from ._models import RegimeModel
-from ._montecarlo import simulate
+from ._montecarlo import cost_at, simulate
 from ._replay import ReplayResult, load_trace, replay, replay_sources
 
 __all__ = ["predict_bench", "recorded_cost"]
@@ -115,12 +115,13 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
                 decode = max(r["new_tokens"] - 1, 0)
                 res = simulate(model, make, d.budget, steps, seed, stateless=stateless,
                                cost=cost if request.auto else None, beliefs=_beliefs(fitted, names) if own else None,
-                               episode=decode if own and decode else None)
+                               episode=decode if own and decode else None, prompt=r.get("prompt_tokens") if own else None)
                 calls += 1 + decode / res.mat
-                if res.predicted_speedup is not None:  # in units of one plain step
-                    prefill = cost(r["prompt_tokens"]) / cost(1) if "prompt_tokens" in r else 1.0
-                    seconds += prefill + decode / res.predicted_speedup
-                    plain_seconds += prefill + decode
+                if res.predicted_speedup is not None and "prompt_tokens" in r:
+                    plain = decode * cost_at(cost, 1, r["prompt_tokens"] + decode / 2)
+                    prefill = cost(r["prompt_tokens"])
+                    seconds += prefill + plain / res.predicted_speedup
+                    plain_seconds += prefill + plain
             if calls:
                 task_out[label]["sim"] = new / calls
             if calls and seconds:

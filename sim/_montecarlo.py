@@ -94,6 +94,11 @@ def _prepare(tree: DraftTree, world: World) -> _Step:
     return _Step(tree, tokens, cum, expected_accepted(tree.parents, accept), paths)
 
 
+def cost_at(cost: Callable[..., float], n: float, context: float) -> float:
+    """``cost(n)``, read at ``context`` where the curve was measured at several."""
+    return cost(n, context=context) if isinstance(cost, CostCurve) and cost.contexts is not None else cost(n)
+
+
 def _half_width(tokens: np.ndarray, correlated: bool, batches: int = 40) -> float:
     """Half-width of the 95% interval of the mean tokens per step. Under a regime
     model steps are correlated through the state, so the standard error comes from
@@ -119,6 +124,7 @@ def simulate(
     progress: Callable[[int], None] | None = None,
     beliefs: Beliefs | None = None,
     episode: int | None = None,
+    prompt: int | None = None,
 ) -> SimResult:
     """Simulate ``steps`` decoding steps of one shaper at one budget.
 
@@ -142,6 +148,11 @@ def simulate(
             again (and the regime state reset) once a generation has made that
             many tokens, and its last step makes only the tokens that were left.
             Without, the steps are one endless generation.
+        prompt: the prompt's length in tokens. The shaper is then shown a context
+            of the prompt and the tokens made so far in the generation (``auto``
+            reads its cost curve there), and step costs are read at that context
+            too, for a :class:`~goose.theory.CostCurve` measured at several.
+            Without, the context is one token.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -160,6 +171,7 @@ def simulate(
     accepted = dict.fromkeys(names, 0)
     chances = dict.fromkeys(names, 0)
     made = 0  # tokens of the current generation
+    contexts = np.ones(steps)
     for i in range(steps):
         if beliefs is None:
             world = World(regime.states[state], rng, max_depth=budget + 1)
@@ -167,10 +179,12 @@ def simulate(
             world = BeliefWorld(regime.states[state], rng, budget + 1, beliefs)
         key = (state, world.layout)
         step = cache.get(key) if stateless and beliefs is None else None
+        past = 1 if prompt is None else prompt + made
+        contexts[i] = past
         if step is None:
             for s in sources:
                 s.world = world
-            step = _prepare(shaper.shape([0], sources, budget), world)
+            step = _prepare(shaper.shape([0] * past, sources, budget), world)
             if stateless and beliefs is None:
                 cache[key] = step
         tree = step.tree
@@ -209,8 +223,9 @@ def simulate(
     half = _half_width(tokens, correlated=len(regime.states) > 1)
     speedup = None
     if cost is not None:
-        step_time = np.array([cost(1 + k) for k in nodes])
-        speedup = float(tokens.sum() / step_time.sum() * cost(1))
+        step_time = np.array([cost_at(cost, 1 + k, c) for k, c in zip(nodes, contexts, strict=True)])
+        plain_time = np.array([t * cost_at(cost, 1, c) for t, c in zip(tokens, contexts, strict=True)])
+        speedup = float(plain_time.sum() / step_time.sum())
     return SimResult(
         shaper=name or type(shaper).__name__,
         budget=int(budget),

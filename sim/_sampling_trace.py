@@ -1,21 +1,23 @@
-"""Sample-and-match MAT predicted from greedy traces.
+"""Sample-and-match MAT predicted from traces.
 
 A version 3 trace holds, for every node of every verified tree, the target's top-10
-tokens and their probabilities. Under sampling, a drafted token is taken with its
-probability under the target's sampling law (temperature, then top-p), and children
-of one node are distinct tokens, so a tree's expected accepted length is the sum over
-its nodes of the products of those probabilities along their paths
-(:func:`goose.theory.expected_accepted`). Greedy acceptance depends only on the text;
-this depends on the rows, which greedy traces record. For draft tokens that are point
-masses (every goose source here), no lossless verifier accepts more than this:
-the first token must be distributed as the target's law, so it is among a node's
+tokens and their probabilities (at temperature 1). Under sampling, a drafted token
+is taken with its probability under the target's sampling law (temperature, then
+top-p), and children of one node are distinct tokens, so a tree's expected accepted
+length is the sum over its nodes of the products of those probabilities along their
+paths (:func:`goose.theory.expected_accepted`). For draft tokens that are point
+masses (every goose source here), no lossless verifier accepts more than this: the
+first token must be distributed as the target's law, so it is among a node's
 children with at most their summed probability.
 
-Two approximations, stated: the law is known on the top 10 only, so the tail's share
-of the normaliser at temperature ``T != 1`` is bounded by giving every tail token the
-10th probability (an upper bound on the normaliser: predicted acceptance can only be
-low); and the trees are those the greedy run drafted along the greedy text, where a
-sampled run drafts along its own text with estimates that learned lower acceptance.
+The law is known on the top 10 only: at temperature ``T != 1`` the tail's share of
+the normaliser is bounded by giving every tail token the 10th probability (an upper
+bound on the normaliser, so predicted acceptance can only be low).
+
+Whose trees: a greedy run's trees along the greedy text overpredict a sampled run by
+30% and more (docs/simulator.md): sampled text leaves the copies the greedy text
+follows, and ``auto`` learns to keep fewer nodes. A sampled run traced under the same
+law (``goose bench --temperature T --trace ...``) gives the trees that law drafts.
 """
 
 from __future__ import annotations
@@ -81,27 +83,30 @@ def sampling_steps(trace: str | Path | tuple[dict, list[dict]], temperature: flo
     return [x for x in out if x is not None]
 
 
-def predict_sampling(greedy_run: str | Path, sampled: Sequence[dict], temperature: float, top_p: float = 1.0,
+def predict_sampling(traced_run: str | Path, sampled: Sequence[dict], temperature: float, top_p: float = 1.0,
                      heldout: bool = True) -> dict:
     """Sample-and-match MAT of a sampled ``goose bench`` run's columns, predicted from
-    a greedy ``goose bench --trace`` run of the same methods on the same prompts.
+    the traces of a ``goose bench --trace`` run of the same methods on the same
+    prompts: a greedy run (the trees it drafted along the greedy text), or a sampled
+    run under the same law (the trees drafted along sampled text; ``goose bench
+    --temperature T --trace ...`` traces each column with its own draws).
 
     Each sampled record (method ``label``, prompt ``qid``) is predicted from the
-    method's own greedy traces (``traces/label/qid.jsonl``, or the first traced
+    method's own traces (``traces/label/qid.jsonl``, or the first traced
     method's when that is the method): the expected tokens per step of their trees
     under the sampling law (:func:`sampling_steps`), pooled over the task's *other*
     prompts with ``heldout`` (leave one prompt out), else over the prompt's own. The
     prompt's forward calls are then ``1 + (new_tokens - 1) / per_step``.
 
     Returns ``{task: {label: {"measured", "predicted", "own"}}}`` (MAT, prefill
-    counted; ``own``: each prompt predicted from its own greedy trace); methods
-    without greedy traces are left out."""
+    counted; ``own``: each prompt predicted from its own trace); methods without
+    traces are left out."""
     from goose.bench import trace_path
     from goose.methods import parse_method
 
     from ._replay import load_trace
 
-    greedy_run = Path(greedy_run)
+    traced_run = Path(traced_run)
     steps: dict[tuple[str, str], list[float]] = {}
     out: dict = {}
     ok = [r for r in sampled if "error" not in r and r["method"] != "ar" and not r["method"].startswith("hf_")]
@@ -109,8 +114,8 @@ def predict_sampling(greedy_run: str | Path, sampled: Sequence[dict], temperatur
         key = (r["method"], r["question_id"])
         if key in steps:
             continue
-        path = trace_path(greedy_run, r["question_id"], r["method"])
-        first = trace_path(greedy_run, r["question_id"])
+        path = trace_path(traced_run, r["question_id"], r["method"])
+        first = trace_path(traced_run, r["question_id"])
         if not path.exists() and first.exists():  # the first traced method's, if it is this one
             header, _ = load_trace(first)
             method, budget = parse_method(r["method"])

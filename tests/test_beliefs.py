@@ -134,3 +134,18 @@ def test_auto_is_predicted_by_its_own_shaper_on_beliefs_and_not_by_an_oracle(tmp
     assert abs(own["sim"] / own["measured"] - 1) <= 0.05, own
     assert oracle["sim"] / oracle["measured"] - 1 > 0.15, oracle
     assert own["sim_speedup"] > 1.0  # under the recorded curve
+
+
+def test_a_prompt_gives_the_shaper_the_context_a_real_run_would_have():
+    """With ``prompt``, step i of a generation sees the prompt and the tokens made so
+    far: 100, 105, 110 and again from 100 after a generation of 12 tokens."""
+    certain = RegimeModel((SimulationModel(ChainModel.from_hazards([1.0]), None),))
+    seen = []
+
+    class Watching(ChainShaper):
+        def shape(self, context, sources, budget):
+            seen.append(len(context))
+            return super().shape(context, sources, budget)
+
+    simulate(certain, Watching, 4, 6, seed=0, episode=12, prompt=100)
+    assert seen == [100, 105, 110] * 2

@@ -13,11 +13,12 @@ from goose.bench import (
     parse_methods,
     run_bench,
     summarize,
+    trace_path,
     write_docs,
     write_outputs,
 )
 from goose.cli import app
-from sim import fit_traces, predict_bench
+from sim import fit_traces, load_trace, predict_bench
 
 from .tiny import tiny_llama
 
@@ -515,3 +516,18 @@ def test_a_lossy_column_is_labelled_and_scored_and_every_run_splits_its_time(tmp
     # every table names the lossy column with its label, and only it
     assert md.count("goose@8/loose-w2-e0 (LOSSY)") == md.count("goose@8/loose-w2-e0") > 3
     assert "goose@8 (LOSSY)" not in md
+
+
+@pytest.mark.model
+def test_a_sampled_bench_traces_each_column_with_its_own_draws(tmp_path):
+    """Under sampling, the traced run of a column draws what the column drew (prompt i
+    seeded seed + i), so its trace holds the sampled text and the trees that law drafted."""
+    prompts = _jsonl(tmp_path / "prompts.jsonl", [{"question_id": 1, "task": "rep", "prompt": "abcabcabcabcabcabc"},
+                                                  {"question_id": 2, "task": "rep", "prompt": "the quick brown fox"}])
+    draw = Sampling(0.8, top_p=0.95, seed=3)
+    records = run_bench(tiny_llama(max_positions=96), CharTokenizer(), load_prompts([str(prompts)], per_task=None),
+                        parse_methods("ar,goose@8"), 16, tmp_path / "out", trace_method="goose@8", progress=False,
+                        sampling=draw)
+    for r in (r for r in records if r["method"] == "goose@8"):
+        header, steps = load_trace(trace_path(tmp_path / "out", r["question_id"]))
+        assert header["tokens"] == r["tokens"] and len(steps) == r["forward_calls"] - 1

@@ -244,7 +244,8 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
                     if "error" not in got.get(m.label, {"error": 1}):
                         path = trace_path(out, p.qid, None if j == 0 else m.label)
                         path.parent.mkdir(parents=True, exist_ok=True)
-                        _run_method(session, m, ids, max_new_tokens, counter, trace=path)
+                        _run_method(session, m, ids, max_new_tokens, counter, trace=path, sampling=sampling,
+                                    seed=0 if sampling is None else sampling.seed + i)  # the column's own draws
                 ref = got.get("ar", {}).get("tokens") if sampling is None else None
                 if ref is not None and lossy:
                     _score_lossy(model, ids, ref, [got[m] for m in lossy if "error" not in got[m]])
