@@ -118,10 +118,10 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
                                episode=decode if own and decode else None, prompt=r.get("prompt_tokens") if own else None)
                 calls += 1 + decode / res.mat
                 if res.predicted_speedup is not None and "prompt_tokens" in r:
-                    plain = decode * cost_at(cost, 1, r["prompt_tokens"] + decode / 2)
+                    decoding = decode * cost_at(cost, 1, r["prompt_tokens"] + decode / 2)  # plain decoding's
                     prefill = cost(r["prompt_tokens"])
-                    seconds += prefill + plain / res.predicted_speedup
-                    plain_seconds += prefill + plain
+                    seconds += prefill + decoding / res.predicted_speedup
+                    plain_seconds += prefill + decoding
             if calls:
                 task_out[label]["sim"] = new / calls
             if calls and seconds:

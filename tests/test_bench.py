@@ -169,6 +169,9 @@ def test_auto_columns_are_predicted_under_the_runs_cost_curve(tmp_path):
     pred = predict_bench(out, records, steps=200, cost=gh.calibrate(model))["rep"]
     for label in ("pld@auto", "goose@auto"):
         assert pred[label]["replay"] == pytest.approx(pred[label]["measured"]) and pred[label]["sim"] >= 1
+        # speed-ups: the run's (it has an ar column) and the simulated steps' under the curve
+        walls = [sum(r["wall_s"] for r in records if r["method"] == m) for m in ("ar", label)]
+        assert pred[label]["speedup"] == pytest.approx(walls[0] / walls[1]) and pred[label]["sim_speedup"] > 0
     assert pred["goose@auto"]["own_trace"] and pred["goose@auto"]["rows_missing"] == 0
 
 
