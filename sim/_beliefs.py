@@ -123,7 +123,7 @@ def fit_beliefs(traces: Sequence[Trace], context: str | None = "context", recycl
     ``(header, steps)`` pairs as :func:`sim.replay` records them), at the nodes where
     the trace can tell the outcome: the root chain of every step, and every recycled
     query on the committed text (as :func:`sim.fit_model` counts them)."""
-    from ._fit import _on_path  # one definition of "on the committed text"
+    from ._fit import recycled_queries  # one definition of where a query sat
     from ._replay import load_trace
 
     chains: list[RecordedChain] = []
@@ -133,7 +133,7 @@ def fit_beliefs(traces: Sequence[Trace], context: str | None = "context", recycl
         header, steps = load_trace(trace) if isinstance(trace, (str, Path)) else trace
         full = list(header["prompt"]) + list(header["tokens"])
         for s in steps:
-            ref, at = s["reference"], s["context_len"]
+            ref = s["reference"]
             if not ref:
                 continue
             root = next((q for q in s["proposals"].get(context, []) if q["depth"] == 0 and q["tokens"]), None)
@@ -146,15 +146,7 @@ def fit_beliefs(traces: Sequence[Trace], context: str | None = "context", recycl
                 chains.append(RecordedChain(tuple(float(c) for c in conf), str(root["keys"][0]), k))
             elif context is not None:
                 chains.append(RecordedChain((), "", 0))
-            seen: set[int] = set()
-            for q in s["proposals"].get(recycled, []):
-                d = q["depth"]
-                if d in seen or d >= len(ref) or not _on_path(q["query"], full, at, d):
-                    continue
-                seen.add(d)
-                on_chain = bool(chain) and chain[:d] == ref[:d] and len(chain) >= d
-                place = ("root-match" if chain else "root") if d == 0 else "spine" if on_chain else "branch"
-                spine = chain[d] if on_chain and len(chain) > d else None
+            for q, d, place, spine in recycled_queries(s, recycled, full, chain):
                 if spine is not None and q["tokens"]:
                     taken = int(spine != ref[d])
                     chain_nodes[taken] += 1

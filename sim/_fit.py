@@ -129,7 +129,7 @@ def _count(traces: Sequence[Trace], context: str | None, recycled: str | None, r
         full = list(header["prompt"]) + list(header["tokens"])
         state = 0
         for s in steps:
-            ref, at, c = s["reference"], s["context_len"], counts[state]
+            ref, c = s["reference"], counts[state]
             state = min(int(s["accepted"]), states - 1)
             if not ref:
                 continue
@@ -143,17 +143,25 @@ def _count(traces: Sequence[Trace], context: str | None, recycled: str | None, r
                     if tok != ref[d - 1]:
                         break
                     c.hits[d] += 1
-            seen: set[int] = set()
-            for q in s["proposals"].get(recycled, []):
-                d = q["depth"]
-                if d in seen or d >= len(ref) or not _on_path(q["query"], full, at, d):
-                    continue
-                seen.add(d)
-                on_chain = bool(chain) and chain[:d] == ref[:d] and len(chain) >= d
-                place = ("root-match" if chain else "root") if d == 0 else "spine" if on_chain else "branch"
-                spine = chain[d] if on_chain and len(chain) > d else None
+            for q, d, place, spine in recycled_queries(s, recycled, full, chain):
                 c.add_node(place, [t[0] for t in q["tokens"] if t][:ranks], spine, ref[d])
     return counts
+
+
+def recycled_queries(step: dict, recycled: str | None, full: Sequence[int], chain: Sequence[int]):  # noqa: ANN201
+    """The recycled source's queries of a recorded step at nodes on the committed
+    text, the first per depth: ``(query, depth, place, spine)``, ``place`` one of
+    :data:`PLACES` and ``spine`` the context chain's token below the node where the
+    node is on the chain (else ``None``); ``chain`` is the step's root chain."""
+    ref, at, seen = step["reference"], step["context_len"], set()
+    for q in step["proposals"].get(recycled, []):
+        d = q["depth"]
+        if d in seen or d >= len(ref) or not _on_path(q["query"], full, at, d):
+            continue
+        seen.add(d)
+        on_chain = bool(chain) and list(chain[:d]) == list(ref[:d]) and len(chain) >= d
+        place = ("root-match" if chain else "root") if d == 0 else "spine" if on_chain else "branch"
+        yield q, d, place, (chain[d] if on_chain and len(chain) > d else None)
 
 
 def _shrink(hits: np.ndarray, trials: np.ndarray, prior: np.ndarray, strength: float) -> np.ndarray:
