@@ -156,6 +156,10 @@ def simulate(
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if episode is not None and episode < 1:
+        raise ValueError(f"episode must be >= 1 tokens (None: one endless generation), got {episode}")
+    if prompt is not None and prompt < 1:
+        raise ValueError(f"prompt must be >= 1 tokens (None: a one-token context), got {prompt}")
     rng = np.random.default_rng(seed)
     shaper = make_shaper()
     verifier = verifier or GreedyVerifier()

@@ -149,3 +149,10 @@ def test_a_prompt_gives_the_shaper_the_context_a_real_run_would_have():
 
     simulate(certain, Watching, 4, 6, seed=0, episode=12, prompt=100)
     assert seen == [100, 105, 110] * 2
+
+
+@pytest.mark.parametrize("bad, message", [({"episode": 0}, "episode must be >= 1"), ({"prompt": 0}, "prompt must")])
+def test_simulate_refuses_empty_generations_and_contexts(bad, message):
+    certain = RegimeModel((SimulationModel(ChainModel.from_hazards([1.0]), None),))
+    with pytest.raises(ValueError, match=message):
+        simulate(certain, ChainShaper, 4, 10, **bad)
