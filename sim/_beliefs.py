@@ -6,7 +6,8 @@ shapers do not see those: they see the sources' raw confidences, turned into
 estimates by an :class:`goose.trees.AcceptanceEstimator` that learns as it goes.
 Where a shaper's tree depends on those estimates (budget ``auto``, best-first
 order), an oracle shapes different trees than the real method does: on the 28
-release-dev prompts the oracle kept 5 nodes a step where ``goose@auto`` kept 2.
+math_reasoning prompts the oracle kept 5.3 nodes a step where ``goose@auto`` kept 3.0
+(a probe, docs/simulator.md).
 
 :class:`Beliefs` are the raw confidences a method's sources gave in recorded runs,
 kept with what happened to each proposal:
