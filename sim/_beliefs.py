@@ -5,7 +5,7 @@ The plain simulator hands its shapers the true acceptances of its world. goose's
 shapers do not see those: they see the sources' raw confidences, turned into
 estimates by an :class:`goose.trees.AcceptanceEstimator` that learns as it goes.
 Where a shaper's tree depends on those estimates (budget ``auto``, best-first
-order), an oracle shapes different trees than the real method does: on the 28
+order), an oracle shapes different trees than the real method does: on the four
 math_reasoning prompts the oracle kept 5.3 nodes a step where ``goose@auto`` kept 3.0
 (a probe, docs/simulator.md).
 
