@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -88,17 +89,14 @@ class Beliefs:
             return None
         return float(pool[int(rng.integers(len(pool)))])
 
-    @property
+    @cached_property
     def _any_place(self) -> dict[tuple[int, str], tuple[float, ...]]:
-        pooled = self.__dict__.get("_pooled")
-        if pooled is None:
-            acc: dict[tuple[int, str], list[float]] = {}
-            for key, values in self.recycled.items():
-                _, rank, outcome = key.split("/")
-                acc.setdefault((int(rank), outcome), []).extend(values)
-            pooled = {k: tuple(v) for k, v in acc.items()}
-            object.__setattr__(self, "_pooled", pooled)
-        return pooled
+        """The recycled confidences by rank and outcome, every place together."""
+        acc: dict[tuple[int, str], list[float]] = {}
+        for key, values in self.recycled.items():
+            _, rank, outcome = key.split("/")
+            acc.setdefault((int(rank), outcome), []).extend(values)
+        return {k: tuple(v) for k, v in acc.items()}
 
     def to_json(self) -> dict:
         """Plain data: ``Beliefs.from_json(b.to_json()) == b``."""

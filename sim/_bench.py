@@ -13,7 +13,7 @@ from goose.methods import parse_method
 from goose.theory import CostCurve
 
 from ._beliefs import Beliefs, fit_beliefs
-from ._fit import fit_model
+from ._fit import fit_model, source_roles
 from ._grid import method_sim_shaper, planned_shaper
 from ._models import RegimeModel
 from ._montecarlo import cost_at, simulate
@@ -30,7 +30,7 @@ def _order(records: Sequence[dict], key: str) -> list[str]:
 
 def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, seed: int = 0,
                   progress: bool = True, heldout: bool = True, cost: Callable[..., float] | None = None,
-                  beliefs: bool | None = None, **fit_options) -> dict:
+                  beliefs: bool | None = None, per_prompt: bool = True, **fit_options) -> dict:
     """Predicted MAT per task and goose method of a ``goose bench`` run, next to the
     measured one:
 
@@ -51,6 +51,12 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
     method's simulator shaper (``Method.sim_shaper``) on the true acceptances, which
     predicted the fixed budgets better on the 28 release-dev prompts
     (docs/simulator.md, "How good are the predictions").
+
+    With the own shaper and ``per_prompt`` (the default), every fitted prompt is a world
+    of its own, simulated for ``steps`` over their number, and a prompt's predicted
+    forward calls are the mean over those worlds. A shaper that learns within a
+    generation drafts differently in a mixture of a copying prompt and a free one than
+    in either. For shapers that do not learn, the steps are pooled.
 
     Methods with budget ``auto`` are predicted under ``cost``, the cost curve their
     trees were cut by (``goose.hf.calibrate``); without it they are left out, and so
@@ -107,21 +113,25 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
                                                     cost if request.auto else None)
             calls = seconds = plain_seconds = 0.0
             for r in mrows:
-                fitted = [replays[q].trace for q in replays if q != r["question_id"] or not heldout]
-                model = _fit(fitted, names, fit_options)
-                if model is None or set(model.source_names()) != names:
+                others = [q for q in replays if q != r["question_id"] or not heldout]
+                fitted = [replays[q].trace for q in others]
+                # The own shaper learns within a generation, so the fitted prompts are not
+                # pooled into one stream of steps: each is a world of its own, and the
+                # prediction averages their forward calls (docs/simulator.md). A prompt
+                # that never saw one of the sources cannot be a world alone.
+                worlds = [[t] for t in fitted] if own and per_prompt and len(fitted) > 1 else [fitted]
+                got = [_simulated(w, names, fit_options, make, stateless, d.budget, max(steps // len(worlds), 1),
+                                  seed, cost if request.auto else None, own, r) for w in worlds]
+                if len(worlds) > 1 and any(g is None for g in got):
+                    got = [_simulated(fitted, names, fit_options, make, stateless, d.budget, steps, seed,
+                                      cost if request.auto else None, own, r)]
+                if any(g is None for g in got):
                     calls = None
                     break
-                decode = max(r["new_tokens"] - 1, 0)
-                res = simulate(model, make, d.budget, steps, seed, stateless=stateless,
-                               cost=cost if request.auto else None, beliefs=_beliefs(fitted, names) if own else None,
-                               episode=decode if own and decode else None, prompt=r.get("prompt_tokens") if own else None)
-                calls += 1 + decode / res.mat
-                if res.predicted_speedup is not None and "prompt_tokens" in r:
-                    decoding = decode * cost_at(cost, 1, r["prompt_tokens"] + decode / 2)  # plain decoding's
-                    prefill = cost(r["prompt_tokens"])
-                    seconds += prefill + decoding / res.predicted_speedup
-                    plain_seconds += prefill + decoding
+                calls += sum(g[0] for g in got) / len(got)
+                if all(g[1] is not None for g in got):
+                    seconds += got[0][3] + sum(g[1] for g in got) / len(got)
+                    plain_seconds += got[0][3] + got[0][2]
             if calls:
                 task_out[label]["sim"] = new / calls
             if calls and seconds:
@@ -160,13 +170,37 @@ def _replayed(request: GenerationRequest, label: str, path: Path, cost) -> Repla
     return replay(path, d.shaper, sources, d.budget, record=True, rows=rows)
 
 
+def _simulated(traces: list, names: set[str], fit_options: dict, make, stateless: bool, budget, steps: int,
+               seed: int, cost, own: bool, record: dict) -> tuple[float, float | None, float | None, float] | None:
+    """One prompt's predicted forward calls (prefill counted) from a world fitted to
+    ``traces``; under ``cost`` also the seconds of its decoding passes, those of plain
+    decoding's and of the prefill (``None, None, 0.0`` without). ``None`` if the
+    traces never saw one of the method's sources."""
+    model = _fit(traces, names, fit_options)
+    if model is None or set(model.source_names()) != names:
+        return None
+    decode = max(record["new_tokens"] - 1, 0)
+    res = simulate(model, make, budget, steps, seed, stateless=stateless, cost=cost,
+                   beliefs=_beliefs(traces, names) if own else None,
+                   episode=decode if own and decode else None, prompt=record.get("prompt_tokens") if own else None)
+    calls = 1 + decode / res.mat
+    if res.predicted_speedup is None or "prompt_tokens" not in record:
+        return calls, None, None, 0.0
+    decoding = decode * _plain_step(cost, record)
+    return calls, decoding / res.predicted_speedup, decoding, cost(record["prompt_tokens"])
+
+
+def _plain_step(cost, record: dict) -> float:
+    """Seconds of one plain decoding pass over ``record``'s prompt, at mid-generation."""
+    return cost_at(cost, 1, record["prompt_tokens"] + max(record["new_tokens"] - 1, 0) / 2)
+
+
 def _beliefs(traces: list, names: set[str]) -> Beliefs:
-    return fit_beliefs(traces, CONTEXT if CONTEXT in names else None, RECYCLED if RECYCLED in names else None)
+    return fit_beliefs(traces, *source_roles(names))
 
 
 def _fit(traces: list, names: set[str], options: dict) -> RegimeModel | None:
     try:
-        return fit_model(traces, CONTEXT if CONTEXT in names else None, RECYCLED if RECYCLED in names else None,
-                         **options)
+        return fit_model(traces, *source_roles(names), **options)
     except ValueError:
         return None

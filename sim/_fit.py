@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
@@ -111,6 +111,13 @@ class _Counts:
         if spine is not None:
             self.spine_nodes += 1
             self.overlaps += bool(cands) and cands[0] == spine
+
+
+def source_roles(names: Collection[str]) -> tuple[str | None, str | None]:
+    """The ``(context, recycled)`` arguments of :func:`fit_model` and ``fit_beliefs`` for a
+    method whose sources are named ``names``: each role's source name, ``None`` where
+    the method has no such source."""
+    return ("context" if "context" in names else None), ("recycled" if "recycled" in names else None)
 
 
 def _on_path(query: Sequence[int], full: Sequence[int], at: int, depth: int) -> bool:

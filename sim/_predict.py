@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -11,9 +12,9 @@ from goose.engine import GenerationRequest
 from goose.methods import METHODS, parse_method
 
 from ._beliefs import fit_beliefs
-from ._fit import fit_model
+from ._fit import fit_model, source_roles
 from ._grid import method_sim_shaper, planned_shaper
-from ._montecarlo import simulate
+from ._montecarlo import SimResult, simulate
 from ._replay import load_trace, replay, replay_sources
 
 __all__ = ["predict_methods", "simulated_methods"]
@@ -65,16 +66,13 @@ def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: C
             continue
         own = [_own_steps(request, label, cost, t) for t in traces]  # as predict_bench fits
         try:
-            model = fit_model(own, CONTEXT if CONTEXT in names else None, RECYCLED if RECYCLED in names else None,
-                              **fit_options)
+            model = fit_model(own, *source_roles(names), **fit_options)
         except ValueError as e:
             rows.append({"method": label, "skipped": f"nothing to fit: {e}"})
             continue
         if request.auto:
-            said = fit_beliefs(own, CONTEXT if CONTEXT in names else None, RECYCLED if RECYCLED in names else None)
             decode = round(sum(len(h["tokens"]) for h, _ in own) / len(own)) - 1
-            r = simulate(model, planned_shaper(request, label, cost), plan.budget, steps, seed, cost=cost,
-                         name=label, beliefs=said, episode=decode if decode > 0 else None)
+            r = _own_shaper(request, label, cost, own, model, names, steps, seed, decode, fit_options)
         else:
             make, stateless = method_sim_shaper(method, method.context(label, budget))
             r = simulate(model, make, plan.budget, steps, seed, cost=cost, name=label, stateless=stateless)
@@ -85,6 +83,43 @@ def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: C
         rows.append(row)
     ranked = sorted((r for r in rows if "skipped" not in r), key=lambda r: -(r["speedup"] or r["mat"]))
     return ranked + [r for r in rows if "skipped" in r]
+
+
+def _own_shaper(request: GenerationRequest, label: str, cost, own: list, pooled, names: frozenset[str],
+                steps: int, seed: int, decode: int, fit_options: dict) -> SimResult:
+    """Budget ``auto`` with the method's own shaper on recorded beliefs, each trace a world
+    of its own (as :func:`predict_bench` does): the harmonic mean of the worlds' MATs
+    (their mean forward calls per generation), their CI bounds combined bound by bound,
+    and the speed-ups likewise. Falls back to one world of all traces if one alone
+    lacks a source."""
+    roles = source_roles(names)
+    worlds = [[t] for t in own] if len(own) > 1 else [own]
+    results = []
+    for world in worlds:
+        try:
+            model = fit_model(world, *roles, **fit_options) if len(worlds) > 1 else pooled
+        except ValueError:
+            model = None
+        if model is None or set(model.source_names()) != names:
+            worlds, results = [own], []
+            break
+        results.append(simulate(model, planned_shaper(request, label, cost), request.plan(cost, label=label).budget,
+                                max(steps // len(worlds), 1), seed, cost=cost, name=label,
+                                beliefs=fit_beliefs(world, *roles), episode=decode if decode > 0 else None))
+    if not results:
+        return simulate(pooled, planned_shaper(request, label, cost), request.plan(cost, label=label).budget, steps,
+                        seed, cost=cost, name=label, beliefs=fit_beliefs(own, *roles),
+                        episode=decode if decode > 0 else None)
+    weights = [1 / r.mat for r in results]  # steps per token: a world's share of the steps
+    return replace(results[0], steps=sum(r.steps for r in results), mat=_harmonic([r.mat for r in results]),
+                   ci95=(_harmonic([r.ci95[0] for r in results]), _harmonic([r.ci95[1] for r in results])),
+                   mean_nodes=sum(w * r.mean_nodes for w, r in zip(weights, results, strict=True)) / sum(weights),
+                   predicted_speedup=(_harmonic([r.predicted_speedup for r in results])
+                                      if all(r.predicted_speedup for r in results) else None))
+
+
+def _harmonic(xs: Sequence[float]) -> float:
+    return len(xs) / sum(1 / x for x in xs)
 
 
 def _own_steps(request: GenerationRequest, label: str, cost: Callable[..., float] | None,
