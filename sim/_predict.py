@@ -101,7 +101,7 @@ def _own_shaper(request: GenerationRequest, label: str, cost, own: list, pooled,
         except ValueError:
             model = None
         if model is None or set(model.source_names()) != names:
-            worlds, results = [own], []
+            results = []  # a trace alone lacks a source: one world of all traces below
             break
         results.append(simulate(model, planned_shaper(request, label, cost), request.plan(cost, label=label).budget,
                                 max(steps // len(worlds), 1), seed, cost=cost, name=label,
