@@ -113,8 +113,7 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
                                                     cost if request.auto else None)
             calls = seconds = plain_seconds = 0.0
             for r in mrows:
-                others = [q for q in replays if q != r["question_id"] or not heldout]
-                fitted = [replays[q].trace for q in others]
+                fitted = [replays[q].trace for q in replays if q != r["question_id"] or not heldout]
                 # The own shaper learns within a generation, so the fitted prompts are not
                 # pooled into one stream of steps: each is a world of its own, and the
                 # prediction averages their forward calls (docs/simulator.md). A prompt
@@ -186,13 +185,8 @@ def _simulated(traces: list, names: set[str], fit_options: dict, make, stateless
     calls = 1 + decode / res.mat
     if res.predicted_speedup is None or "prompt_tokens" not in record:
         return calls, None, None, 0.0
-    decoding = decode * _plain_step(cost, record)
+    decoding = decode * cost_at(cost, 1, record["prompt_tokens"] + decode / 2)  # plain decoding's, mid-generation
     return calls, decoding / res.predicted_speedup, decoding, cost(record["prompt_tokens"])
-
-
-def _plain_step(cost, record: dict) -> float:
-    """Seconds of one plain decoding pass over ``record``'s prompt, at mid-generation."""
-    return cost_at(cost, 1, record["prompt_tokens"] + max(record["new_tokens"] - 1, 0) / 2)
 
 
 def _beliefs(traces: list, names: set[str]) -> Beliefs:
