@@ -66,6 +66,13 @@ def _watches(source: TokenSource) -> bool:
     return type(source).observe is not TokenSource.observe
 
 
+def _require(record: dict, keys: Sequence[str], what: str) -> None:
+    """One clear error where a trace lacks a field the replay reads."""
+    lacking = [k for k in keys if k not in record]
+    if lacking:
+        raise ValueError(f"{what} lacks {', '.join(lacking)} (not a complete version 3 goose trace)")
+
+
 def _row_arrays(rows: dict) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(rows["ids"], dtype=np.int64), np.asarray(rows["probs"], dtype=np.float32)
 
@@ -86,18 +93,22 @@ class RowBook:
     older row for that token), which is the replay's only approximation."""
 
     def __init__(self, header: dict, steps: Sequence[dict]) -> None:
+        _require(header, ("prompt", "tokens"), "the trace header")
         self.full = [int(t) for t in header["prompt"]] + [int(t) for t in header["tokens"]]
         self._rows: dict[tuple[int, tuple[int, ...]], tuple[np.ndarray, np.ndarray]] = {}
         self.known = self.missing = 0
         pre = header.get("prefill")
         self._prefill = {}
         if pre:
+            _require(pre, ("ids", "probs", "positions"), "the trace's prefill rows")
             ids, probs = _row_arrays(pre)
             self._prefill = {int(p): (ids[i], probs[i]) for i, p in enumerate(pre["positions"])}
         for s in steps:
             v = s.get("verified")
             if not v:
                 continue
+            _require(s, ("context_len",), f"step {s.get('step', '?')} of the trace")
+            _require(v, ("tokens", "parents", "ids", "probs"), f"the rows of step {s.get('step', '?')} of the trace")
             ids, probs = _row_arrays(v)
             tree = DraftTree(v["tokens"], v["parents"])
             for node, key in enumerate(self._keys(tree, int(s["context_len"]))):

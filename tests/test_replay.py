@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,6 +132,20 @@ def test_bad_trace_is_refused(tmp_path):
     bad.write_text(json.dumps({"type": "step"}) + "\n")
     with pytest.raises(ValueError, match="not a goose trace"):
         load_trace(bad)
+
+
+def test_a_trace_lacking_rows_fields_is_refused_with_one_clear_error():
+    """A version 3 trace whose header or recorded rows lack a field the replay reads
+    raises one ValueError naming it, not a KeyError from inside the row book."""
+    header, steps = load_trace(Path(__file__).parent / "data" / "traces-math-auto" / "traces" / "433.jsonl.gz")
+    RowBook(header, steps)  # the whole trace reads
+    step = next(i for i, s in enumerate(steps) if s.get("verified"))
+    cut = [dict(s) for s in steps]
+    cut[step] = cut[step] | {"verified": {k: v for k, v in steps[step]["verified"].items() if k != "parents"}}
+    with pytest.raises(ValueError, match="lacks parents"):
+        RowBook(header, cut)
+    with pytest.raises(ValueError, match="header lacks tokens"):
+        RowBook({k: v for k, v in header.items() if k != "tokens"}, steps)
 
 
 def test_replay_of_a_default_auto_run_reproduces_it_for_context_sources(tmp_path, monkeypatch):
