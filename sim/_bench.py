@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from tqdm.auto import tqdm
 
@@ -127,10 +128,10 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
                 if any(g is None for g in got):
                     calls = None
                     break
-                calls += sum(g[0] for g in got) / len(got)
-                if all(g[1] is not None for g in got):
-                    seconds += got[0][3] + sum(g[1] for g in got) / len(got)
-                    plain_seconds += got[0][3] + got[0][2]
+                calls += sum(g.calls for g in got) / len(got)
+                if all(g.seconds is not None for g in got):  # the prefill and plain decoding: one per prompt
+                    seconds += got[0].prefill + sum(g.seconds for g in got) / len(got)
+                    plain_seconds += got[0].prefill + got[0].plain_seconds
             if calls:
                 task_out[label]["sim"] = new / calls
             if calls and seconds:
@@ -169,11 +170,20 @@ def _replayed(request: GenerationRequest, label: str, path: Path, cost) -> Repla
     return replay(path, d.shaper, sources, d.budget, record=True, rows=rows)
 
 
+class _Predicted(NamedTuple):
+    """One prompt predicted from one world: forward calls (prefill counted) and, under a
+    cost curve, the seconds of its decoding passes, of plain decoding's and of the
+    prefill (``None, None, 0.0`` without)."""
+
+    calls: float
+    seconds: float | None
+    plain_seconds: float | None
+    prefill: float
+
+
 def _simulated(traces: list, names: set[str], fit_options: dict, make, stateless: bool, budget, steps: int,
-               seed: int, cost, own: bool, record: dict) -> tuple[float, float | None, float | None, float] | None:
-    """One prompt's predicted forward calls (prefill counted) from a world fitted to
-    ``traces``; under ``cost`` also the seconds of its decoding passes, those of plain
-    decoding's and of the prefill (``None, None, 0.0`` without). ``None`` if the
+               seed: int, cost, own: bool, record: dict) -> _Predicted | None:
+    """``record``'s prompt predicted from a world fitted to ``traces``; ``None`` if the
     traces never saw one of the method's sources."""
     model = _fit(traces, names, fit_options)
     if model is None or set(model.source_names()) != names:
@@ -184,9 +194,9 @@ def _simulated(traces: list, names: set[str], fit_options: dict, make, stateless
                    episode=decode if own and decode else None, prompt=record.get("prompt_tokens") if own else None)
     calls = 1 + decode / res.mat
     if res.predicted_speedup is None or "prompt_tokens" not in record:
-        return calls, None, None, 0.0
+        return _Predicted(calls, None, None, 0.0)
     decoding = decode * cost_at(cost, 1, record["prompt_tokens"] + decode / 2)  # plain decoding's, mid-generation
-    return calls, decoding / res.predicted_speedup, decoding, cost(record["prompt_tokens"])
+    return _Predicted(calls, decoding / res.predicted_speedup, decoding, cost(record["prompt_tokens"]))
 
 
 def _beliefs(traces: list, names: set[str]) -> Beliefs:
