@@ -5,16 +5,17 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from goose.engine import GenerationRequest, TraceRecorder, prefill_positions
+from goose.engine import GenerationRequest, GenerationStats, TraceRecorder, prefill_positions
 from goose.methods import get_method
 from goose.sources import ContextNGramSource, Observation, Proposal, TokenSource
 from goose.theory import CostCurve
 from goose.trees import DraftTree, TreeShaper
+from goose.verify import Verdict
 
 __all__ = ["ReplayResult", "RowBook", "TraceSource", "load_trace", "replay", "replay_method", "replay_sources"]
 
@@ -181,7 +182,10 @@ def replay_sources(sources: Sequence[TokenSource], header: dict, steps: Sequence
 class ReplayResult:
     """MAT of the replayed configuration next to the recorded run's; with
     ``replay(..., record=True)``, ``trace`` is the replay's own ``(header, steps)``
-    in the trace format, what its sources said at each of its steps."""
+    in the trace format, what its sources said at each of its steps. ``calibration``
+    is the replay's predicted-vs-realised acceptance table, in the form of
+    :attr:`goose.engine.GenerationStats.calibration`: what the bench would report
+    for the replayed configuration (for the recorded one, exactly what it did)."""
 
     mat: float
     forward_calls: int
@@ -190,6 +194,7 @@ class ReplayResult:
     trace: tuple[dict, list[dict]] | None = None
     rows_known: int = 0
     rows_missing: int = 0
+    calibration: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     @property
     def relative_error(self) -> float:
@@ -227,6 +232,7 @@ def replay(path: str | Path, shaper: TreeShaper, sources: Sequence[TokenSource],
     for h in hooks:  # prefill committed the first token
         h.commit(full[len(prompt) : len(prompt) + 1])
     pos, calls = len(prompt) + 1, 1
+    stats = GenerationStats()
     limit = header.get("max_new_tokens") or len(tokens)  # a run that stopped at EOS had room left
     while pos < len(full):
         tree = shaper.shape(full[:pos], sources, budget)
@@ -240,6 +246,8 @@ def replay(path: str | Path, shaper: TreeShaper, sources: Sequence[TokenSource],
                 break
             node = child
             accepted.append(child)
+        end = pos + len(accepted)
+        stats.count_step(tree, Verdict(tuple(accepted), tuple(full[pos:end]), full[end] if end < len(full) else -1))
         if recorder is not None:
             recorder.step({"context_len": pos, "accepted": len(accepted)})
         if watchers:  # as the decode loop: the pass is shown before the shaper's record
@@ -259,7 +267,8 @@ def replay(path: str | Path, shaper: TreeShaper, sources: Sequence[TokenSource],
         steps = [s | {"reference": full[s["context_len"] : s["context_len"] + 32]} for s in recorder.steps]
         trace = ({**header, "forward_calls": calls, "mat": len(tokens) / calls}, steps)
     known, missing = (rows.known, rows.missing) if rows is not None else (0, 0)
-    return ReplayResult(len(tokens) / calls, calls, header["mat"], header["forward_calls"], trace, known, missing)
+    return ReplayResult(len(tokens) / calls, calls, header["mat"], header["forward_calls"], trace, known, missing,
+                        stats.calibration)
 
 
 def replay_method(path: str | Path, method: str | None = None, budget: int | str | None = None) -> ReplayResult:

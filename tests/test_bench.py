@@ -536,3 +536,14 @@ def test_a_sampled_bench_traces_each_column_with_its_own_draws(tmp_path):
     for r in (r for r in records if r["method"] == "goose@8"):
         header, steps = load_trace(trace_path(tmp_path / "out", r["question_id"]))
         assert header["tokens"] == r["tokens"] and len(steps) == r["forward_calls"] - 1
+
+
+def test_the_calibration_table_states_the_noise_a_calibrated_estimate_would_show():
+    # one bin of 400 nodes predicted 0.5 on average: 2 sd of a calibrated share is 0.05;
+    # a bin under 200 nodes is left out
+    from goose.bench._columns import calibration_table
+    cal = {"n": [0.0] * 5 + [400.0, 150.0, 0.0, 0.0, 0.0], "predicted": [0.0] * 5 + [200.0, 97.5, 0.0, 0.0, 0.0],
+           "accepted": [0.0] * 5 + [236.0, 90.0, 0.0, 0.0, 0.0]}
+    lines = calibration_table({"overall": {"pld@auto": {"calibration": {"context/spine": cal}}}})
+    rows = [line for line in lines if line.startswith("| pld@auto")]
+    assert rows == ["| pld@auto | context/spine | 0.5-0.6 | 400 | 0.500 | 0.590 | +0.090 | 0.050 |"]

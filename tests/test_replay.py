@@ -30,6 +30,7 @@ def test_replay_reproduces_the_recorded_mat(tmp_path, method):
         r = replay_method(path)
         assert r.forward_calls == out.stats.forward_calls and r.mat == out.stats.mat
         assert r.rows_missing == 0  # a learning source is fed the rows the run recorded, every one of them
+        assert r.calibration == out.stats.calibration and r.calibration  # every node's estimate, as the run had it
 
 
 @pytest.mark.parametrize("method", ["tr", "goose"])
@@ -132,6 +133,19 @@ def test_bad_trace_is_refused(tmp_path):
     bad.write_text(json.dumps({"type": "step"}) + "\n")
     with pytest.raises(ValueError, match="not a goose trace"):
         load_trace(bad)
+
+
+def test_replay_of_real_traces_reproduces_the_recorded_calibration_table():
+    """The calibration table the bench printed for a real SmolLM2 run (predicted vs
+    realised acceptance per source, kind and bin) comes back from the trace alone,
+    exactly: the simulator predicts it for a changed estimator before a model run."""
+    base = Path(__file__).parent / "data" / "traces-translation-auto"
+    records = {r["question_id"]: r for r in map(json.loads, (base / "records.jsonl").read_text().splitlines())}
+    for path in sorted((base / "traces").glob("*.jsonl.gz")):
+        record = records[path.name.split(".")[0]]
+        r = replay_method(path)
+        assert r.forward_calls == record["forward_calls"]
+        assert r.calibration == record["calibration"] and r.calibration
 
 
 def test_a_trace_lacking_rows_fields_is_refused_with_one_clear_error():
