@@ -17,6 +17,7 @@ from goose.bench import (
     write_docs,
     write_outputs,
 )
+from goose.bench._columns import goose_columns
 from goose.cli import app
 from sim import fit_traces, load_trace, predict_bench
 
@@ -267,13 +268,16 @@ def test_release_section_checks_fidelity_and_speed_targets_on_the_release_prompt
                      rec(task, q, "paper@16", 100 / b16, 7.0),
                      rec(task, q, "goose@auto", 50, 10.0 / (1.6 if task != "qa" else 0.9)),
                      rec(task, q, "pld@auto", 70, 10.0 / 1.7),
-                     rec(task, q, "pld@6/loose", 30, 4.0) | {"lossless": False}]  # LOSSY and faster
+                     rec(task, q, "pld@6/loose", 30, 4.0) | {"lossless": False},  # LOSSY and faster
+                     rec(task, q, "peer", 30, 4.0) | {"tags": ["third-party"]},  # a plug-in, faster
+                     rec(task, q, "peer_module:drafter", 30, 4.0)]  # one recorded before the tag
     md = markdown(summarize(rows))
+    assert goose_columns(summarize(rows)) == ["paper@60", "paper@16", "goose@auto", "pld@auto", "pld@6/loose"]
     assert "| translation | 4.01 / 4.01 = 1.000 ok | 3.57 / 3.37 = 1.060 OFF |" in md
     assert "| mt_bench | 2.94 / 2.94 = 1.000 ok | 2.51 / 2.51 = 1.000 ok |" in md
     # pld@auto (one source) 1.7x everywhere; goose@auto 1.6x but 0.9x on qa, pooled the
     # fastest method drawing on both sources: the targets are checked for both; the LOSSY
-    # column, faster still (2.5x), never counts
+    # column and the third-party ones, faster still (2.5x), never count
     assert "goose's fastest lossless method here is `pld@auto`, 1.70x `ar` overall; its fastest drawing on both " \
            "sources is `goose@auto`" in md
     assert "| target | `pld@auto` | `goose@auto` |" in md

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PARTS", "calibration_table", "f", "label", "loss_table", "pool_steps", "step_plots", "time_table"]
+__all__ = ["PARTS", "THIRD_PARTY", "calibration_table", "f", "goose_columns", "label", "loss_table", "pool_steps",
+           "step_plots", "time_table"]
 
 
 def pool_steps(ok: list[dict]) -> dict:
@@ -64,6 +65,19 @@ def _time_split(rows: list[dict]) -> dict | None:
         "per_node_us": {k: 1e6 * sums[k] / nodes if nodes else None for k in PARTS},
         "overhead_share": (sums["draft"] + sums["commit"] + sums["other"]) / step_time if step_time > 0 else None,
     }
+
+
+THIRD_PARTY = "third-party"
+"""The tag of a column whose method goose does not ship (a plug-in, a peer)."""
+
+
+def goose_columns(summary: dict) -> list[str]:
+    """The columns of goose's own methods that have a speed-up: not ``ar``, transformers'
+    or a third-party method (its records' tag; in a run recorded before that tag, a
+    column named by a dotted path, ``module:factory``)."""
+    tags, overall = summary.get("tags", {}), summary["overall"]
+    return [m for m in summary["methods"] if m != "ar" and not m.startswith("hf_") and ":" not in m
+            and THIRD_PARTY not in tags.get(m, ()) and overall.get(m, {}).get("speedup_vs_ar")]
 
 
 def label(summary: dict, m: str) -> str:

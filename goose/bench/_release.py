@@ -4,6 +4,7 @@ The reference's numbers and targets are data (``goose/bench/reference/*.json``).
 
 from __future__ import annotations
 
+from ._columns import goose_columns
 from ._prompts import REFERENCES, load_reference
 
 __all__ = ["matching_reference", "release"]
@@ -48,8 +49,8 @@ def release(summary: dict, reference: dict | None = None) -> list[str]:
     methods, tasks, tags = summary["methods"], list(summary["tasks"]), summary.get("tags", {})
     lines = ["", f"## Against the reference run `{ref['name']}` (on these prompts)", "", *_fidelity(summary, ref)]
     ov = summary["overall"]
-    goose_methods = [m for m in methods if m != "ar" and not m.startswith("hf_") and ov[m].get("speedup_vs_ar")
-                     and ov[m].get("lossless", True)]  # a LOSSY column never counts towards the targets
+    goose_methods = [m for m in goose_columns(summary)
+                     if ov[m].get("lossless", True)]  # a LOSSY column never counts towards the targets
     combined = [m for m in goose_methods if "both-sources" in tags.get(m, ())]
     hf = [m for m in methods if m.startswith("hf_pld") and ov[m].get("speedup_vs_ar")]
     if not goose_methods:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._columns import calibration_table, loss_table, pool_steps, step_plots, time_table
+from ._columns import calibration_table, goose_columns, loss_table, pool_steps, step_plots, time_table
 from ._columns import f as _f
 from ._columns import label as _label
 from ._predictions import prediction_lines
@@ -212,8 +212,7 @@ def _sampling_speed(summary: dict) -> list[str]:
     """The fastest goose method of a sampling run against ``ar`` and the best
     ``hf_pld_kK`` of the run, overall and on its slowest task."""
     overall, tasks = summary["overall"], list(summary["tasks"])
-    goose = [m for m in summary["methods"] if m != "ar" and not m.startswith("hf_pld")
-             and overall.get(m, {}).get("speedup_vs_ar")]
+    goose = goose_columns(summary)
     if not goose:
         return []
     best = max(goose, key=lambda m: overall[m]["speedup_vs_ar"])

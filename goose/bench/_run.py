@@ -12,8 +12,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..methods import Memory, Method, parse_method
+from ..methods import BUILTIN_METHODS, Memory, Method, parse_method
 from ..verify import Sampling
+from ._columns import THIRD_PARTY
 from ._prompts import BenchPrompt
 
 __all__ = ["BenchMethod", "Sampling", "hf_generate", "parse_methods", "run_bench"]
@@ -42,7 +43,13 @@ class BenchMethod:
 
     @property
     def tags(self) -> tuple[str, ...]:
-        return self.method.tags if self.method is not None else ()
+        """The method's tags, plus ``"third-party"`` for a method goose does not ship (a
+        plug-in by dotted path or registered by its user): the report never counts such
+        a column as goose's own."""
+        if self.method is None:
+            return ()
+        own = any(self.method is b for b in BUILTIN_METHODS)
+        return self.method.tags if own else (*self.method.tags, THIRD_PARTY)
 
 
 def parse_methods(text: str | Sequence[str], budgets: Sequence[int | str] = ()) -> list[BenchMethod]:
