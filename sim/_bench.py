@@ -14,7 +14,7 @@ from goose.methods import parse_method
 from goose.theory import CostCurve
 
 from ._beliefs import Beliefs, fit_beliefs
-from ._fit import fit_model, source_roles
+from ._fit import fit_worlds, source_roles
 from ._grid import method_sim_shaper, planned_shaper
 from ._models import RegimeModel
 from ._montecarlo import cost_at, simulate
@@ -99,7 +99,7 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
             missing = sum(x.rows_missing for x in replays.values())
             task_out[label] = {"measured": new / sum(r["forward_calls"] for r in mrows),
                                "replay": new / sum(x.forward_calls for x in replays.values()), "sim": None,
-                               "own_trace": all(_is_own(path, method.name, budget) for path in paths.values()),
+                               "own_trace": all(_is_own(x.trace[0], method.name, budget) for x in replays.values()),
                                "rows_missing": missing / (known + missing) if known + missing else None}
             if request.auto and all(r["question_id"] in plain for r in mrows):
                 task_out[label]["speedup"] = (sum(plain[r["question_id"]]["wall_s"] for r in mrows)
@@ -117,17 +117,13 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
                 fitted = [replays[q].trace for q in replays if q != r["question_id"] or not heldout]
                 # The own shaper learns within a generation, so the fitted prompts are not
                 # pooled into one stream of steps: each is a world of its own, and the
-                # prediction averages their forward calls (docs/simulator.md). A prompt
-                # that never saw one of the sources cannot be a world alone.
-                worlds = [[t] for t in fitted] if own and per_prompt and len(fitted) > 1 else [fitted]
-                got = [_simulated(w, names, fit_options, make, stateless, d.budget, max(steps // len(worlds), 1),
-                                  seed, cost if request.auto else None, own, r) for w in worlds]
-                if len(worlds) > 1 and any(g is None for g in got):
-                    got = [_simulated(fitted, names, fit_options, make, stateless, d.budget, steps, seed,
-                                      cost if request.auto else None, own, r)]
-                if any(g is None for g in got):
+                # prediction averages their forward calls (docs/simulator.md).
+                worlds = fit_worlds(fitted, names, split=own and per_prompt, **fit_options)
+                if not worlds:  # the fitted prompts never saw one of the sources
                     calls = None
                     break
+                got = [_simulated(w, model, names, make, stateless, d.budget, max(steps // len(worlds), 1), seed,
+                                  cost if request.auto else None, own, r) for w, model in worlds]
                 calls += sum(g.calls for g in got) / len(got)
                 if all(g.seconds is not None for g in got):  # the prefill and plain decoding: one per prompt
                     seconds += got[0].prefill + sum(g.seconds for g in got) / len(got)
@@ -156,9 +152,8 @@ def _trace_of(out_dir: Path, qid: str, label: str, first: dict[str, Path]) -> Pa
     return own if own.exists() else first[qid]
 
 
-def _is_own(path: Path, name: str, budget) -> bool:
-    """Whether the trace at ``path`` was recorded by this method at this budget."""
-    header, _ = load_trace(path)
+def _is_own(header: dict, name: str, budget) -> bool:
+    """Whether the trace with ``header`` was recorded by this method at this budget."""
     return header["method"] == name and header.get("requested") == budget
 
 
@@ -181,13 +176,9 @@ class _Predicted(NamedTuple):
     prefill: float
 
 
-def _simulated(traces: list, names: set[str], fit_options: dict, make, stateless: bool, budget, steps: int,
-               seed: int, cost, own: bool, record: dict) -> _Predicted | None:
-    """``record``'s prompt predicted from a world fitted to ``traces``; ``None`` if the
-    traces never saw one of the method's sources."""
-    model = _fit(traces, names, fit_options)
-    if model is None or set(model.source_names()) != names:
-        return None
+def _simulated(traces: list, model: RegimeModel, names: set[str], make, stateless: bool, budget, steps: int,
+               seed: int, cost, own: bool, record: dict) -> _Predicted:
+    """``record``'s prompt predicted from the world of ``traces`` and their ``model``."""
     decode = max(record["new_tokens"] - 1, 0)
     res = simulate(model, make, budget, steps, seed, stateless=stateless, cost=cost,
                    beliefs=_beliefs(traces, names) if own else None,
@@ -203,8 +194,3 @@ def _beliefs(traces: list, names: set[str]) -> Beliefs:
     return fit_beliefs(traces, *source_roles(names))
 
 
-def _fit(traces: list, names: set[str], options: dict) -> RegimeModel | None:
-    try:
-        return fit_model(traces, *source_roles(names), **options)
-    except ValueError:
-        return None

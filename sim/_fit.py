@@ -120,6 +120,33 @@ def source_roles(names: Collection[str]) -> tuple[str | None, str | None]:
     return ("context" if "context" in names else None), ("recycled" if "recycled" in names else None)
 
 
+def fit_worlds(traces: Sequence[Trace], names: Collection[str], split: bool = True, pooled: RegimeModel | None = None,
+               **options) -> list[tuple[list[Trace], RegimeModel]]:
+    """The worlds a shaper that learns within a generation is simulated in, each as
+    ``(its traces, the model fitted to them)`` (:func:`fit_model` with ``options``).
+
+    With ``split`` and more than one trace, every trace is a world of its own, so that
+    the estimator learns from one text at a time (docs/simulator.md, "One world per
+    prompt"). Otherwise, or when one trace alone never saw one of the sources named in
+    ``names``, all traces are one world, modelled by ``pooled`` (fitted here when not
+    given). Empty when even all traces together lack one of the sources."""
+    wanted, roles = set(names), source_roles(names)
+
+    def fitted(world: Sequence[Trace]) -> RegimeModel | None:
+        try:
+            model = fit_model(world, *roles, **options)
+        except ValueError:
+            return None
+        return model if set(model.source_names()) == wanted else None
+
+    if split and len(traces) > 1:
+        worlds = [([t], fitted([t])) for t in traces]
+        if all(m is not None for _, m in worlds):
+            return worlds  # type: ignore[return-value]
+    model = pooled if pooled is not None else fitted(traces)
+    return [] if model is None or set(model.source_names()) != wanted else [(list(traces), model)]
+
+
 def _on_path(query: Sequence[int], full: Sequence[int], at: int, depth: int) -> bool:
     """Whether the node a query was made at lies on the committed continuation: its
     last two tokens (context + path) are those of the text (a path that left the text

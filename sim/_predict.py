@@ -12,7 +12,7 @@ from goose.engine import GenerationRequest
 from goose.methods import METHODS, parse_method
 
 from ._beliefs import fit_beliefs
-from ._fit import fit_model, source_roles
+from ._fit import fit_model, fit_worlds, source_roles
 from ._grid import method_sim_shaper, planned_shaper
 from ._montecarlo import SimResult, simulate
 from ._replay import load_trace, replay, replay_sources
@@ -87,29 +87,17 @@ def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: C
 
 def _own_shaper(request: GenerationRequest, label: str, cost, own: list, pooled, names: frozenset[str],
                 steps: int, seed: int, decode: int, fit_options: dict) -> SimResult:
-    """Budget ``auto`` with the method's own shaper on recorded beliefs, each trace a world
-    of its own (as :func:`predict_bench` does): the harmonic mean of the worlds' MATs
-    (their mean forward calls per generation), their CI bounds combined bound by bound,
-    and the speed-ups likewise. Falls back to one world of all traces if one alone
-    lacks a source."""
-    roles = source_roles(names)
-    worlds = [[t] for t in own] if len(own) > 1 else [own]
-    results = []
-    for world in worlds:
-        try:
-            model = fit_model(world, *roles, **fit_options) if len(worlds) > 1 else pooled
-        except ValueError:
-            model = None
-        if model is None or set(model.source_names()) != names:
-            results = []  # a trace alone lacks a source: one world of all traces below
-            break
-        results.append(simulate(model, planned_shaper(request, label, cost), request.plan(cost, label=label).budget,
-                                max(steps // len(worlds), 1), seed, cost=cost, name=label,
-                                beliefs=fit_beliefs(world, *roles), episode=decode if decode > 0 else None))
-    if not results:
-        return simulate(pooled, planned_shaper(request, label, cost), request.plan(cost, label=label).budget, steps,
-                        seed, cost=cost, name=label, beliefs=fit_beliefs(own, *roles),
-                        episode=decode if decode > 0 else None)
+    """Budget ``auto`` with the method's own shaper on recorded beliefs, in the worlds of
+    :func:`fit_worlds` (as :func:`predict_bench` does): the harmonic mean of the worlds'
+    MATs (their mean forward calls per generation), their CI bounds combined bound by
+    bound, and the speed-ups likewise."""
+    worlds = fit_worlds(own, names, pooled=pooled, **fit_options) or [(own, pooled)]
+    budget = request.plan(cost, label=label).budget
+    results = [simulate(model, planned_shaper(request, label, cost), budget, max(steps // len(worlds), 1), seed,
+                        cost=cost, name=label, beliefs=fit_beliefs(world, *source_roles(names)),
+                        episode=decode if decode > 0 else None) for world, model in worlds]
+    if len(results) == 1:
+        return results[0]
     weights = [1 / r.mat for r in results]  # steps per token: a world's share of the steps
     return replace(results[0], steps=sum(r.steps for r in results), mat=_harmonic([r.mat for r in results]),
                    ci95=(_harmonic([r.ci95[0] for r in results]), _harmonic([r.ci95[1] for r in results])),

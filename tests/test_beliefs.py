@@ -18,6 +18,7 @@ from sim import (
     RegimeModel,
     SimulationModel,
     fit_beliefs,
+    load_trace,
     predict_bench,
     recorded_cost,
     simulate,
@@ -171,3 +172,22 @@ def test_simulate_refuses_empty_generations_and_contexts(bad, message):
     certain = RegimeModel((SimulationModel(ChainModel.from_hazards([1.0]), None),))
     with pytest.raises(ValueError, match=message):
         simulate(certain, ChainShaper, 4, 10, **bad)
+
+
+def test_a_learning_shaper_gets_one_world_per_trace_unless_one_lacks_a_source():
+    """``fit_worlds`` (shared by ``predict_bench`` and ``goose predict``): the four real
+    translation traces are four worlds; unsplit, one; when one trace alone never saw the
+    recycled source, all four are one world again; a source no trace saw leaves none."""
+    from sim._fit import fit_worlds
+    traces = [load_trace(p) for p in sorted((TRANSLATION / "traces").glob("*.jsonl.gz"))]
+    names = {"context", "recycled"}
+    worlds = fit_worlds(traces, names)
+    assert [w for w, _ in worlds] == [[t] for t in traces]
+    assert all(set(m.source_names()) == names for _, m in worlds)
+    assert [len(w) for w, _ in fit_worlds(traces, names, split=False)] == [4]
+    header, steps = traces[0]
+    blind = (header, [s | {"proposals": {k: v for k, v in s["proposals"].items() if k != "recycled"}}
+                      if "proposals" in s else s for s in steps])
+    assert [len(w) for w, _ in fit_worlds([blind, *traces[1:]], names)] == [4]
+    assert fit_worlds(traces, names | {"suffix"}) == []
+
