@@ -61,10 +61,12 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
 
     Methods with budget ``auto`` are predicted under ``cost``, the cost curve their
     trees were cut by (``goose.hf.calibrate``); without it they are left out, and so
-    are transformers' own columns. Their ``sim_speedup`` is the tokens per second
-    the simulated steps make under that curve, prefill included
-    (``cost(prompt_tokens)``), over plain decoding's; ``speedup`` is the run's, where
-    it has an ``ar`` column.
+    are transformers' own columns. The simulated ``auto`` cuts its trees by ``cost``
+    as the run did. Their ``sim_speedup`` is the tokens per second the simulated
+    steps make over plain decoding's, prefill included, priced by the curve made
+    non-decreasing (:meth:`CostCurve.monotone`: a measured c(2) below c(1) is timing
+    noise, and it priced the one-node trees of qa below plain decoding, 10-20% too
+    fast); ``speedup`` is the run's, where it has an ``ar`` column.
 
     Returns ``{task: {method: {"measured", "replay", "sim", "own_trace", "rows_missing"}}}``
     (MAT, prefill counted; ``own_trace``: every replay read the method's own trace;
@@ -79,6 +81,7 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
     ok = [r for r in records if "error" not in r and r.get("kind", "goose") == "goose"
           and ("@auto" not in r["method"] or cost is not None) and r["method"] != "ar" and not r["method"].startswith("hf_")]
     plain = {r["question_id"]: r for r in records if r["method"] == "ar" and "error" not in r}
+    price = cost.monotone() if isinstance(cost, CostCurve) else cost  # what a step costs; cuts read cost
     out: dict = {}
     bar = tqdm(total=len({(r["task"], r["method"]) for r in ok}), desc="predictions", disable=not progress)
     for task in _order(ok, "task"):
@@ -123,7 +126,7 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
                     calls = None
                     break
                 got = [_simulated(w, model, names, make, stateless, d.budget, max(steps // len(worlds), 1), seed,
-                                  cost if request.auto else None, own, r) for w, model in worlds]
+                                  price if request.auto else None, own, r) for w, model in worlds]
                 calls += sum(g.calls for g in got) / len(got)
                 if all(g.seconds is not None for g in got):  # the prefill and plain decoding: one per prompt
                     seconds += got[0].prefill + sum(g.seconds for g in got) / len(got)

@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from goose.engine import GenerationRequest
 from goose.methods import METHODS, parse_method
+from goose.theory import CostCurve
 
 from ._beliefs import fit_beliefs
 from ._fit import fit_model, fit_worlds, source_roles
@@ -60,6 +61,7 @@ def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: C
             rows.append({"method": label, "skipped": "budget 'auto' needs a cost curve (--cost-curve)"})
             continue
         plan = request.plan(cost, label=label)
+        price = cost.monotone() if isinstance(cost, CostCurve) else cost  # as predict_bench prices steps
         names = frozenset(s.name for s in plan.sources)
         if method.sim_shaper is None or not names <= {CONTEXT, RECYCLED}:
             rows.append({"method": label, "skipped": f"no simulator model of its sources ({', '.join(sorted(names))})"})
@@ -72,10 +74,10 @@ def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: C
             continue
         if request.auto:
             decode = round(sum(len(h["tokens"]) for h, _ in own) / len(own)) - 1
-            r = _own_shaper(request, label, cost, own, model, names, steps, seed, decode, fit_options)
+            r = _own_shaper(request, label, cost, price, own, model, names, steps, seed, decode, fit_options)
         else:
             make, stateless = method_sim_shaper(method, method.context(label, budget))
-            r = simulate(model, make, plan.budget, steps, seed, cost=cost, name=label, stateless=stateless)
+            r = simulate(model, make, plan.budget, steps, seed, cost=price, name=label, stateless=stateless)
         row = {"method": label, "budget": "auto" if request.auto else plan.budget, "mat": r.mat,
                "ci95": list(r.ci95), "mean_nodes": r.mean_nodes, "speedup": r.predicted_speedup, "speedup_ci95": None}
         if r.predicted_speedup is not None:  # the speed-up is the MAT over a fixed mean step cost
@@ -85,16 +87,16 @@ def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: C
     return ranked + [r for r in rows if "skipped" in r]
 
 
-def _own_shaper(request: GenerationRequest, label: str, cost, own: list, pooled, names: frozenset[str],
+def _own_shaper(request: GenerationRequest, label: str, cost, price, own: list, pooled, names: frozenset[str],
                 steps: int, seed: int, decode: int, fit_options: dict) -> SimResult:
     """Budget ``auto`` with the method's own shaper on recorded beliefs, in the worlds of
     :func:`fit_worlds` (as :func:`predict_bench` does): the harmonic mean of the worlds'
     MATs (their mean forward calls per generation), their CI bounds combined bound by
-    bound, and the speed-ups likewise."""
+    bound, and the speed-ups likewise. Trees are cut by ``cost``, steps priced by ``price``."""
     worlds = fit_worlds(own, names, pooled=pooled, **fit_options) or [(own, pooled)]
     budget = request.plan(cost, label=label).budget
     results = [simulate(model, planned_shaper(request, label, cost), budget, max(steps // len(worlds), 1), seed,
-                        cost=cost, name=label, beliefs=fit_beliefs(world, *source_roles(names)),
+                        cost=price, name=label, beliefs=fit_beliefs(world, *source_roles(names)),
                         episode=decode if decode > 0 else None) for world, model in worlds]
     if len(results) == 1:
         return results[0]

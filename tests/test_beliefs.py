@@ -191,3 +191,21 @@ def test_a_learning_shaper_gets_one_world_per_trace_unless_one_lacks_a_source():
     assert [len(w) for w, _ in fit_worlds([blind, *traces[1:]], names)] == [4]
     assert fit_worlds(traces, names | {"suffix"}) == []
 
+
+@pytest.mark.slow
+def test_auto_is_cut_by_the_recorded_curve_and_priced_by_its_monotone_fit(tmp_path, monkeypatch):
+    """The recorded curve of the shipped translation traces has c(2) < c(1) (a timing dip):
+    the simulated ``auto`` cuts its trees by it as the run did (the same predicted MAT
+    either way), while steps are priced by the curve made non-decreasing, which lowers the
+    predicted speed-up (a node is no longer priced below nothing)."""
+    from goose.theory import CostCurve
+    (tmp_path / "traces").mkdir()
+    for gz in (TRANSLATION / "traces").glob("*.jsonl.gz"):
+        (tmp_path / "traces" / gz.stem).write_bytes(gzip.decompress(gz.read_bytes()))
+    curve = recorded_cost(tmp_path)
+    assert curve(2) < curve(1) and curve.monotone()(2) >= curve.monotone()(1)
+    priced = auto_prediction(tmp_path, TRANSLATION, "translation")
+    monkeypatch.setattr(CostCurve, "monotone", lambda self: self)
+    raw = auto_prediction(tmp_path, TRANSLATION, "translation")
+    assert priced["sim"] == raw["sim"]
+    assert priced["sim_speedup"] < raw["sim_speedup"] - 0.05

@@ -56,8 +56,9 @@ def prediction_lines(predictions: dict) -> list[str]:
     speed = [(task, label, p) for task, rows in predictions.items() for label, p in rows.items()
              if p.get("sim_speedup") and p.get("speedup")]
     if speed:
-        lines += ["", "Speed-up vs `ar`, `@auto` columns: the simulated steps under the run's cost curve (forward "
-                      "passes only, prefill included) against the measured wall clock.", "",
+        lines += ["", "Speed-up vs `ar`, `@auto` columns: the simulated steps, cut by the run's cost curve and "
+                      "priced by it made non-decreasing (forward passes only, prefill included), against the "
+                      "measured wall clock.", "",
                   "| task | method | measured | simulator | error |", "|---|---|---|---|---|"]
         lines += [f"| {task} | {label} | {p['speedup']:.2f}x | {p['sim_speedup']:.2f}x | "
                   f"{p['sim_speedup'] / p['speedup'] - 1:+.1%} |" for task, label, p in speed]
