@@ -64,9 +64,9 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
     are transformers' own columns. The simulated ``auto`` cuts its trees by ``cost``
     as the run did. Their ``sim_speedup`` is the tokens per second the simulated
     steps make over plain decoding's, prefill included, priced by the curve made
-    non-decreasing (:meth:`CostCurve.monotone`: a measured c(2) below c(1) is timing
-    noise, and it priced the one-node trees of qa below plain decoding, 10-20% too
-    fast); ``speedup`` is the run's, where it has an ``ar`` column.
+    non-decreasing (:meth:`CostCurve.monotone`: runs/trace30's curve put c(2) below
+    c(1), which priced qa's one-node trees below a plain step and their speed-ups about
+    10% high); ``speedup`` is the run's, where it has an ``ar`` column.
 
     Returns ``{task: {method: {"measured", "replay", "sim", "own_trace", "rows_missing"}}}``
     (MAT, prefill counted; ``own_trace``: every replay read the method's own trace;

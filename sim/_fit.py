@@ -139,10 +139,15 @@ def fit_worlds(traces: Sequence[Trace], names: Collection[str], split: bool = Tr
             return None
         return model if set(model.source_names()) == wanted else None
 
-    if split and len(traces) > 1:
-        worlds = [([t], fitted([t])) for t in traces]
-        if all(m is not None for _, m in worlds):
-            return worlds  # type: ignore[return-value]
+    worlds = []
+    for t in traces if split and len(traces) > 1 else ():
+        alone = fitted([t])
+        if alone is None:
+            worlds = []
+            break
+        worlds.append(([t], alone))
+    if worlds:
+        return worlds
     model = pooled if pooled is not None else fitted(traces)
     return [] if model is None or set(model.source_names()) != wanted else [(list(traces), model)]
 

@@ -47,7 +47,9 @@ def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: C
 
     Budget ``auto`` runs the method's own shaper and acceptance estimator on the
     confidences its sources gave over the recorded texts (:func:`fit_beliefs`), one
-    generation of the recorded length at a time, as :func:`predict_bench` does.
+    generation of the recorded length at a time, as :func:`predict_bench` does. Trees are
+    cut by ``cost`` and steps priced by its monotone fit (:meth:`CostCurve.monotone`),
+    as :func:`predict_bench` prices them.
 
     Returns one dict per label, best first (by predicted speed-up under ``cost``, else
     by MAT): ``method``, ``budget``, ``mat`` and its ``ci95``, ``mean_nodes``,
