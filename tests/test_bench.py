@@ -551,3 +551,25 @@ def test_the_calibration_table_states_the_noise_a_calibrated_estimate_would_show
     lines = calibration_table({"overall": {"pld@auto": {"calibration": {"context/spine": cal}}}})
     rows = [line for line in lines if line.startswith("| pld@auto")]
     assert rows == ["| pld@auto | context/spine | 0.5-0.6 | 400 | 0.500 | 0.590 | +0.090 | 0.050 |"]
+
+
+def test_never_worse_than_a_chain_is_judged_against_the_noise_of_a_repeated_column():
+    # bf2 runs best-first@auto again: its difference from best-first@auto is the noise of
+    # the task; on mt_bench the tree is 0.962x the chain inside a 5.8% noise, on qa 0.833x
+    # outside a 1.7% one
+    def rec(task, method, wall, spec=None, tags=()):
+        return {"question_id": task, "task": task, "method": method, "new_tokens": 100, "forward_calls": 60,
+                "wall_s": wall, "accept": {}, "identical_to_ar": True, "spec": spec or method, "tags": list(tags)}
+
+    both = ("both-sources", "anisotropic")
+    rows = [rec(t, "ar", 10.0) for t in ("mt_bench", "qa")]
+    rows += [rec(t, "pld@auto", 5.0, tags=("context-only",)) for t in ("mt_bench", "qa")]
+    rows += [rec("mt_bench", "best-first@auto", 5.2, tags=both), rec("qa", "best-first@auto", 6.0, tags=both),
+             rec("mt_bench", "bf2", 4.9, "best-first@auto", both), rec("qa", "bf2", 5.9, "best-first@auto", both)]
+    md = markdown(summarize(rows))
+    assert "## Never worse than a chain" in md and "(`best-first@auto` and `bf2`)" in md
+    assert "| mt_bench | 0.962x yes | 5.8% |" in md
+    assert "| qa | 0.833x no | 1.7% |" in md
+    assert "| bf2" not in md.split("## Never worse than a chain")[1]  # a repeat is not a column of its own here
+    lone = markdown(summarize([r for r in rows if r["method"] != "bf2"]))
+    assert "| mt_bench | 0.962x | - |" in lone and "the run has no repeated column" in lone

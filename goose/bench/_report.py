@@ -11,6 +11,7 @@ from typing import Any
 from ._columns import calibration_table, goose_columns, loss_table, pool_steps, step_plots, time_table
 from ._columns import f as _f
 from ._columns import label as _label
+from ._noise import chain_table
 from ._predictions import prediction_lines
 from ._release import release
 
@@ -30,6 +31,12 @@ def _tags(records: Sequence[dict]) -> dict[str, list[str]]:
             base = r["method"].rpartition("@")[0] or r["method"]
             out[r["method"]] = list(r.get("tags") or (METHODS[base].tags if base in METHODS else ()))
     return out
+
+
+def _specs(records: Sequence[dict]) -> dict[str, str]:
+    """Each column's method spec as recorded (``bf2`` -> ``best-first@auto``); a column
+    recorded before specs were is its own."""
+    return {r["method"]: r.get("spec", r["method"]) for r in records}
 
 
 def _order(records: Sequence[dict], key: str) -> list[str]:
@@ -80,7 +87,7 @@ def summarize(records: Sequence[dict]) -> dict:
     same prompts (pooled and median per prompt)."""
     methods = _order(records, "method")
     tasks = _order(records, "task")
-    out: dict = {"methods": methods, "tags": _tags(records), "tasks": {}, "overall": {}}
+    out: dict = {"methods": methods, "tags": _tags(records), "specs": _specs(records), "tasks": {}, "overall": {}}
     for scope, rows in [(t, [r for r in records if r["task"] == t]) for t in tasks] + [("overall", list(records))]:
         ar_rows = [r for r in rows if r["method"] == "ar"]
         cells = {m: _pool([r for r in rows if r["method"] == m], ar_rows) for m in methods}
@@ -287,6 +294,7 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
         lines += [f"| {s} | " + " | ".join(cell(s, m)["identical_count"] for m in methods) + " |" for s in scopes]
     # the reference run and the theory's checks are greedy: a sampling run reports its own pairs
     lines += sampling_checks(summary) if draw else checks(summary)
+    lines += chain_table(summary)
     lines += time_table(summary) + calibration_table(summary) + loss_table(summary)
     if summary.get("gap"):
         lines += ["", "## Acceptance gap (context vs recycled source)", "",

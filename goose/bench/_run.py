@@ -42,6 +42,15 @@ class BenchMethod:
     verifier: str | None = None
 
     @property
+    def spec(self) -> str:
+        """What the column runs, whatever its label: ``best-first@auto``, ``goose@8/loose``;
+        transformers' columns are their names. Two columns of one spec measure the run's noise."""
+        if self.kind != "goose":
+            return self.label
+        at = "" if self.budget is None else f"@{self.budget}"
+        return f"{self.name}{at}" + (f"/{self.verifier}" if self.verifier else "")
+
+    @property
     def tags(self) -> tuple[str, ...]:
         """The method's tags, plus ``"third-party"`` for a method goose does not ship (a
         plug-in by dotted path or registered by its user): the report never counts such
@@ -258,7 +267,7 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
                     _score_lossy(model, ids, ref, [got[m] for m in lossy if "error" not in got[m]])
                 for m in methods:
                     r = got[m.label]
-                    rec = base | {"method": m.label, "prompt_tokens": len(ids)} | r
+                    rec = base | {"method": m.label, "spec": m.spec, "prompt_tokens": len(ids)} | r
                     if "error" not in r:
                         rec["identical_to_ar"] = None if ref is None else r["tokens"] == ref
                         if sampling is not None:
