@@ -8,7 +8,7 @@ import itertools
 __all__ = ["chain_table", "repeat_noise"]
 
 
-def _specs(summary: dict) -> dict[str, list[str]]:
+def _columns_by_spec(summary: dict) -> dict[str, list[str]]:
     """The columns of each method spec (``best-first@auto``), in the run's order; runs
     recorded before specs were count each column as its own spec."""
     specs = summary.get("specs", {})
@@ -23,7 +23,7 @@ def repeat_noise(summary: dict) -> dict[str, float]:
     between two columns that ran the same method spec (``bf2=best-first@auto`` next to
     ``best-first@auto``): how far a speed-up moves with nothing changed. Empty without
     a repeated column."""
-    groups = [ms for ms in _specs(summary).values() if len(ms) > 1]
+    groups = [ms for ms in _columns_by_spec(summary).values() if len(ms) > 1]
     out: dict[str, float] = {}
     for scope, cells in [*summary["tasks"].items(), ("overall", summary["overall"])]:
         diffs = [abs(cells[a]["tokens_per_s"] / cells[b]["tokens_per_s"] - 1.0)
@@ -39,7 +39,7 @@ def chain_table(summary: dict) -> list[str]:
     context chain of the run (``pld@auto``), per task, with the run-to-run noise of
     :func:`repeat_noise`: "yes" where the tree column is at least as fast as the chain
     within that noise (docs/theory.md, section 6b, says what the property promises)."""
-    tags, specs = summary.get("tags", {}), _specs(summary)
+    tags, specs = summary.get("tags", {}), _columns_by_spec(summary)
     first = {spec: ms[0] for spec, ms in specs.items()}
     chains = [m for spec, m in first.items() if spec.endswith("@auto") and "context-only" in tags.get(m, ())]
     trees = [m for spec, m in first.items() if spec.endswith("@auto") and "both-sources" in tags.get(m, ())]
