@@ -138,7 +138,7 @@ def test_bad_trace_is_refused(tmp_path):
 def test_replay_of_real_traces_reproduces_the_recorded_calibration_table():
     """The calibration table the bench printed for a real SmolLM2 run (predicted vs
     realised acceptance per source, kind and bin) comes back from the trace alone,
-    exactly: the simulator predicts it for a changed estimator before a model run."""
+    exactly; so a changed estimator's table can be read from recorded runs before a model run."""
     base = Path(__file__).parent / "data" / "traces-translation-auto"
     records = {r["question_id"]: r for r in map(json.loads, (base / "records.jsonl").read_text().splitlines())}
     for path in sorted((base / "traces").glob("*.jsonl.gz")):
