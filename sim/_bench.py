@@ -17,7 +17,7 @@ from ._beliefs import Beliefs, fit_beliefs
 from ._fit import fit_worlds, source_roles
 from ._grid import method_sim_shaper, planned_shaper
 from ._models import RegimeModel
-from ._montecarlo import cost_at, simulate
+from ._montecarlo import cost_at, simulate, step_price
 from ._replay import ReplayResult, load_trace, replay, replay_sources
 
 __all__ = ["predict_bench", "recorded_cost"]
@@ -81,7 +81,7 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
     ok = [r for r in records if "error" not in r and r.get("kind", "goose") == "goose"
           and ("@auto" not in r["method"] or cost is not None) and r["method"] != "ar" and not r["method"].startswith("hf_")]
     plain = {r["question_id"]: r for r in records if r["method"] == "ar" and "error" not in r}
-    price = cost.monotone() if isinstance(cost, CostCurve) else cost  # what a step costs; cuts read cost
+    price = step_price(cost)  # what a step costs; the cuts read cost
     out: dict = {}
     bar = tqdm(total=len({(r["task"], r["method"]) for r in ok}), desc="predictions", disable=not progress)
     for task in _order(ok, "task"):

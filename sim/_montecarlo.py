@@ -94,6 +94,13 @@ def _prepare(tree: DraftTree, world: World) -> _Step:
     return _Step(tree, tokens, cum, expected_accepted(tree.parents, accept), paths)
 
 
+def step_price(cost: Callable[..., float] | None) -> Callable[..., float] | None:
+    """What the simulator prices a step by, given the curve a run's trees were cut by: a
+    measured :class:`CostCurve` made non-decreasing (:meth:`CostCurve.monotone`; a dip
+    such as c(2) below c(1) would price a node below nothing), any other cost as it is."""
+    return cost.monotone() if isinstance(cost, CostCurve) else cost
+
+
 def cost_at(cost: Callable[..., float], n: float, context: float) -> float:
     """``cost(n)``, read at ``context`` where the curve was measured at several."""
     return cost(n, context=context) if isinstance(cost, CostCurve) and cost.contexts is not None else cost(n)

@@ -10,12 +10,11 @@ from tqdm.auto import tqdm
 
 from goose.engine import GenerationRequest
 from goose.methods import METHODS, parse_method
-from goose.theory import CostCurve
 
 from ._beliefs import fit_beliefs
 from ._fit import fit_model, fit_worlds, source_roles
 from ._grid import method_sim_shaper, planned_shaper
-from ._montecarlo import SimResult, simulate
+from ._montecarlo import SimResult, simulate, step_price
 from ._replay import load_trace, replay, replay_sources
 
 __all__ = ["predict_methods", "simulated_methods"]
@@ -63,7 +62,7 @@ def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: C
             rows.append({"method": label, "skipped": "budget 'auto' needs a cost curve (--cost-curve)"})
             continue
         plan = request.plan(cost, label=label)
-        price = cost.monotone() if isinstance(cost, CostCurve) else cost  # as predict_bench prices steps
+        price = step_price(cost)  # as predict_bench prices steps
         names = frozenset(s.name for s in plan.sources)
         if method.sim_shaper is None or not names <= {CONTEXT, RECYCLED}:
             rows.append({"method": label, "skipped": f"no simulator model of its sources ({', '.join(sorted(names))})"})

@@ -246,7 +246,7 @@ def replay(path: str | Path, shaper: TreeShaper, sources: Sequence[TokenSource],
                 break
             node = child
             accepted.append(child)
-        end = pos + len(accepted)
+        end = pos + len(accepted)  # the last step may end the text: no bonus (count_step reads the accepted nodes)
         stats.count_step(tree, Verdict(tuple(accepted), tuple(full[pos:end]), full[end] if end < len(full) else -1))
         if recorder is not None:
             recorder.step({"context_len": pos, "accepted": len(accepted)})
