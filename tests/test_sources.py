@@ -97,6 +97,32 @@ def test_recycling_last_position_wins_and_unobserved_rows_are_empty():
     assert src.propose([0], path=[4])[0].confidence == (0.4,)
 
 
+def test_recycling_proposals_follow_the_table():
+    """A row's proposals are made once per version of the row: an observation that
+    rewrites it, a new name or a new floor is seen at once, and a subclass with rows of
+    its own is asked every time."""
+    src = RecyclingSource(k=2)
+    src.observe(obs([3], [-1], [[5, 6]], [[0.5, 0.2]]))
+    first = src.propose([0, 3])
+    assert [p.tokens[0] for p in first] == [5, 6]
+    first.clear()  # the caller owns the list it was given
+    src.observe(obs([4], [-1], [[1, 2]], [[0.3, 0.3]]))  # another row: token 3's stands
+    assert [p.tokens[0] for p in src.propose([0, 3])] == [5, 6]
+    src.observe(obs([3], [-1], [[7, 8]], [[0.6, 0.1]]))  # token 3's row rewritten
+    assert [(p.tokens[0], p.confidence[0]) for p in src.propose([0, 3])] == [(7, 0.6), (8, 0.1)]
+    src.name, src.min_prob = "tr", 0.5
+    assert [(p.tokens[0], p.source) for p in src.propose([0, 3])] == [(7, "tr")]
+
+    class Shifted(RecyclingSource):
+        def row(self, token, prev=-1):
+            ids, probs = super().row(token, prev)
+            return ids + prev, probs
+
+    shifted = Shifted(k=2)
+    shifted.observe(obs([3], [-1], [[5, 6]], [[0.5, 0.2]]))
+    assert shifted.propose([1, 3])[0].tokens == (6,) and shifted.propose([2, 3])[0].tokens == (7,)
+
+
 def test_recycling_bigram_tier_and_renormalize():
     src = RecyclingSource(k=2, bigram=True, renormalize=True)
     src.observe(obs([3, 3], [1, 2], [[5, 6], [7, 8]], [[0.3, 0.1], [0.2, 0.2]]))

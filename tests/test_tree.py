@@ -73,3 +73,10 @@ def test_stats_bin_each_reached_node_by_its_confidence():
     assert sum(cal["recycled/branch"]["n"]) == 1 and cal["recycled/branch"]["n"][3] == 1
     assert sum(cal["recycled/branch"]["accepted"]) == 0
     assert sum(sum(c["n"]) for c in cal.values()) == 3
+    assert stats.drafted == {"context": 2, "recycled": 2}
+    assert stats.opportunities == {"context": 2, "recycled": 1} and stats.accepted == {"context": 1}
+    edges = DraftTree([9, 1, 2], [-1, 0, 1], ["root", "context", "context"], confidences=[1, 1.0, 0.0],
+                      kinds=["root", "spine", "spine"])
+    stats.count_step(edges, Verdict((1, 2), (1, 2), 7))  # confidence 1 falls in the top bin, 0 in the bottom one
+    assert cal["context/spine"]["n"][9] == 2 and cal["context/spine"]["accepted"][9] == 2
+    assert cal["context/spine"]["n"][0] == 1 and cal["context/spine"]["accepted"][0] == 1

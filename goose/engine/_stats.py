@@ -51,34 +51,41 @@ class GenerationStats:
     def count_step(self, tree: DraftTree, verdict: Verdict) -> None:
         """One verified tree: its size, the accepted length, and per source the nodes
         drafted, the opportunities (an accepted node or the root with a child from
-        the source) and the accepted nodes (before any EOS or length cut)."""
+        the source) and the accepted nodes (before any EOS or length cut).
+
+        Plain Python over the tree's few nodes: this runs once per step, and numpy's
+        per-call cost on arrays of a handful of entries was most of its time."""
         self.forward_calls += 1
         self.steps += 1
         self.accept_lengths.append(len(verdict.accepted))
         self.tree_sizes.append(tree.size)
-        for v in range(1, tree.num_nodes):
-            self.drafted[tree.sources[v]] = self.drafted.get(tree.sources[v], 0) + 1
+        sources, parents = tree.sources, tree.parents.tolist()
+        for s in sources[1:]:
+            self.drafted[s] = self.drafted.get(s, 0) + 1
         walk = (0, *verdict.accepted)
-        self._count_calibration(tree, walk)
+        taken = set(walk)
+        self._count_calibration(tree, parents, taken)
         for j, u in enumerate(walk):
-            for s in {tree.sources[c] for c in tree.children(u)}:
+            for s in {sources[c] for c in tree.children(u)}:
                 self.opportunities[s] = self.opportunities.get(s, 0) + 1
             if j + 1 < len(walk):
-                s = tree.sources[walk[j + 1]]
+                s = sources[walk[j + 1]]
                 self.accepted[s] = self.accepted.get(s, 0) + 1
 
-    def _count_calibration(self, tree: DraftTree, walk: Sequence[int]) -> None:
-        reached = np.flatnonzero(np.isin(tree.parents, walk))  # nodes whose parent was accepted
-        reached = reached[reached > 0]
-        taken = set(walk)
-        conf = np.nan_to_num(tree.confidences[reached])
-        bins = np.clip((conf * CALIBRATION_BINS).astype(int), 0, CALIBRATION_BINS - 1)
-        for v, b in zip(reached.tolist(), bins.tolist(), strict=True):
+    def _count_calibration(self, tree: DraftTree, parents: list[int], taken: set[int]) -> None:
+        """Count each node whose parent was accepted (``taken``) in its confidence bin
+        (a tree's confidences lie in [0, 1]: :class:`DraftTree` checks them)."""
+        confidences = tree.confidences.tolist()
+        for v in range(1, len(parents)):
+            if parents[v] not in taken:
+                continue
+            conf = confidences[v]
+            b = min(int(conf * CALIBRATION_BINS), CALIBRATION_BINS - 1)
             cell = self.calibration.get(key := f"{tree.sources[v]}/{tree.kinds[v]}")
             if cell is None:
                 cell = self.calibration[key] = {k: [0.0] * CALIBRATION_BINS for k in ("n", "predicted", "accepted")}
             cell["n"][b] += 1
-            cell["predicted"][b] += float(tree.confidences[v])
+            cell["predicted"][b] += conf
             cell["accepted"][b] += v in taken
 
     def add_times(self, marks: Sequence[float]) -> None:

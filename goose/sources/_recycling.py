@@ -72,6 +72,10 @@ class RecyclingSource(TokenSource):
         self._ids = np.full((0, self.k), -1, dtype=np.int64)  # [rows, k]
         self._probs = np.zeros((0, self.k), dtype=np.float64)  # [rows, k]
         self._bigram: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        # the proposals of a table row, made once per version of the row: a step asks for the same
+        # rows again and again (each node a shaper expands, and again when ``auto`` widens the tree)
+        self._proposals: dict[int, list[Proposal]] = {}
+        self._made_for = (self.name, self.min_prob)  # what the cached proposals carry
 
     def begin(self, prompt: Sequence[int]) -> None:
         if not self.hot_start:
@@ -102,6 +106,9 @@ class RecyclingSource(TokenSource):
         last = n - 1 - first_in_reversed  # [unique]
         self._grow(int(tokens.max()) + 1)
         rows = tokens[last]
+        if self._proposals:
+            for t in rows.tolist():
+                self._proposals.pop(t, None)
         self._ids[rows] = -1
         self._probs[rows] = 0.0
         self._ids[rows, :k] = top_ids[last]
@@ -144,12 +151,23 @@ class RecyclingSource(TokenSource):
         else:
             token = int(context[-1])
             prev = int(context[-2]) if len(context) > 1 else -1
-        ids, probs = self.row(token, prev)
+        if (self.bigram and prev >= 0 and (prev, token) in self._bigram) or type(self).row is not RecyclingSource.row:
+            return self._made(*self.row(token, prev))  # a bigram row, or a subclass's own rows: made each time
+        if self._made_for != (self.name, self.min_prob):  # renamed or refiltered since
+            self._proposals.clear()
+            self._made_for = (self.name, self.min_prob)
+        made = self._proposals.get(token)
+        if made is None:
+            made = self._proposals[token] = self._made(*self.row(token))
+        return list(made)
+
+    def _made(self, ids: np.ndarray, probs: np.ndarray) -> list[Proposal]:
+        """The proposals of one row (none for an empty row)."""
         if ids.size == 0:
             return []
         q = self._q(ids, probs)
         return [
             Proposal((int(t),), (float(p),), self.name, f"rank{r}", q=q)
-            for r, (t, p) in enumerate(zip(ids, probs, strict=True))
+            for r, (t, p) in enumerate(zip(ids.tolist(), probs.tolist(), strict=True))
             if p >= self.min_prob
         ]
