@@ -36,7 +36,7 @@ import numpy as np
 
 from goose.sources import Proposal
 
-from ._models import OTHER, SPINE, SimulationModel, World
+from ._models import SPINE, SimulationModel, World
 
 __all__ = ["BeliefWorld", "Beliefs", "RecordedChain", "fit_beliefs"]
 
@@ -122,7 +122,7 @@ def fit_beliefs(traces: Sequence[Trace], context: str | None = "context", recycl
     ``(header, steps)`` pairs as :func:`sim.replay` records them), at the nodes where
     the trace can tell the outcome: the root chain of every step, and every recycled
     query on the committed text (as :func:`sim.fit_model` counts them)."""
-    from ._fit import recycled_queries  # one definition of where a query sat
+    from ._counting import recycled_queries  # one definition of where a query sat
     from ._replay import load_trace
 
     chains: list[RecordedChain] = []
@@ -174,7 +174,6 @@ class BeliefWorld(World):
         super().__init__(model, rng, max_depth)
         self.rng = rng
         self.beliefs = beliefs
-        self._choices: dict[tuple[int, ...], int] = {}
         self.recorded = beliefs.draw_chain(rng) if model.chain is not None else None
         if self.recorded is not None:
             self.has_match = bool(self.recorded.confidence)
@@ -200,19 +199,6 @@ class BeliefWorld(World):
         total = sum(p for _, p in rest)
         scale = 1.0 / total if total > 1.0 else 1.0
         return [(SPINE, 0.0)] + [(t, p * scale) for t, p in rest]
-
-    def choice(self, path: tuple[int, ...]) -> int:
-        """The target's greedy token after ``path``, drawn once from :meth:`candidates`."""
-        if path not in self._choices:
-            cands = self.candidates(path)
-            u, acc, pick = self.rng.random(), 0.0, OTHER
-            for tok, p in cands:
-                acc += p
-                if u < acc:
-                    pick = tok
-                    break
-            self._choices[path] = pick
-        return self._choices[path]
 
     def propose(self, source: str, path: tuple[int, ...]) -> list[Proposal]:
         """What ``source`` proposes after ``path``, with recorded confidences."""

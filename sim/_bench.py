@@ -39,7 +39,8 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
       (:func:`replay`): the method's own trace where it was traced too, else the first
       traced method's (:func:`goose.bench.trace_path`);
     * ``sim``: the Monte Carlo simulator driven by source models (:func:`fit_model`,
-      options ``fit_options``) fitted to the method's own replays (its own sources at
+      options ``fit_options``; row classes, ``widths``, for a method whose shape reads
+      them, ``Method.sim_rows``) fitted to the method's own replays (its own sources at
       its own steps) on, with ``heldout`` (the default), the task's *other* prompts:
       leave one prompt out. Each prompt is predicted from a fit that never saw its
       text, and the task's MAT is its new tokens over the predicted forward calls.
@@ -110,6 +111,7 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
             if method.sim_shaper is None or not names <= {CONTEXT, RECYCLED} or (heldout and len(qids) < 2):
                 continue
             own = request.auto if beliefs is None else beliefs
+            options = {"widths": method.sim_rows, **fit_options}  # row classes where the shape reads them
             if own:
                 make, stateless = planned_shaper(request, label, cost), False
             else:
@@ -121,7 +123,7 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
                 # The own shaper learns within a generation, so the fitted prompts are not
                 # pooled into one stream of steps: each is a world of its own, and the
                 # prediction averages their forward calls (docs/simulator.md).
-                worlds = fit_worlds(fitted, names, split=own and per_prompt, **fit_options)
+                worlds = fit_worlds(fitted, names, split=own and per_prompt, **options)
                 if not worlds:  # the fitted prompts never saw one of the sources
                     calls = None
                     break

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
-from ._models import PLACES, ChainModel, RecycledModel, RegimeModel, SimulationModel
+from ._counting import (
+    DEPTHS,
+    MAX_CHAIN,
+    ROW_STRENGTH,
+    Counts,
+    query_row,
+    ranked_queries,
+    recycled_queries,
+    shrink,
+    sub_one,
+)
+from ._models import PLACES, ROW_CLASSES, WIDE, ChainModel, RecycledModel, RegimeModel, SimulationModel
 from ._replay import load_trace
 
 __all__ = ["fit_model", "fit_traces"]
@@ -80,39 +91,6 @@ def fit_traces(paths: Sequence[str | Path], context: str = "context", recycled: 
     return SimulationModel(chain_model, rec_model)
 
 
-_DEPTHS = 32  # a trace's reference continuation holds 32 tokens
-_MAX_CHAIN = 64
-
-
-@dataclass
-class _Counts:
-    """What one state's steps showed (``goose generate --trace`` steps)."""
-
-    ranks: int
-    steps: int = 0
-    matched: int = 0
-    trials: np.ndarray = field(default_factory=lambda: np.zeros(_DEPTHS + 1))  # [depth] chain hazards
-    hits: np.ndarray = field(default_factory=lambda: np.zeros(_DEPTHS + 1))
-    nodes: dict = field(default_factory=dict)  # place -> [rank] nodes where rank j counted
-    rank_hits: dict = field(default_factory=dict)  # place -> [rank] rank j was the next token
-    spine_nodes: int = 0
-    overlaps: int = 0
-    chain_lengths: np.ndarray = field(default_factory=lambda: np.zeros(_MAX_CHAIN + 1))  # [length] matched steps
-
-    def add_node(self, place: str, cands: Sequence[int], spine: int | None, nxt: int) -> None:
-        nodes = self.nodes.setdefault(place, np.zeros(self.ranks))
-        hits = self.rank_hits.setdefault(place, np.zeros(self.ranks))
-        for j in range(self.ranks):
-            tok = cands[j] if j < len(cands) else None
-            if spine is not None and tok == spine:
-                continue  # the spine token itself: one node, counted with the chain
-            nodes[j] += 1
-            hits[j] += tok == nxt
-        if spine is not None:
-            self.spine_nodes += 1
-            self.overlaps += bool(cands) and cands[0] == spine
-
-
 def source_roles(names: Collection[str]) -> tuple[str | None, str | None]:
     """The ``(context, recycled)`` arguments of :func:`fit_model` and ``fit_beliefs`` for a
     method whose sources are named ``names``: each role's source name, ``None`` where
@@ -152,17 +130,9 @@ def fit_worlds(traces: Sequence[Trace], names: Collection[str], split: bool = Tr
     return [] if model is None or set(model.source_names()) != wanted else [(list(traces), model)]
 
 
-def _on_path(query: Sequence[int], full: Sequence[int], at: int, depth: int) -> bool:
-    """Whether the node a query was made at lies on the committed continuation: its
-    last two tokens (context + path) are those of the text (a path that left the text
-    and came back to the same two tokens is counted too; that is rare)."""
-    want = list(full[max(at + depth - 2, 0) : at + depth])
-    return list(query) == want
-
-
 def _count(traces: Sequence[Trace], context: str | None, recycled: str | None, ranks: int,
-           states: int) -> list[_Counts]:
-    counts = [_Counts(ranks) for _ in range(states)]
+           states: int) -> list[Counts]:
+    counts = [Counts(ranks) for _ in range(states)]
     for trace in traces:
         header, steps = load_trace(trace) if isinstance(trace, (str, Path)) else trace
         full = list(header["prompt"]) + list(header["tokens"])
@@ -176,42 +146,21 @@ def _count(traces: Sequence[Trace], context: str | None, recycled: str | None, r
             chain = next((t for q in s["proposals"].get(context, []) if q["depth"] == 0 for t in q["tokens"] if t), [])
             if chain:
                 c.matched += 1
-                c.chain_lengths[min(len(chain), _MAX_CHAIN)] += 1
+                c.chain_lengths[min(len(chain), MAX_CHAIN)] += 1
                 for d, tok in enumerate(chain[: len(ref)], 1):
                     c.trials[d] += 1
                     if tok != ref[d - 1]:
                         break
                     c.hits[d] += 1
             for q, d, place, spine in recycled_queries(s, recycled, full, chain):
-                c.add_node(place, [t[0] for t in q["tokens"] if t][:ranks], spine, ref[d])
+                cands, conf = query_row(q, ranks)
+                c.add_node(place, cands, spine, ref[d], conf)
+            for q, place, rank, taken in ranked_queries(s, recycled, full, chain):
+                c.add_row(place, rank, taken, *query_row(q, ranks))
     return counts
 
 
-def recycled_queries(step: dict, recycled: str | None, full: Sequence[int], chain: Sequence[int]):  # noqa: ANN201
-    """The recycled source's queries of a recorded step at nodes on the committed
-    text, the first per depth: ``(query, depth, place, spine)``, ``place`` one of
-    :data:`PLACES` and ``spine`` the context chain's token below the node where the
-    node is on the chain (else ``None``); ``chain`` is the step's root chain."""
-    ref, at, seen = step["reference"], step["context_len"], set()
-    for q in step["proposals"].get(recycled, []):
-        d = q["depth"]
-        if d in seen or d >= len(ref) or not _on_path(q["query"], full, at, d):
-            continue
-        seen.add(d)
-        on_chain = bool(chain) and list(chain[:d]) == list(ref[:d]) and len(chain) >= d
-        place = ("root-match" if chain else "root") if d == 0 else "spine" if on_chain else "branch"
-        yield q, d, place, (chain[d] if on_chain and len(chain) > d else None)
-
-
-def _shrink(hits: np.ndarray, trials: np.ndarray, prior: np.ndarray, strength: float) -> np.ndarray:
-    """Beta-smoothed rates: ``(hits + k * prior) / (trials + k)`` (``prior`` where
-    there is nothing to go on)."""
-    hits, trials, prior = np.asarray(hits, float), np.asarray(trials, float), np.asarray(prior, float)
-    n = trials + strength
-    return np.where(n > 0, (hits + strength * prior) / np.where(n > 0, n, 1.0), prior)
-
-
-def _hazards(c: _Counts, prior: np.ndarray | None, strength: float) -> np.ndarray:
+def _hazards(c: Counts, prior: np.ndarray | None, strength: float) -> np.ndarray:
     """Depth-conditional chain acceptances. Pooled (``prior`` None): depth 1 as
     counted, and every deeper depth shrunk towards the rate over all depths >= 2 (a
     copy that has started, whatever its depth). One state: each depth shrunk towards
@@ -226,13 +175,13 @@ def _hazards(c: _Counts, prior: np.ndarray | None, strength: float) -> np.ndarra
             toward = prior[min(d, len(prior)) - 1]
         else:
             toward = deep if d > 1 else c.hits[1] / max(c.trials[1], 1)
-        out.append(float(_shrink(c.hits[d], c.trials[d], toward, strength)))
+        out.append(float(shrink(c.hits[d], c.trials[d], toward, strength)))
     return np.array(out)
 
 
 def fit_model(traces: Sequence[Trace], context: str | None = "context", recycled: str | None = "recycled",
               ranks: int = 8, *, hazards: bool = True, places: bool = True, states: int = 1,
-              lengths: bool = False, strength: float = 10.0) -> RegimeModel:
+              lengths: bool = False, widths: bool = False, strength: float = 10.0) -> RegimeModel:
     """Source models fitted to what recorded traces show, with each component
     switchable. The defaults are the components that lowered the held-out error on
     the 28 release-dev prompts (docs/simulator.md, "How good are the predictions"):
@@ -247,6 +196,12 @@ def fit_model(traces: Sequence[Trace], context: str | None = "context", recycled
       step's accepted draft length capped at ``states - 1`` (:class:`RegimeModel`).
     * ``lengths``: how long the context source's chains are (``ChainModel.lengths``);
       off: chains never end.
+    * ``widths``: what the recycled rows look like (``RecycledModel.widths`` and
+      ``ranked``): per place, how often a node has no row, one candidate at 1% or more,
+      two, or more, and the rank acceptances of each kind of row; below the root, the
+      kind also by the node's rank in its parent's row and whether the text took it
+      (counted at every node whose parent is on the text). Off: every node has its
+      place's average row.
 
     ``traces`` are paths of recorded traces, or ``(header, steps)`` pairs such as
     :func:`replay` records (``record=True``): a method's own trajectory over a
@@ -296,22 +251,22 @@ def fit_model(traces: Sequence[Trace], context: str | None = "context", recycled
             if chain is not None and not (hazards or places or lengths):  # the plain model checks alpha + sum <= 1
                 room = 1.0 - chain.alpha
                 betas = {p: b * min(1.0, room / max(b.sum(), 1e-12)) * (1 - 1e-9) for p, b in betas.items()}
-            rec = _places(betas, float(overlap))
+            rec = _places(betas, float(overlap), *(_widths(c, betas, ROW_STRENGTH) if widths else ({}, {})))
         models.append(SimulationModel(chain, rec))
     return RegimeModel(tuple(models))
 
 
-def _decay(c: _Counts, pooled: _Counts) -> float:
+def _decay(c: Counts, pooled: Counts) -> float:
     """The reduced model's geometric decay: the mean ratio of consecutive depth
     acceptances over depths with at least 20 trials, clipped to [0, 1] (as
     :func:`fit_traces` has it), from the pooled counts where a state has too few."""
     src = c if c.trials[2] >= 20 else pooled
-    rates = [src.hits[d] / src.trials[d] for d in range(1, _DEPTHS + 1) if src.trials[d] >= 20]
+    rates = [src.hits[d] / src.trials[d] for d in range(1, DEPTHS + 1) if src.trials[d] >= 20]
     ratios = [b / a for a, b in pairwise(rates) if a > 0]
     return float(np.clip(np.mean(ratios), 0.0, 1.0)) if ratios else 1.0
 
 
-def _betas(c: _Counts, prior: dict | None, strength: float, places: bool) -> dict[str, np.ndarray]:
+def _betas(c: Counts, prior: dict | None, strength: float, places: bool) -> dict[str, np.ndarray]:
     """Rank acceptances per place (non-increasing by rank), shrunk towards ``prior``
     (the pooled states' betas), or when pooling towards the all-places rates. Without
     ``places``, the root's betas only (with and without a match)."""
@@ -325,14 +280,41 @@ def _betas(c: _Counts, prior: dict | None, strength: float, places: bool) -> dic
     out = {}
     for key, members in groups.items():
         toward = prior[key] if prior is not None else overall
-        out[key] = np.minimum.accumulate(_shrink(total(c.rank_hits, members), total(c.nodes, members), toward, strength))
+        out[key] = np.minimum.accumulate(shrink(total(c.rank_hits, members), total(c.nodes, members), toward, strength))
     return out
 
 
-def _places(betas: dict[str, np.ndarray], overlap: float) -> RecycledModel:
+def _widths(c: Counts, betas: dict[str, np.ndarray], strength: float) -> tuple[dict, dict]:
+    """``(widths, ranked)`` of a recycled model. Per place with recycled nodes: each row
+    class's share of the nodes and its rank acceptances, shrunk towards the place's own
+    (no row: none), and the class shares by a node's rank in its parent's row and
+    whether the text took it. In a row of one or two strong candidates, the ranks below
+    them had confidences under :data:`WIDE`; their rates stay under it too (at most half
+    of it), so that a shaper with that floor drops them in the simulation as it dropped
+    them on the text."""
+    out, ranked = {}, {}
+    for place, rows in c.rows.items():
+        toward = betas.get(place, betas["root"])
+        classes = [(float(rows[0] / rows.sum()), (0.0,) * c.ranks)]
+        for k in range(1, len(ROW_CLASSES)):
+            n, h = c.row_nodes.get((place, k), np.zeros(c.ranks)), c.row_hits.get((place, k), np.zeros(c.ranks))
+            rate = np.minimum.accumulate(shrink(h, n, toward, strength))
+            if k < len(ROW_CLASSES) - 1:
+                rate[k:] = np.minimum(rate[k:], WIDE / 2)
+            classes.append((float(rows[k] / rows.sum()), sub_one(rate)))
+        out[place] = tuple(classes)
+        table = c.ranked.get(place)
+        if table is not None:  # by the node's rank and whether it was taken, shrunk towards the place's shares
+            share = rows / rows.sum()
+            by_rank = (table + strength * share) / (table.sum(axis=2, keepdims=True) + strength)
+            ranked[place] = tuple(tuple(tuple(float(x) for x in r / r.sum()) for r in pair) for pair in by_rank)
+    return out, ranked
+
+
+def _places(betas: dict[str, np.ndarray], overlap: float, widths: dict | None = None,
+            ranked: dict | None = None) -> RecycledModel:
     """A recycled model: the root's betas, and every other place's where it has its own
     (at a chain node the world scales them to the room the chain's child leaves)."""
-    fitted = {p: tuple(float(x) for x in np.clip(b, 0.0, 1.0)) for p, b in betas.items()}
-    fitted = {p: tuple(x * min(1.0, 1.0 / max(sum(b), 1e-12)) for x in b) for p, b in fitted.items()}
+    fitted = {p: sub_one(b) for p, b in betas.items()}
     root = fitted["root"]
-    return RecycledModel(root, overlap, {p: b for p, b in fitted.items() if b != root})
+    return RecycledModel(root, overlap, {p: b for p, b in fitted.items() if b != root}, widths or {}, ranked or {})

@@ -31,10 +31,20 @@ import numpy as np
 from goose.sources import Proposal, TokenSource
 from goose.theory import check_model
 
-__all__ = ["PLACES", "ChainModel", "RecycledModel", "RegimeModel", "SimulationModel", "World", "WorldSource"]
+__all__ = ["PLACES", "RANKED", "ROW_CLASSES", "WIDE", "ChainModel", "RecycledModel", "RegimeModel", "SimulationModel", "World",
+           "WorldSource"]
 
 OTHER, SPINE = 0, 1
 PLACES = ("root", "root-match", "spine", "branch")
+WIDE = 0.01
+"""A row's candidates at or above this confidence count towards its width (the
+confidence floor under which :class:`goose.trees.BalancedShaper` drops candidates)."""
+ROW_CLASSES = ("none", "one", "two", "wide")
+"""Row classes of :attr:`RecycledModel.widths`: no row at the node, and rows with one,
+two, or three or more candidates at :data:`WIDE` or above."""
+RANKED = 3
+"""Rank groups of :attr:`RecycledModel.ranked`: a node that is its parent's rank-0, rank-1,
+or rank-2-or-lower recycled candidate."""
 
 
 @dataclass(frozen=True)
@@ -84,14 +94,33 @@ class RecycledModel:
     ``overlap`` is the probability that, at a spine node, the rank-0 candidate is
     the spine token itself (both sources propose the same token: one node).
     ``places`` overrides ``betas`` by where the node sits (keys from ``PLACES``).
+
+    ``widths`` models what a node's row looks like, by place: one ``(probability,
+    betas)`` pair per row class of :data:`ROW_CLASSES` (no row; only rank 0 at
+    :data:`WIDE` or more; ranks 0-1; ranks 0-2 or more), the betas those rows earn.
+    A node draws its class when first asked, so a peaked row (one strong candidate)
+    comes with a rank-0 acceptance of its own and near-nothing below it, as real
+    rows do: shapers that drop candidates under a confidence floor then spend the
+    budget elsewhere, as they do on real text. A place without ``widths`` uses its
+    betas at every node. ``ranked[place][r][t]`` is the chance of each class at a node of
+    that place that is its parent's rank-``r`` recycled candidate (``r`` capped at 2; a
+    chain token counts as rank 0), ``t`` = 1 if the target takes it: a rarer candidate
+    was seen less often, so more often it has no row at all (on SmolLM2's
+    math_reasoning text, half of the rank-2 candidates below the root had none, against
+    8% of the rank-0 ones), and a token the target takes has a row more often than one
+    it passes over. Without it, the class probabilities of ``widths``.
     """
 
     betas: tuple[float, ...]
     overlap: float = 0.0
     places: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    widths: Mapping[str, tuple[tuple[float, tuple[float, ...]], ...]] = field(default_factory=dict)
+    ranked: Mapping[str, tuple[tuple[tuple[float, ...], ...], ...]] = field(default_factory=dict)
 
-    def at(self, place: str) -> tuple[float, ...]:
-        """The rank acceptances at a node of this place."""
+    def at(self, place: str, row: int | None = None) -> tuple[float, ...]:
+        """The rank acceptances at a node of this place (in a row of class ``row``)."""
+        if row is not None and place in self.widths:
+            return tuple(self.widths[place][row][1])
         return tuple(self.places.get(place, self.betas))
 
 
@@ -128,7 +157,10 @@ class SimulationModel:
         """The recycled rank acceptances at a node: its place's, scaled down where they
         and the chain's child there would sum above 1 (only possible with places or
         hazards, which ``__post_init__`` cannot check against every depth)."""
-        betas = list(self.recycled.at(world.place(path)))
+        row = world.row_class(path)
+        if row == 0:  # no row at this node: the source proposes nothing
+            return []
+        betas = list(self.recycled.at(world.place(path), row))
         if world.spine_child(path):
             room = 1.0 - self.chain.accept(len(path) + 1)
             total = sum(betas[1:] if world.overlaps(path) else betas)
@@ -163,13 +195,17 @@ class SimulationModel:
                                                      "lengths": tuple(chain.get("lengths", ()))}),
             None if rec is None else RecycledModel(
                 tuple(rec["betas"]), rec.get("overlap", 0.0),
-                {k: tuple(v) for k, v in rec.get("places", {}).items()}),
+                {k: tuple(v) for k, v in rec.get("places", {}).items()},
+                {k: tuple((float(p), tuple(b)) for p, b in v) for k, v in rec.get("widths", {}).items()},
+                {k: tuple(tuple(tuple(float(x) for x in r) for r in pair) for pair in v)
+                 for k, v in rec.get("ranked", {}).items()}),
         )
 
     def __post_init__(self) -> None:
         alpha = self.chain.alpha if self.chain else 0.0
         betas = self.recycled.betas if self.recycled else ()
-        if (self.chain and (self.chain.hazards or self.chain.lengths)) or (self.recycled and self.recycled.places):
+        if (self.chain and (self.chain.hazards or self.chain.lengths)) or (self.recycled and (self.recycled.places
+                                                                                         or self.recycled.widths)):
             check_model(alpha, (), self.chain.decay if self.chain else 1.0)
             self._check_places_and_hazards()
         else:
@@ -199,6 +235,22 @@ class SimulationModel:
             raise ValueError(f"unknown places {sorted(unknown)}: places are {', '.join(PLACES)}")
         for place in PLACES if rec else ():
             check_model(0.0, rec.at(place))  # probabilities, non-increasing, sum <= 1
+        for place, classes in (rec.widths.items() if rec else ()):
+            if place not in PLACES or len(classes) != len(ROW_CLASSES):
+                raise ValueError(f"widths[{place!r}] needs a place of {PLACES} and one (probability, betas) per row class "
+                                 f"{ROW_CLASSES}")
+            probs = [p for p, _ in classes]
+            if any(not 0.0 <= p <= 1.0 for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
+                raise ValueError(f"widths[{place!r}]: the row classes' probabilities must sum to 1, got {probs}")
+            for _, betas in classes:
+                if any(not 0.0 <= b <= 1.0 for b in betas) or sum(betas) > 1.0 + 1e-9:
+                    raise ValueError(f"widths[{place!r}]: betas must be probabilities summing to at most 1, got {betas}")
+        for place, rows in (rec.ranked.items() if rec else ()):
+            if place not in rec.widths or len(rows) != RANKED or any(
+                    len(pair) != 2 or any(len(r) != len(ROW_CLASSES) or abs(sum(r) - 1.0) > 1e-6 or min(r) < 0
+                                          for r in pair) for pair in rows):
+                raise ValueError(f"ranked[{place!r}] needs widths there and, for ranks 0, 1, 2 and below, two "
+                                 f"distributions over {ROW_CLASSES} (a candidate the target passed over, and one it took)")
 
 
 @dataclass(frozen=True)
@@ -249,6 +301,16 @@ class World:
         else:
             self._overlap = np.zeros(0, dtype=bool)
         self.layout = (self.has_match, self.chain_len, self._overlap.tobytes())
+        self._rng = rng
+        self._rows: dict[tuple[int, ...], int] = {}  # row class per node, drawn when first asked
+        self._choices: dict[tuple[int, ...], int] = {}  # the target's token per node, drawn when first asked
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether :attr:`layout` fixes everything the sources will say (no row classes
+        left to draw), so a stateless shaper's tree can be reused across such steps."""
+        rec = self.model.recycled
+        return rec is None or not rec.widths
 
     def on_spine(self, path: Sequence[int]) -> bool:
         """Whether the node reached by ``path`` is the root of a matched step or a chain node."""
@@ -263,6 +325,37 @@ class World:
         if not path:
             return "root-match" if self.has_match else "root"
         return "spine" if self.on_spine(path) else "branch"
+
+    def choice(self, path: tuple[int, ...]) -> int:
+        """The target's greedy token after ``path``, drawn once from :meth:`candidates`."""
+        if path not in self._choices:
+            u, acc, pick = self._rng.random(), 0.0, OTHER
+            for tok, p in self.candidates(path):
+                acc += p
+                if u < acc:
+                    pick = tok
+                    break
+            self._choices[path] = pick
+        return self._choices[path]
+
+    def row_class(self, path: tuple[int, ...]) -> int | None:
+        """The class (index into :data:`ROW_CLASSES`) of the recycled row at the node
+        reached by ``path``, drawn once per node; ``None`` where its place has no
+        ``widths``."""
+        rec = self.model.recycled
+        place = self.place(path)
+        if rec is None or place not in rec.widths:
+            return None
+        row = self._rows.get(path)
+        if row is None:
+            if path and place in rec.ranked:  # by the node's rank, and whether the target took it
+                rank, taken = min(max(path[-1] - 2, 0), RANKED - 1), int(self.choice(path[:-1]) == path[-1])
+                probs = np.array(rec.ranked[place][rank][taken])
+            else:
+                probs = np.array([p for p, _ in rec.widths[place]])
+            row = self._rows[path] = int(min(np.searchsorted(np.cumsum(probs), self._rng.random(), side="right"),
+                                             len(probs) - 1))
+        return row
 
     def overlaps(self, path: tuple[int, ...]) -> bool:
         """Whether the rank-0 recycled candidate at this spine node is the spine token."""

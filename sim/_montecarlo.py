@@ -189,18 +189,19 @@ def simulate(
         else:
             world = BeliefWorld(regime.states[state], rng, budget + 1, beliefs)
         key = (state, world.layout)
-        step = cache.get(key) if stateless and beliefs is None else None
+        reuse = stateless and beliefs is None and world.cacheable
+        step = cache.get(key) if reuse else None
         past = 1 if prompt is None else prompt + made
         contexts[i] = past
         if step is None:
             for s in sources:
                 s.world = world
             step = _prepare(shaper.shape([0] * past, sources, budget), world)
-            if stateless and beliefs is None:
+            if reuse:
                 cache[key] = step
         tree = step.tree
         n = tree.num_nodes
-        if beliefs is None:
+        if beliefs is None and world.cacheable:
             u = rng.random(n)
             choice = step.cand_tokens[np.arange(n), (u[:, None] >= step.cand_cum).sum(axis=1)]  # [n]
         else:  # drawn when the sources first spoke there, or now

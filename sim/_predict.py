@@ -37,7 +37,8 @@ def simulated_methods() -> list[str]:
 
 def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: Callable[..., float] | None = None,
                     steps: int = 4000, seed: int = 0, progress: bool = True, **fit_options) -> list[dict]:
-    """Fit source models (:func:`fit_model`, ``fit_options``) to each method's own
+    """Fit source models (:func:`fit_model`, ``fit_options``; row classes for a method
+    whose shape reads them, ``Method.sim_rows``) to each method's own
     steps over the recorded texts (:func:`replay` with ``record=True``), and
     simulate each method label (``name``, ``name@B`` or ``name@auto``), with common
     random numbers. Greedy acceptance does not depend on the device, so traces from
@@ -68,14 +69,15 @@ def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: C
             rows.append({"method": label, "skipped": f"no simulator model of its sources ({', '.join(sorted(names))})"})
             continue
         own = [_own_steps(request, label, cost, t) for t in traces]  # as predict_bench fits
+        options = {"widths": method.sim_rows, **fit_options}  # row classes where the shape reads them
         try:
-            model = fit_model(own, *source_roles(names), **fit_options)
+            model = fit_model(own, *source_roles(names), **options)
         except ValueError as e:
             rows.append({"method": label, "skipped": f"nothing to fit: {e}"})
             continue
         if request.auto:
             decode = round(sum(len(h["tokens"]) for h, _ in own) / len(own)) - 1
-            r = _own_shaper(request, label, cost, price, own, model, names, steps, seed, decode, fit_options)
+            r = _own_shaper(request, label, cost, price, own, model, names, steps, seed, decode, options)
         else:
             make, stateless = method_sim_shaper(method, method.context(label, budget))
             r = simulate(model, make, plan.budget, steps, seed, cost=price, name=label, stateless=stateless)

@@ -297,3 +297,83 @@ def test_heldout_error_on_real_traces_full_model_passes_reduced_fails(tmp_path):
     assert all(abs(e) <= 0.05 for e in full.values()), full
     reduced = heldout_errors(tmp_path, hazards=False, places=False)
     assert any(abs(e) > 0.05 for e in reduced.values()), reduced
+
+
+def _rows_world(widths: dict, ranked: dict | None = None) -> SimulationModel:
+    return SimulationModel(None, RecycledModel((0.5, 0.3, 0.1), 0.0, {}, widths, ranked or {}))
+
+
+WIDE_ROW = ((0.0, (0.0, 0.0, 0.0)), (0.0, (0.8, 0.005, 0.005)), (0.0, (0.5, 0.3, 0.005)), (1.0, (0.5, 0.3, 0.1)))
+HALF_PEAKED = ((0.0, (0.0, 0.0, 0.0)), (0.5, (0.8, 0.005, 0.005)), (0.0, (0.5, 0.3, 0.005)), (0.5, (0.5, 0.3, 0.1)))
+
+
+@pytest.mark.parametrize("ranked, budget, exact", [
+    # half the root rows peaked: BalancedShaper(k=3) drops their ranks 1-2 (under its 1% floor),
+    # and the budget of 4 is one root child and its three, E = 0.8 * 1.9; a wide root row
+    # takes three children and one grandchild, E = 0.5 * 1.5 + 0.3 + 0.1
+    (None, 4, 1 + 0.5 * 0.8 * 1.9 + 0.5 * (0.5 * 1.5 + 0.3 + 0.1)),
+    # wide rows at the root; below it only the candidate the target takes has a row (drawn
+    # after the target's choice): the three nodes left go below whichever child was taken
+    ({"branch": (((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0)),) * 3}, 6, 1 + 0.9 * 1.9),
+])
+def test_row_classes_shape_the_simulated_trees(ranked, budget, exact):
+    """Row classes (``RecycledModel.widths``, ``ranked``): a node's row is drawn when first
+    asked, so a shaper that drops weak candidates spends its budget where the rows lead,
+    and the Monte Carlo MAT matches the exact expectation. Tolerance 4.42 standard errors
+    (two-sided 1e-5). Negative control: the same rows averaged, at every node, as a model
+    without classes has them, give another MAT (2.18 and 2.10)."""
+    model = _rows_world({"root": HALF_PEAKED if ranked is None else WIDE_ROW, "branch": WIDE_ROW}, ranked)
+    make, stateless = sim_shaper("balanced")
+    r = simulate(model, make, budget, 20000, seed=3, stateless=stateless)
+    se = (r.ci95[1] - r.ci95[0]) / (2 * 1.96)
+    assert abs(r.mat - exact) <= 4.42 * se
+    root, branch = ((0.65, 0.1525, 0.0525), (0.5, 0.3, 0.1)) if ranked is None else ((0.5, 0.3, 0.1), (0.225, 0.135, 0.045))
+    flat = simulate(SimulationModel(None, RecycledModel(root, 0.0, {"branch": branch})), make, budget, 20000, seed=3,
+                    stateless=stateless)
+    assert abs(flat.mat - exact) > 0.1
+
+
+def test_row_classes_are_counted_and_are_plain_data():
+    """``fit_model(widths=True)`` on a hand-made step: the root's row is peaked (one
+    candidate at 1% or more), the taken child's row is wide, a rank-1 child the text did
+    not take has none. Exact class counts and shares; the model round-trips as JSON."""
+    from sim._fit import _count
+
+    header = {"prompt": [1, 2], "tokens": [7, 8, 9, 10]}
+    step = {"context_len": 2, "accepted": 1, "reference": [7, 8],
+            "proposals": {"recycled": [
+                {"query": [1, 2], "depth": 0, "tokens": [[7], [5]], "confidence": [[0.97], [0.004]], "keys": []},
+                {"query": [2, 7], "depth": 1, "tokens": [[8], [6], [4]], "confidence": [[0.5], [0.2], [0.1]], "keys": []},
+                {"query": [2, 5], "depth": 1, "tokens": [], "confidence": [], "keys": []}]}}
+    c = _count([(header, [step])], None, "recycled", 2, 1)[0]
+    assert c.rows["root"].tolist() == [0, 1, 0, 0] and c.rows["branch"].tolist() == [0, 0, 0, 1]
+    assert c.ranked["branch"][0, 1].tolist() == [0, 0, 0, 1]  # rank 0, taken: wide
+    assert c.ranked["branch"][1, 0].tolist() == [1, 0, 0, 0]  # rank 1, passed over: no row
+    model = fit_model([(header, [step])], None, "recycled", ranks=2, widths=True)
+    rec = model.states[0].recycled
+    assert [p for p, _ in rec.widths["root"]] == [0.0, 1.0, 0.0, 0.0]
+    assert rec.widths["root"][1][1][1] <= 0.005  # the weak candidate of a peaked row stays under the floor
+    assert RegimeModel.from_json(json.loads(json.dumps(model.to_json()))) == model
+    with pytest.raises(ValueError, match="sum to 1"):
+        _rows_world({"root": ((0.5, (0.0,)), (0.0, (0.8,)), (0.0, (0.5,)), (0.0, (0.5,)))})
+    with pytest.raises(ValueError, match="ranked"):
+        _rows_world({"branch": WIDE_ROW}, {"root": ((WIDE_ROW[0][1],),)})
+
+
+def test_predict_fits_row_classes_where_the_shape_reads_them(monkeypatch):
+    """``goose predict`` fits row classes for a method whose trees read the rows through
+    a confidence floor (``Method.sim_rows``: ``balanced-k3``) and not for the others."""
+    import sim._predict as predict
+
+    asked = []
+    fit = predict.fit_model
+
+    def spy(*args, **options):
+        asked.append(options.get("widths"))
+        return fit(*args, **options)
+
+    monkeypatch.setattr(predict, "fit_model", spy)
+    traces = [str(p) for p in sorted((REAL / "traces").glob("*.jsonl.gz"))[:1]]
+    rows = predict.predict_methods(traces, ["balanced-k3@8", "best-first@8"], steps=100, progress=False)
+    assert asked == [True, False]
+    assert all("skipped" not in r and r["mat"] > 1 for r in rows)

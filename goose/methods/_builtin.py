@@ -113,9 +113,9 @@ BUILTIN_METHODS = (
            description="prompt lookup: one context chain"),
     Method("tr", _tr, default_budget=80, budgeted=False, sim_shaper="tr-template", tags=("recycled-only",),
            description="Token Recycling's static tree"),
-    Method("balanced-k3", _balanced(3), default_budget=16, sim_shaper="balanced", tags=("isotropic",),
+    Method("balanced-k3", _balanced(3), default_budget=16, sim_shaper="balanced", sim_rows=True, tags=("isotropic",),
            description="isotropic control: 3 recycled children per node"),
-    Method("balanced-k5", _balanced(5), default_budget=16, sim_shaper="balanced-k5", tags=("isotropic",),
+    Method("balanced-k5", _balanced(5), default_budget=16, sim_shaper="balanced-k5", sim_rows=True, tags=("isotropic",),
            description="isotropic control: 5 recycled children per node"),
     Method("goose", _goose, default_budget=8, sim_shaper="spine", tags=(*BOTH, "anisotropic"),
            description="context spine + recycled branches"),
@@ -149,7 +149,7 @@ BUILTIN_METHODS = (
            description="a bfloat16 copy of the target drafts one path, drawn from its own law"),
     Method("bf16-draft-topk", _bf16_draft(draw=False), default_budget=6, auto=False, needs_target=True,
            tags=("deterministic-control",), description="bf16-draft's source and path, its argmax tokens"),
-    Method("paper", _paper, default_budget=100, auto=False, sim_shaper=_paper_shaper, tags=BOTH,
+    Method("paper", _paper, default_budget=100, auto=False, sim_shaper=_paper_shaper, sim_rows=True, tags=BOTH,
            description="the released GOOSE rules (@B: the release's node budget)"),
 )
 """The built-in methods, in the order help texts list them."""

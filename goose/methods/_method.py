@@ -146,6 +146,11 @@ class Method:
         cross_request: the factory is handed the caller's :class:`Memory`.
         sim_shaper: the shaper that simulates it (``sim``): a name of
             ``goose.trees.SHAPERS``, a function of the :class:`MethodContext`, or ``None``.
+        sim_rows: its trees read the recycled rows' confidences through a floor
+            (:class:`~goose.trees.BalancedShaper`'s ``min_confidence``, the release's
+            ``min_score``), so the simulator fits it row classes too
+            (``sim.fit_model(widths=True)``): a peaked row gets one child, and the
+            budget goes deeper.
         tags: what the bench report compares it as: ``"both-sources"`` (drafts from
             the context and recycled sources), ``"context-only"``, ``"recycled-only"``
             (the single-source baselines of the either-source bound),
@@ -165,6 +170,7 @@ class Method:
     auto: bool = True
     cross_request: bool = False
     sim_shaper: str | Callable[[MethodContext], TreeShaper] | None = None
+    sim_rows: bool = False
     tags: tuple[str, ...] = ()
     description: str = ""
     needs_target: bool = False
