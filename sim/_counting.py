@@ -15,11 +15,6 @@ __all__ = ["Counts", "on_path", "query_row", "ranked_queries", "recycled_queries
            "sub_one"]
 
 DEPTHS = 32  # a trace's reference continuation holds 32 tokens
-ROW_STRENGTH = 2.0
-"""Pseudo-trials a row class's rank acceptances are shrunk towards its place's with. The
-classes split a place's nodes four ways, a few dozen nodes each on one prompt: at the
-``strength`` of the other rates (10), held-out `balanced-k3@8` on runs/trace30 was off by
-3.8% on average against 1.4% at 2."""
 MAX_CHAIN = 64
 
 
