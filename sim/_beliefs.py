@@ -172,7 +172,6 @@ class BeliefWorld(World):
 
     def __init__(self, model: SimulationModel, rng: np.random.Generator, max_depth: int, beliefs: Beliefs) -> None:
         super().__init__(model, rng, max_depth)
-        self.rng = rng
         self.beliefs = beliefs
         self.recorded = beliefs.draw_chain(rng) if model.chain is not None else None
         if self.recorded is not None:

@@ -301,7 +301,7 @@ class World:
         else:
             self._overlap = np.zeros(0, dtype=bool)
         self.layout = (self.has_match, self.chain_len, self._overlap.tobytes())
-        self._rng = rng
+        self.rng = rng  # what the lazy draws below come from (row classes, the target's choices)
         self._rows: dict[tuple[int, ...], int] = {}  # row class per node, drawn when first asked
         self._choices: dict[tuple[int, ...], int] = {}  # the target's token per node, drawn when first asked
 
@@ -329,7 +329,7 @@ class World:
     def choice(self, path: tuple[int, ...]) -> int:
         """The target's greedy token after ``path``, drawn once from :meth:`candidates`."""
         if path not in self._choices:
-            u, acc, pick = self._rng.random(), 0.0, OTHER
+            u, acc, pick = self.rng.random(), 0.0, OTHER
             for tok, p in self.candidates(path):
                 acc += p
                 if u < acc:
@@ -353,7 +353,7 @@ class World:
                 probs = np.array(rec.ranked[place][rank][taken])
             else:
                 probs = np.array([p for p, _ in rec.widths[place]])
-            row = self._rows[path] = int(min(np.searchsorted(np.cumsum(probs), self._rng.random(), side="right"),
+            row = self._rows[path] = int(min(np.searchsorted(np.cumsum(probs), self.rng.random(), side="right"),
                                              len(probs) - 1))
         return row
 
