@@ -30,15 +30,16 @@ import numpy as np
 
 from goose.sources import Proposal, TokenSource
 from goose.theory import check_model
+from goose.trees import CANDIDATE_FLOOR
 
 __all__ = ["PLACES", "RANKED", "ROW_CLASSES", "WIDE", "ChainModel", "RecycledModel", "RegimeModel", "SimulationModel", "World",
            "WorldSource"]
 
 OTHER, SPINE = 0, 1
 PLACES = ("root", "root-match", "spine", "branch")
-WIDE = 0.01
-"""A row's candidates at or above this confidence count towards its width (the
-confidence floor under which :class:`goose.trees.BalancedShaper` drops candidates)."""
+WIDE = CANDIDATE_FLOOR
+"""A row's candidates at or above this confidence count towards its width: the floor
+under which the template shapers drop candidates (:data:`goose.trees.CANDIDATE_FLOOR`)."""
 ROW_CLASSES = ("none", "one", "two", "wide")
 """Row classes of :attr:`RecycledModel.widths`: no row at the node, and rows with one,
 two, or three or more candidates at :data:`WIDE` or above."""

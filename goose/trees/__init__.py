@@ -9,7 +9,7 @@ draws children from the sources' draft distributions (STAND, delayed expansion).
 """
 
 from ._auto import AutoBudgetShaper
-from ._base import MAX_NODE_BUDGET, TreeShaper, check_budget, path_probabilities, source_by_name
+from ._base import CANDIDATE_FLOOR, MAX_NODE_BUDGET, TreeShaper, check_budget, path_probabilities, source_by_name
 from ._estimate import AcceptanceEstimator, tagged
 from ._paper import GoosePaperShaper, harmonic_split, paper_confidence
 from ._registry import SHAPERS, ShaperSpec, make_shaper, shaper_spec
@@ -19,6 +19,7 @@ from ._template import TOKEN_RECYCLING_TEMPLATE
 from ._tree import ROOT_SOURCE, DraftTree, TreeBuilder
 
 __all__ = [
+    "CANDIDATE_FLOOR",
     "MAX_NODE_BUDGET",
     "ROOT_SOURCE",
     "SHAPERS",

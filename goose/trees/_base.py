@@ -14,6 +14,11 @@ from ._tree import DraftTree
 __all__ = ["MAX_NODE_BUDGET", "TreeShaper", "check_budget", "path_probabilities", "source_by_name"]
 
 
+CANDIDATE_FLOOR = 0.01
+"""The default confidence under which the template shapers drop a source's candidate
+(:class:`BalancedShaper`'s ``min_confidence``, the released GOOSE rules' ``min_score``);
+the simulator counts a recycled row's width with the same floor (``sim.WIDE``)."""
+
 MAX_NODE_BUDGET = 256
 """The most draft nodes goose puts in one tree. A pass over a larger tree costs far more
 than it can gain on any device goose has measured (a CPU pass over 257 tokens costs

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..sources import Proposal, TokenSource
-from ._base import TreeShaper, check_budget
+from ._base import CANDIDATE_FLOOR, TreeShaper, check_budget
 from ._shapers import _require
 from ._tree import DraftTree, TreeBuilder
 
@@ -58,7 +58,7 @@ class _Config:
     max_extended_chain: int = 100
     max_branch_depth: int = 6
     top_k: int = 10
-    min_score: float = 0.01
+    min_score: float = CANDIDATE_FLOOR
     rho: float = 0.5  # share of the branch budget on spine nodes
     ema_alpha: float = 0.3
     tiers: tuple[float, float, float] = (0.15, 0.30, 0.50)

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..sources import Proposal, TokenSource
-from ._base import TreeShaper, check_budget, path_probabilities, source_by_name
+from ._base import CANDIDATE_FLOOR, TreeShaper, check_budget, path_probabilities, source_by_name
 from ._estimate import AcceptanceEstimator, tagged
 from ._template import TOKEN_RECYCLING_TEMPLATE
 from ._tree import DraftTree, TreeBuilder
@@ -129,7 +129,7 @@ class BalancedShaper(_EstimatedShaper):
         source: str = "recycled",
         k: int = 3,
         max_depth: int = 6,
-        min_confidence: float = 0.01,
+        min_confidence: float = CANDIDATE_FLOOR,
         template: Sequence[tuple[int, ...]] | None = None,
         estimator: AcceptanceEstimator | None = None,
     ) -> None:
