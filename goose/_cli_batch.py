@@ -14,7 +14,7 @@ from rich.console import Console
 
 from goose._cli_errors import UserError, check_output_file
 
-__all__ = ["bench_batched", "generate_batch_file", "read_batch_file", "register_calibrate_command"]
+__all__ = ["bench_batched", "check_repeats", "generate_batch_file", "read_batch_file", "register_calibrate_command"]
 
 
 def read_batch_file(path: Path, n: int, temperature: float) -> list:
@@ -135,8 +135,17 @@ def _write_curve(console: Console, curve: Any, out: Path | None) -> None:
         console.print(f"wrote {out}")
 
 
+def check_repeats(repeats: int, batched: bool) -> None:
+    """``goose bench --repeats``: at least 1, and only for batched runs."""
+    if repeats < 1:
+        raise UserError(f"--repeats must be >= 1, got {repeats}")
+    if repeats > 1 and not batched:
+        raise UserError("--repeats times batched runs (--batch-size, --samples-per-prompt); single-sequence runs "
+                        "state their noise with a repeated column (e.g. bf2=best-first@auto)")
+
+
 def bench_batched(console: Console, lm: object, tok: object, model: str, prompts: list, ms: list, max_new_tokens: int, out: Path,
-                   sizes: list[int], n: int, sampling: object, measure_memory: bool) -> None:
+                   sizes: list[int], n: int, sampling: object, measure_memory: bool, repeats: int = 1) -> None:
     """``goose bench --batch-size`` / ``--samples-per-prompt``: the batched columns, their
     records, summary, markdown, plot and (greedy) the peak memory at the largest size."""
     import sys
@@ -152,8 +161,8 @@ def bench_batched(console: Console, lm: object, tok: object, model: str, prompts
         console.print(f"batched run: {', '.join(dropped)} left out (transformers' prompt lookup runs at batch size 1)")
     console.print(f"{len(prompts)} prompts, batch sizes {sizes or [n]}: {', '.join(m.label for m in ms)}")
     records = gb.run_batch_bench(lm, tok, prompts, ms, max_new_tokens, out, sizes, n, sampling,
-                                 log=lambda x: console.print(f"[red]{x}[/red]"))
-    summary = {"command": "goose " + " ".join(sys.argv[1:]), "max_new_tokens": max_new_tokens,
+                                 log=lambda x: console.print(f"[red]{x}[/red]"), repeats=repeats)
+    summary = {"command": "goose " + " ".join(sys.argv[1:]), "max_new_tokens": max_new_tokens, "repeats": repeats,
                "samples_per_prompt": n, "threads": torch.get_num_threads(), "by_size": gb.summarize_batch(records)}
     goose_cols = [m for m in ms if m.kind == "goose"]
     if measure_memory and goose_cols and sizes and sampling is None:
@@ -163,6 +172,9 @@ def bench_batched(console: Console, lm: object, tok: object, model: str, prompts
             model, gh.local_source(model), rows, max_new_tokens, goose_cols[0].name, torch.get_num_threads())
     (out / "summary-batch.json").write_text(json.dumps(summary, indent=1))
     md = gb.batch_markdown(summary["by_size"], n)
+    if repeats > 1:
+        md = (f"Every column ran {repeats} times per batch, in alternating order; each batch is timed by the "
+              f"median of its runs (records: `walls_s`).\n\n{md}")
     if "memory" in summary:
         mem = summary["memory"]
         md += (f"\nPeak RSS at B = {mem['batch_size']} (fresh processes): goose {mem['method']} "

@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from goose._cli_batch import bench_batched, generate_batch_file, read_batch_file, register_calibrate_command
+from goose._cli_batch import bench_batched, check_repeats, generate_batch_file, read_batch_file, register_calibrate_command
 from goose._cli_errors import OPTIONS, GooseGroup, UserError, check_output_dir, check_output_file
 from goose._cli_predict import register_predict_command
 from goose._cli_sampling import _floats, register_sampling_commands
@@ -302,6 +302,7 @@ def bench(
                                                             "ar is transformers' batched generate at the same size."),
     samples_per_prompt: int = typer.Option(1, "--samples-per-prompt", help="Best-of-N: N samples of each prompt "
                                            "in one batch (--temperature > 0); ar: generate(num_return_sequences=N)."),
+    repeats: int = typer.Option(1, help="Batched runs: run every column this many times per batch, timed by the median."),
 ) -> None:
     """Benchmark goose's methods side by side with plain decoding and transformers'
     prompt lookup: interleaved per prompt in one process; JSONL records, summary JSON,
@@ -339,10 +340,11 @@ def bench(
         raise UserError("--batch-size and --samples-per-prompt take integers >= 1")
     if samples_per_prompt > 1 and sampling is None:
         raise UserError("--samples-per-prompt > 1 draws samples: pass --temperature > 0")
+    check_repeats(repeats, batched=bool(sizes) or samples_per_prompt > 1)
     lm, tok = gh.load_model(model, pack=pack, memory=memory)
     if sizes or samples_per_prompt > 1:
         bench_batched(console, lm, tok, model, prompts, ms, max_new_tokens, out, sizes, samples_per_prompt, sampling,
-                      measure_memory)
+                      measure_memory, repeats)
         return
     console.print(f"{len(prompts)} prompts x {len(ms)} methods: {', '.join(m.label for m in ms)}")
     records = gb.run_bench(lm, tok, prompts, ms, max_new_tokens, out, trace_method=trace_labels,

@@ -195,6 +195,39 @@ def test_the_batched_bench_compares_with_batched_generate(tmp_path):
     assert "### batch size 2" in md and "| goose@8 |" in md
 
 
+def test_the_batched_bench_times_repeated_runs_by_their_median(tmp_path, monkeypatch):
+    """``repeats``: every column runs that many times per batch, in alternating order;
+    the record keeps the first run's tokens, all wall times, and their median."""
+    import goose.bench._batch as gbatch
+    from goose.bench import load_prompts, parse_methods, run_batch_bench
+
+    from .test_bench import CharTokenizer, _jsonl
+
+    spec = _jsonl(tmp_path / "prompts.jsonl", [{"question_id": i, "task": "t", "prompt": p}
+                                               for i, p in enumerate(["abcabcabc", "xyzxyzxy"])])
+    walls = iter([5.0, 1.0, 4.0, 2.0, 3.0, 6.0])  # the runs in the order they happen
+    order = []
+    real = gbatch._run_one
+
+    def timed(session, model, m, *args):
+        order.append(m.label)
+        return real(session, model, m, *args) | {"wall_s": next(walls)}
+
+    monkeypatch.setattr(gbatch, "_run_one", timed)
+    args = (tiny_llama(max_positions=96), CharTokenizer(), load_prompts([str(spec)], per_task=None),
+            parse_methods("ar,goose@8"), 8, tmp_path / "o", [2])
+    records = run_batch_bench(*args, progress=False, repeats=3)
+    assert order == ["ar", "goose@8", "goose@8", "ar", "ar", "goose@8"]  # each round in the other order
+    by = {r["method"]: r for r in records}
+    assert by["ar"]["walls_s"] == [5.0, 2.0, 3.0] and by["ar"]["wall_s"] == 3.0
+    assert by["goose@8"]["walls_s"] == [1.0, 4.0, 6.0] and by["goose@8"]["wall_s"] == 4.0
+    assert by["goose@8"]["tokens_per_s"] == by["goose@8"]["new_tokens"] / 4.0
+    assert by["goose@8"]["identical_to_alone"] == [True, True]
+    assert not any("repeats_differ" in r for r in records)  # greedy runs repeat exactly
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        run_batch_bench(*args, progress=False, repeats=0)
+
+
 def test_calibrate_batch_keeps_its_curve_until_asked_to_measure_anew(tmp_path, monkeypatch):
     """``goose calibrate --batch`` refreshes the cached batched curve that batch-aware
     ``auto`` reads; a plain call reads the cache without measuring."""

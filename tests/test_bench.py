@@ -319,6 +319,8 @@ def test_fit_traces_counts_root_frequencies(tmp_path):
     (["--methods", "ar,warp"], "unknown method 'warp'"),
     (["--tasks", "poetry"], "unknown task 'poetry'"),
     (["--budget", "0", "--methods", "goose"], "must be an integer >= 1"),
+    (["--batch-size", "4", "--repeats", "0"], "--repeats must be >= 1"),
+    (["--repeats", "3"], "--repeats times batched runs"),
 ])
 def test_cli_bench_bad_inputs_fail_before_loading_a_model(args, message, tmp_path):
     res = runner.invoke(app, ["bench", "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "o"), *args])

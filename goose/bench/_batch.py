@@ -81,7 +81,7 @@ def near_tie(model: Any, prompt: Sequence[int], ref: Sequence[int], got: Sequenc
 def run_batch_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], methods: Sequence[BenchMethod],
                     max_new_tokens: int, out: Path, batch_sizes: Sequence[int], samples_per_prompt: int = 1,
                     sampling: Sampling | None = None, progress: bool = True,
-                    log: Callable[[str], None] = print) -> list[dict]:
+                    log: Callable[[str], None] = print, repeats: int = 1) -> list[dict]:
     """Every goose method and ``ar`` (transformers' batched ``generate``) on batches of
     each size, interleaved per batch; one JSON record per (size, batch, method) in
     ``out/records-batch.jsonl``.
@@ -90,11 +90,17 @@ def run_batch_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], 
     decoded alone by ``model.generate`` (and a differing row is reported with the
     target's top-2 logit gap where it first differs). Best-of-N
     (``samples_per_prompt`` > 1, needs ``sampling``): each batch is one prompt drawn N
-    times; ``ar`` is ``generate(num_return_sequences=N, do_sample=True)``."""
+    times; ``ar`` is ``generate(num_return_sequences=N, do_sample=True)``.
+
+    ``repeats`` > 1 runs every column that many times per batch, in alternating order,
+    and records the median wall time (``walls_s`` keeps them all): on a shared machine
+    one batch's ratio can move by 10-20% from one run to the next."""
     import goose.hf as gh
 
     from ._run import hf_generate
 
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     if samples_per_prompt > 1 and sampling is None:
         raise ValueError("best-of-N (--samples-per-prompt > 1) samples: it needs --temperature > 0")
     bad = [m.label for m in methods if m.kind == "hf" and m.k]
@@ -134,7 +140,7 @@ def run_batch_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], 
                                    verifier=m.verifier, **warm)
     hf_generate_batch(model, [[1, 2, 3], [4, 5]], 4, eos)
     records: list[dict] = []
-    total = sum(len(group) for _, groups in plans for group in groups) * len(methods)  # rows
+    total = sum(len(group) for _, groups in plans for group in groups) * len(methods) * repeats  # rows
     with (out / "records-batch.jsonl").open("w") as f, tqdm(total=total, disable=not progress, unit="run") as bar:
         for size, groups in plans:
             for gi, group in enumerate(groups):
@@ -144,31 +150,29 @@ def run_batch_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], 
                         "tasks": sorted({prompts[i].task for i in group}),
                         "question_ids": [prompts[i].qid for i in group],
                         "prompt_tokens": [len(r) for r in rows]}
-                for m in (methods if gi % 2 == 0 else list(reversed(methods))):
-                    bar.set_postfix_str(f"B={base['batch_size']} {'+'.join(base['tasks'])} {m.label}")
-                    seed = 0 if sampling is None else sampling.seed + 1000 * gi
-                    draw = None if sampling is None else Sampling(sampling.temperature, sampling.top_k,
-                                                                  sampling.top_p, seed)
-                    rec = base | {"method": m.label}
-                    try:
-                        if m.kind == "hf":
-                            tokens, wall = hf_generate_batch(model, rows, max_new_tokens, eos, n=n, sampling=draw)
-                            rec |= {"tokens": tokens, "wall_s": wall, "row_mat": None, "forward_calls": None}
-                        else:
-                            kw = {} if draw is None else {"temperature": draw.temperature, "top_k": draw.top_k,
-                                                          "top_p": draw.top_p, "seed": draw.seed}
-                            t0 = time.perf_counter()
-                            res = session.generate_batch(rows, method=m.method, budget=m.budget, n=n,
-                                                         max_new_tokens=max_new_tokens, label=m.label,
-                                                         verifier=m.verifier, tokenizer=None, **kw)
-                            wall = time.perf_counter() - t0
-                            rec |= {"tokens": [r.tokens for r in res], "wall_s": wall,
-                                    "row_mat": [r.stats.mat for r in res], "mat": res.mat,
-                                    "forward_calls": res.forward_calls, "lossless": all(r.stats.lossless for r in res)}
-                    except Exception as err:  # noqa: BLE001 -- recorded, the run goes on
-                        log(f"{m.label} failed at batch {gi} (B={base['batch_size']}): {err}")
-                        rec["error"] = f"{type(err).__name__}: {err}"
+                seed = 0 if sampling is None else sampling.seed + 1000 * gi
+                draw = None if sampling is None else Sampling(sampling.temperature, sampling.top_k, sampling.top_p, seed)
+                got: dict[str, dict] = {}
+                walls: dict[str, list[float]] = {m.label: [] for m in methods}
+                order = methods if gi % 2 == 0 else list(reversed(methods))
+                for rep in range(repeats):  # each round in the other order: no column always runs first
+                    for m in (order if rep % 2 == 0 else list(reversed(order))):
+                        bar.set_postfix_str(f"B={base['batch_size']} {'+'.join(base['tasks'])} {m.label}")
+                        where = f"batch {gi} (B={base['batch_size']})"
+                        rec = _run_one(session, model, m, rows, max_new_tokens, eos, n, draw, where, log) | base
+                        bar.update(len(group))
+                        first = got.setdefault(m.label, rec)
+                        if "error" in rec or "error" in first:
+                            continue
+                        walls[m.label].append(rec["wall_s"])
+                        if rec["tokens"] != first["tokens"]:  # seeded and greedy runs repeat exactly
+                            log(f"{m.label}: repeat {rep} at {where} gave other tokens")
+                            first["repeats_differ"] = True
+                for m in methods:
+                    rec = {**base, "method": m.label, **got[m.label]}
                     if "error" not in rec:
+                        rec["walls_s"] = walls[m.label]
+                        rec["wall_s"] = median(walls[m.label])  # the median of the repeats
                         rec["new_tokens"] = sum(len(t) for t in rec["tokens"])
                         rec["tokens_per_s"] = rec["new_tokens"] / rec["wall_s"]
                         if sampling is None:
@@ -179,8 +183,30 @@ def run_batch_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], 
                     records.append(rec)
                     f.write(json.dumps(rec) + "\n")
                     f.flush()
-                    bar.update(len(group))
     return records
+
+
+def _run_one(session: Any, model: Any, m: BenchMethod, rows: list[list[int]], max_new_tokens: int,
+             eos: Sequence[int], n: int, draw: Sampling | None, where: str, log: Callable[[str], None]) -> dict:
+    """One timed run of column ``m`` on one batch: its tokens, wall time and, for goose,
+    the passes and row MATs (or the error, recorded: the bench goes on)."""
+    rec: dict[str, Any] = {"method": m.label}
+    try:
+        if m.kind == "hf":
+            tokens, wall = hf_generate_batch(model, rows, max_new_tokens, eos, n=n, sampling=draw)
+            return rec | {"tokens": tokens, "wall_s": wall, "row_mat": None, "forward_calls": None}
+        kw = {} if draw is None else {"temperature": draw.temperature, "top_k": draw.top_k,
+                                      "top_p": draw.top_p, "seed": draw.seed}
+        t0 = time.perf_counter()
+        res = session.generate_batch(rows, method=m.method, budget=m.budget, n=n, max_new_tokens=max_new_tokens,
+                                     label=m.label, verifier=m.verifier, tokenizer=None, **kw)
+        wall = time.perf_counter() - t0
+        return rec | {"tokens": [r.tokens for r in res], "wall_s": wall, "row_mat": [r.stats.mat for r in res],
+                      "mat": res.mat, "forward_calls": res.forward_calls,
+                      "lossless": all(r.stats.lossless for r in res)}
+    except Exception as err:  # noqa: BLE001 -- recorded, the run goes on
+        log(f"{m.label} failed at {where}: {err}")
+        return rec | {"error": f"{type(err).__name__}: {err}"}
 
 
 def summarize_batch(records: Sequence[dict]) -> dict:
