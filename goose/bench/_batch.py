@@ -155,10 +155,10 @@ def run_batch_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], 
                 got: dict[str, dict] = {}
                 walls: dict[str, list[float]] = {m.label: [] for m in methods}
                 order = methods if gi % 2 == 0 else list(reversed(methods))
+                where = f"batch {gi} (B={base['batch_size']})"
                 for rep in range(repeats):  # each round in the other order: no column always runs first
                     for m in (order if rep % 2 == 0 else list(reversed(order))):
                         bar.set_postfix_str(f"B={base['batch_size']} {'+'.join(base['tasks'])} {m.label}")
-                        where = f"batch {gi} (B={base['batch_size']})"
                         rec = _run_one(session, model, m, rows, max_new_tokens, eos, n, draw, where, log) | base
                         bar.update(len(group))
                         first = got.setdefault(m.label, rec)
@@ -169,7 +169,7 @@ def run_batch_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], 
                             log(f"{m.label}: repeat {rep} at {where} gave other tokens")
                             first["repeats_differ"] = True
                 for m in methods:
-                    rec = {**base, "method": m.label, **got[m.label]}
+                    rec = got[m.label]
                     if "error" not in rec:
                         rec["walls_s"] = walls[m.label]
                         rec["wall_s"] = median(walls[m.label])  # the median of the repeats

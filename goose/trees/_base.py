@@ -11,7 +11,7 @@ import numpy as np
 from ..sources import Lifecycle, TokenSource
 from ._tree import DraftTree
 
-__all__ = ["MAX_NODE_BUDGET", "TreeShaper", "check_budget", "path_probabilities", "source_by_name"]
+__all__ = ["CANDIDATE_FLOOR", "MAX_NODE_BUDGET", "TreeShaper", "check_budget", "path_probabilities", "source_by_name"]
 
 
 CANDIDATE_FLOOR = 0.01
