@@ -93,8 +93,8 @@ def run_batch_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], 
     times; ``ar`` is ``generate(num_return_sequences=N, do_sample=True)``.
 
     ``repeats`` > 1 runs every column that many times per batch, in alternating order,
-    and records the median wall time (``walls_s`` keeps them all): on a shared machine
-    one batch's ratio can move by 10-20% from one run to the next."""
+    and records the median wall time (``walls_s`` keeps them all): on a shared 2-core
+    CPU three runs of one column on one batch spread by 4-37%."""
     import goose.hf as gh
 
     from ._run import hf_generate
