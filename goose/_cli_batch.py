@@ -94,13 +94,14 @@ def register_calibrate_command(app: typer.Typer, console: Console) -> None:
         batch_out: Path | None = typer.Option(None, "--batch-out", help="Write the batched curve (JSON) here."),
     ) -> None:
         """Measure the forward cost c(n) of tree passes over n tokens on this device (with
-        ``--batch``, also of batched passes over 1-8 rows)."""
+        ``--batch``, also of batched passes over 1-8 rows) and keep it for greedy ``auto``,
+        replacing the cached curve."""
         import goose.hf as gh
 
         check_output_file(out, "--out")
         check_output_file(batch_out, "--batch-out")
         lm, _ = gh.load_model(model, memory=memory)
-        curve = gh.calibrate(lm, cache=False)
+        curve = gh.calibrate(lm, refresh=True)  # what greedy auto reads from now on
         for length in curve.contexts if curve.contexts is not None else [None]:
             if length is not None:
                 console.print(f"after {int(length)} tokens of context:")

@@ -167,6 +167,14 @@ def test_a_raising_row_aborts_every_row():
     assert sorted(set(heard)) == [0, 1, 2]
 
 
+def test_every_batched_pass_is_timed_with_its_rows_and_width():
+    out = generate_batch(tiny_llama(), PROMPTS, method="goose", max_new_tokens=12, eos_token_id=[])
+    assert len(out.passes) == out.steps and [r for r, _, _ in out.passes] == out.live_rows
+    # the widest row's tree sets the width (root included): at least 1, at most budget + 1
+    assert all(1 <= w <= 9 for _, w, _ in out.passes) and any(w > 1 for _, w, _ in out.passes)
+    assert all(sec > 0 for _, _, sec in out.passes) and out.to_json()["passes"] == [list(p) for p in out.passes]
+
+
 def test_the_batched_bench_compares_with_batched_generate(tmp_path):
     from goose.bench import batch_markdown, load_prompts, parse_methods, run_batch_bench, summarize_batch
 
@@ -193,6 +201,29 @@ def test_the_batched_bench_compares_with_batched_generate(tmp_path):
     assert summary["2"]["goose@8"]["speedup_vs_ar"] > 0 and len(summary["2"]["goose@8"]["per_batch"]) == 2
     md = batch_markdown(summary)
     assert "### batch size 2" in md and "| goose@8 |" in md
+
+
+def test_the_batched_bench_prices_each_pass_of_an_auto_column_by_the_batched_curve(tmp_path, monkeypatch):
+    from goose.bench import batch_markdown, load_prompts, parse_methods, run_batch_bench, summarize_batch
+    from goose.hf import calibrate_batch
+
+    from .test_bench import CharTokenizer, _jsonl
+
+    monkeypatch.setenv("GOOSE_CACHE", str(tmp_path))
+    spec = _jsonl(tmp_path / "prompts.jsonl", [{"question_id": 1, "task": "rep", "prompt": "abcabcabcabcabcabc"},
+                                               {"question_id": 2, "task": "rep", "prompt": "xyzzy xyzzy xyzzy"}])
+    model = tiny_llama(max_positions=96)
+    records = run_batch_bench(model, CharTokenizer(), load_prompts([str(spec)], per_task=None),
+                              parse_methods("ar,pld@auto,pld@4"), 12, tmp_path / "o", [2], progress=False)
+    by = {r["method"]: r for r in records}
+    curve = calibrate_batch(model)  # the cached curve the cut read
+    passes = by["pld@auto"]["batch_passes"]
+    assert len(passes) == by["pld@auto"]["forward_calls"] - 1 and all(len(p) == 4 for p in passes)
+    assert all(p[3] == curve(p[1], context=p[0]) for p in passes)
+    assert all(len(p) == 3 for p in by["pld@4"]["batch_passes"])  # a fixed budget reads no curve
+    summary = summarize_batch(records)
+    assert summary["2"]["pld@auto"]["cost"]["passes"] == len(passes) and summary["2"]["pld@4"]["cost"] is None
+    assert "#### Cost curve vs measured passes" in batch_markdown(summary)
 
 
 def test_the_batched_bench_times_repeated_runs_by_their_median(tmp_path, monkeypatch):

@@ -575,3 +575,50 @@ def test_never_worse_than_a_chain_is_judged_against_the_noise_of_a_repeated_colu
     assert "| bf2" not in md.split("## Never worse than a chain")[1]  # a repeat is not a column of its own here
     lone = markdown(summarize([r for r in rows if r["method"] != "bf2"]))
     assert "| mt_bench | 0.962x | - |" in lone and "the run has no repeated column" in lone
+
+
+def test_the_cost_check_sets_every_pass_beside_its_curve_by_width():
+    # 30 one-token passes took twice the curve, 25 passes of 4-5 tokens took it exactly
+    # (c(5) = 0.3125 between its points), 5 of 20 tokens are too few to show: overall
+    # (30 * 0.2 + 20 * 0.3 + 5 * 0.3125 + 5 * 0.5) / (30 * 0.1 + 20 * 0.3 + 5 * 0.3125 + 5 * 0.5)
+    from goose.bench._cost import cost_table, pool_costs, priced
+    from goose.theory import CostCurve
+
+    curve = CostCurve([1, 4, 20], [0.1, 0.3, 0.5])
+    passes = [(1, 50, 0.2)] * 30 + [(4, 60, 0.3)] * 20 + [(5, 60, 0.3125)] * 5 + [(20, 70, 0.5)] * 5
+    rec = {"passes": priced(passes, curve)}
+    assert rec["passes"][0] == [1, 50, 0.2, 0.1] and rec["passes"][-1] == [20, 70, 0.5, 0.5]
+    cell = pool_costs([rec, {"passes": [[1, 10, 0.1]]}])  # an unpriced pass (no auto) is left out
+    assert cell["passes"] == 60 and list(cell["bins"]) == ["1", "4-7", "16+"]
+    assert cell["measured_s"] / cell["curve_s"] == pytest.approx(16.0625 / 13.0625)
+    lines = cost_table({"pld@auto": cell, "ar": None})
+    assert lines[1] == "## Cost curve vs measured passes"
+    assert lines[-1] == "| pld@auto | 60 | 1.23 | 2.00 (30) | - | 1.00 (25) | - | - |"
+    # a batch's passes (rows, width, seconds) are priced at c(width, context=rows) and pooled by width
+    rows = CostCurve([1, 4], [[0.1, 0.2], [0.3, 0.6]], contexts=[1, 4])
+    (one,) = priced([(2, 4, 0.9)], rows, batched=True)  # 2 rows of 4: between the 1- and 4-row curves
+    assert one[:3] == [2, 4, 0.9] and one[3] == pytest.approx(0.2 + (0.6 - 0.2) / 3)
+    assert list(pool_costs([{"batch_passes": [[4, 2, 0.3, 0.2]]}])["bins"]) == ["2-3"]
+    assert cost_table({}) == []
+
+
+@pytest.mark.model
+def test_the_bench_prices_every_pass_of_an_auto_column_by_its_curve(tmp_path, monkeypatch):
+    from goose.hf import calibrate
+
+    monkeypatch.setenv("GOOSE_CACHE", str(tmp_path))
+    prompts = _jsonl(tmp_path / "prompts.jsonl", [{"question_id": 1, "task": "rep", "prompt": "abcabcabcabcabcabc"}])
+    model = tiny_llama(max_positions=96)
+    records = run_bench(model, CharTokenizer(), load_prompts([str(prompts)], per_task=None),
+                        parse_methods("ar,pld@auto,pld@4"), 16, tmp_path / "out", progress=False)
+    by = {r["method"]: r for r in records}
+    curve = calibrate(model)  # the cached curve the run read
+    auto = by["pld@auto"]["passes"]
+    assert len(auto) == by["pld@auto"]["forward_calls"] - 1
+    assert all(p[3] == curve(p[0], context=p[1]) for p in auto)
+    assert all(len(p) == 3 for p in by["pld@4"]["passes"])  # a fixed budget reads no curve
+    summary = summarize(records)
+    assert summary["overall"]["pld@auto"]["cost"]["passes"] == len(auto)
+    assert summary["overall"]["pld@4"]["cost"] is None
+    table = markdown(summary).split("## Cost curve vs measured passes")[1]
+    assert f"| pld@auto | {len(auto)} |" in table and "| pld@4 |" not in table

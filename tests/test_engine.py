@@ -1,5 +1,6 @@
 """End-to-end exactness of the engine on tiny float64 models built from configs."""
 
+import json
 from collections import Counter
 
 import numpy as np
@@ -275,6 +276,21 @@ def test_stats_account_for_every_token():
     assert len(out.kinds) == len(out.tokens) and out.kinds[0] == "bonus"
 
 
+def test_every_pass_is_timed_with_its_width_and_context():
+    """``stats.passes``: per tree pass, the tokens passed (root included), the committed
+    tokens before it (the context ``auto`` priced it at) and a positive time."""
+    model = tiny_llama()
+    out = generate(model, PROMPTS[0], method="goose", max_new_tokens=40, eos_token_id=[])
+    s = out.stats
+    assert len(s.passes) == s.steps and [n for n, _, _ in s.passes] == [t + 1 for t in s.tree_sizes]
+    contexts = [c for _, c, _ in s.passes]
+    # one bonus token after the prefill; then each step adds its accepted nodes and its bonus
+    assert contexts[0] == len(PROMPTS[0]) + 1
+    assert np.diff(contexts).tolist() == [a + 1 for a in s.accept_lengths[:-1]]
+    assert all(sec > 0 for _, _, sec in s.passes) and s.to_json()["passes"] == [list(p) for p in s.passes]
+    assert sum(sec for _, _, sec in s.passes) == pytest.approx(s.time_forward)
+
+
 def test_auto_budget_is_lossless_and_calibration_is_cached(tmp_path, monkeypatch):
     from goose.hf import calibrate
 
@@ -284,9 +300,18 @@ def test_auto_budget_is_lossless_and_calibration_is_cached(tmp_path, monkeypatch
     assert curve.tokens.tolist() == [1, 2, 4] and (curve.seconds > 0).all() and curve.contexts is None
     assert len(list((tmp_path / "cost").glob("*.json"))) == 1
     assert calibrate(model, sizes=(1, 2, 4), context=16, reps=2).seconds.tolist() == curve.seconds.tolist()
+    # a stale curve in the cache is read as it is until refresh measures anew and replaces it
+    (cached,) = (tmp_path / "cost").glob("*.json")
+    cached.write_text(json.dumps(json.loads(cached.read_text()) | {"seconds": [7.0, 7.0, 7.0]}))
+    assert calibrate(model, sizes=(1, 2, 4), context=16, reps=2)(1) == 7.0
+    fresh = calibrate(model, sizes=(1, 2, 4), context=16, reps=2, refresh=True)
+    assert fresh(1) < 7.0 and calibrate(model, sizes=(1, 2, 4), context=16, reps=2).to_json() == fresh.to_json()
     # several lengths: one row each; lengths past the window (2048) are left out
     rows = calibrate(tiny_llama(max_positions=64), sizes=(1, 2), context=(8, 32, 4096), reps=1, cache=False)
     assert rows.contexts.tolist() == [8, 32] and rows.seconds.shape == (2, 2) and (rows.seconds > 0).all()
+    # a window shorter than every length asked for: as much context as fits (64 - 2 - 1)
+    short = calibrate(tiny_llama(max_positions=64), sizes=(1, 2), context=(100, 4096), reps=1, cache=False)
+    assert short.contexts.tolist() == [61]
     for prompt in PROMPTS:
         prompt = [int(t) for t in prompt]
         ref = reference(model, prompt, 40)

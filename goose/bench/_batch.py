@@ -14,8 +14,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..verify import Sampling
+from ._cost import cost_table, pool_costs, priced
 from ._prompts import BenchPrompt
-from ._run import BenchMethod
+from ._run import BenchMethod, auto_curve
 
 __all__ = ["batch_groups", "batch_markdown", "hf_generate_batch", "near_tie", "run_batch_bench",
            "summarize_batch"]
@@ -203,10 +204,28 @@ def _run_one(session: Any, model: Any, m: BenchMethod, rows: list[list[int]], ma
         wall = time.perf_counter() - t0
         return rec | {"tokens": [r.tokens for r in res], "wall_s": wall, "row_mat": [r.stats.mat for r in res],
                       "mat": res.mat, "forward_calls": res.forward_calls,
-                      "lossless": all(r.stats.lossless for r in res)}
+                      "lossless": all(r.stats.lossless for r in res)} | _passes(model, m, res, draw)
     except Exception as err:  # noqa: BLE001 -- recorded, the run goes on
         log(f"{m.label} failed at {where}: {err}")
         return rec | {"error": f"{type(err).__name__}: {err}"}
+
+
+def _passes(model: Any, m: BenchMethod, res: Any, draw: Sampling | None) -> dict:
+    """A goose run's timed passes, priced by the cost curve its ``@auto`` cut read: a
+    batch's (``batch_passes``) by the batched curve, a batch of one (the single-sequence
+    loop, ``passes``) by the single-sequence one."""
+    import goose.hf as gh
+    from goose.engine import GenerationRequest
+    from goose.verify import GREEDY
+
+    if len(res) == 1:
+        curve = auto_curve(model, m, draw)
+        passes = res[0].stats.passes
+        return {"passes": [list(p) for p in passes] if curve is None else priced(passes, curve)}
+    if m.budget != "auto":
+        return {"batch_passes": [list(p) for p in res.passes]}
+    argmax_only = GenerationRequest(m.method, m.budget, draw or GREEDY, verifier=m.verifier).cost_kind[0]
+    return {"batch_passes": priced(res.passes, gh.calibrate_batch(model, argmax_only=argmax_only), batched=True)}
 
 
 def summarize_batch(records: Sequence[dict]) -> dict:
@@ -227,6 +246,7 @@ def summarize_batch(records: Sequence[dict]) -> dict:
                                  "lossless": all(r.get("lossless", True) for r in rs)}
             mats = [m for r in rs for m in (r.get("row_mat") or [])]
             c["row_mat"] = sum(mats) / len(mats) if mats else None
+            c["cost"] = pool_costs(rs)
             if any("identical_to_alone" in r for r in rs):
                 same = [s for r in rs for s in r.get("identical_to_alone", [])]
                 c["identical"] = f"{sum(same)}/{len(same)}"
@@ -265,6 +285,8 @@ def batch_markdown(summary: dict, samples_per_prompt: int = 1) -> str:
             lines += ["", "Rows that differ from decoding alone (top-2 float32 logit gap where they first differ):", ""]
             lines += [f"- {label}, {d['question_id']}: position {d['position']}, gap {d['top2_gap']:.2e}"
                       f"{' (near-tie)' if d['near_tie'] else ''}" for label, d in differing]
+        lines += cost_table({label: c.get("cost") for label, c in cols.items()},
+                            "tokens per row, under the batched curve c(rows, width)", level=4)
         per_cols = [(label, c["per_batch"]) for label, c in cols.items() if c.get("per_batch")]
         if per_cols:
             batches = list(per_cols[0][1])

@@ -12,14 +12,17 @@ from typing import Any
 
 import numpy as np
 
+from ._cost import pool_costs
+
 __all__ = ["PARTS", "THIRD_PARTY", "calibration_table", "f", "goose_columns", "label", "loss_table", "pool_steps",
            "step_plots", "time_table"]
 
 
 def pool_steps(ok: list[dict]) -> dict:
-    """A column's pooled ``time`` split, ``calibration``, ``lossless`` flag and, for a
-    lossy column, its ``loss`` (see :func:`loss_table`), from its successful records."""
-    cell = {"time": _time_split(ok), "calibration": _calibration(ok),
+    """A column's pooled ``time`` split, ``calibration``, passes against its ``cost``
+    curve (:func:`~goose.bench._cost.pool_costs`), ``lossless`` flag and, for a lossy
+    column, its ``loss`` (see :func:`loss_table`), from its successful records."""
+    cell = {"time": _time_split(ok), "calibration": _calibration(ok), "cost": pool_costs(ok),
             "lossless": all(r.get("lossless", True) for r in ok)}
     scored = [r for r in ok if "target_logprob" in r]
     if scored:  # a lossy column: what it lost against the target's own greedy text

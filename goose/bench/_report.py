@@ -11,6 +11,7 @@ from typing import Any
 from ._columns import calibration_table, goose_columns, loss_table, pool_steps, step_plots, time_table
 from ._columns import f as _f
 from ._columns import label as _label
+from ._cost import cost_table
 from ._noise import chain_table
 from ._predictions import prediction_lines
 from ._release import release
@@ -295,7 +296,8 @@ def markdown(summary: dict, meta: dict | None = None, predictions: dict | None =
     # the reference run and the theory's checks are greedy: a sampling run reports its own pairs
     lines += sampling_checks(summary) if draw else checks(summary)
     lines += chain_table(summary)
-    lines += time_table(summary) + calibration_table(summary) + loss_table(summary)
+    lines += time_table(summary) + cost_table({_label(summary, m): c.get("cost") for m, c in summary["overall"].items()})
+    lines += calibration_table(summary) + loss_table(summary)
     if summary.get("gap"):
         lines += ["", "## Acceptance gap (context vs recycled source)", "",
                   ("Pooled over every method that ran both sources. Per node = accepted / drafted nodes; "

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from ..methods import BUILTIN_METHODS, Memory, Method, parse_method
 from ..verify import Sampling
 from ._columns import THIRD_PARTY
+from ._cost import priced
 from ._prompts import BenchPrompt
 
 __all__ = ["BenchMethod", "Sampling", "hf_generate", "parse_methods", "run_bench"]
@@ -152,9 +153,22 @@ class _ForwardCounter:
         self.calls += 1
 
 
+def auto_curve(model: Any, m: BenchMethod, sampling: Sampling | None) -> Any:
+    """The cost curve an ``@auto`` column's trees are cut by (``goose.hf.calibrate``,
+    measured once and cached), or ``None`` for any other column."""
+    if m.kind != "goose" or m.budget != "auto":
+        return None
+    import goose.hf as gh
+    from goose.engine import GenerationRequest
+    from goose.verify import GREEDY
+
+    argmax_only, bounded = GenerationRequest(m.method, m.budget, sampling or GREEDY, verifier=m.verifier).cost_kind
+    return gh.calibrate(model, argmax_only=argmax_only, bounded=bounded)
+
+
 def _run_method(session: Any, m: BenchMethod, ids: list[int], max_new_tokens: int, counter: _ForwardCounter,
                 trace: Path | None = None, memory: Memory | None = None, warmup: bool = False,
-                sampling: Sampling | None = None, seed: int = 0) -> dict:
+                sampling: Sampling | None = None, seed: int = 0, curve: Any = None) -> dict:
     counter.calls = 0
     draw = {} if sampling is None else {"temperature": sampling.temperature, "top_k": sampling.top_k,
                                         "top_p": sampling.top_p, "seed": seed}
@@ -180,7 +194,8 @@ def _run_method(session: Any, m: BenchMethod, ids: list[int], max_new_tokens: in
     split["total"] = wall
     return {"tokens": res.tokens, "new_tokens": s.new_tokens, "forward_calls": s.forward_calls, "wall_s": wall,
             "accept_lengths": s.accept_lengths, "accept": accept, "mean_tree_size": s.to_json()["mean_tree_size"],
-            "tags": list(m.tags), "lossless": s.lossless, "time": split, "calibration": s.calibration}
+            "tags": list(m.tags), "lossless": s.lossless, "time": split, "calibration": s.calibration,
+            "passes": [list(p) for p in s.passes] if curve is None else priced(s.passes, curve)}
 
 
 def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], methods: Sequence[BenchMethod],
@@ -222,8 +237,8 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
     limit = int(getattr(model.config, "max_position_embeddings", 1 << 30))
     records: list[dict] = []
     try:
-        if any(m.budget == "auto" for m in methods):
-            gh.calibrate(model)  # measured (or read from its cache) once, outside every timing
+        # each @auto column's curve, measured (or read from its cache) once, outside every timing
+        curves = {m.label: auto_curve(model, m, sampling) for m in methods}
         if warmup:  # first calls pay for lazy initialisation; keep that out of every timing
             for m in methods:
                 _run_method(session, m, [1, 2, 3, 1, 2, 3, 1, 2], 8, counter, warmup=True, sampling=sampling)
@@ -251,7 +266,8 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
                     bar.set_postfix_str(f"{p.task} {p.qid} {m.label}")
                     try:
                         got[m.label] = _run_method(session, m, ids, max_new_tokens, counter, memory=memories[m.label],
-                                                   sampling=sampling, seed=0 if sampling is None else sampling.seed + i)
+                                                   sampling=sampling, seed=0 if sampling is None else sampling.seed + i,
+                                                   curve=curves[m.label])
                     except Exception as err:  # noqa: BLE001
                         log(f"{m.label} failed on prompt {p.qid} ({p.origin}): {err}")
                         got[m.label] = {"error": f"{type(err).__name__}: {err}"}

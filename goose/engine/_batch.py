@@ -103,6 +103,9 @@ class BatchResult(Sequence[GenerationResult]):
     time_total: float = 0.0
     steps: int = 0
     live_rows: list[int] = field(default_factory=list)  # live rows per step
+    passes: list[tuple[int, int, float]] = field(default_factory=list)
+    """Per tree pass: ``(rows, width, seconds)``, what a batched cost curve's
+    ``c(width, context=rows)`` predicts (``goose bench`` checks the one ``auto`` read)."""
 
     def __getitem__(self, i):  # type: ignore[override]
         return self.rows[i]
@@ -134,7 +137,8 @@ class BatchResult(Sequence[GenerationResult]):
                 "steps": self.steps, "time_total": self.time_total, "tokens_per_s": self.tokens_per_s,
                 "mat": self.mat, "row_mat": [r.stats.mat for r in self.rows],
                 "finish_reasons": [r.finish_reason for r in self.rows],
-                "mean_live_rows": float(np.mean(self.live_rows)) if self.live_rows else 0.0}
+                "mean_live_rows": float(np.mean(self.live_rows)) if self.live_rows else 0.0,
+                "passes": [list(p) for p in self.passes]}
 
 
 class _Row:
@@ -297,6 +301,7 @@ def decode_batch(target: BatchTarget, rows: Sequence[RowParts], eos_token_ids: S
             result.forward_calls += 1
             result.steps += 1
             result.live_rows.append(len(live))
+            result.passes.append((len(live), max(t.num_nodes for t in trees), t2 - t1))
             keep = []
             for i, (r, tree, verdict, lg) in enumerate(zip(live, trees, verdicts, all_logits, strict=True)):
                 seq = r.seq

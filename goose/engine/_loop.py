@@ -254,7 +254,7 @@ def decode(
         stats.forward_calls, stats.time_prefill = 1, time.perf_counter() - t_start
         seq.append(*seq.cut([first], ["bonus"]))
         while not seq.done:
-            t0 = time.perf_counter()
+            t0, context = time.perf_counter(), len(seq.committed)
             drafted = check_tree(shaper.shape(seq.committed, sources, budget), seq.committed[-1], budget,
                                  target.vocab_size, shaper)
             tree = _fit(drafted, seq)
@@ -272,7 +272,7 @@ def decode(
             _observe(watchers, tree, seq.committed[-2] if len(seq.committed) > 1 else -1, logits, observe_k)
             shaper.record(tree, verdict.accepted)
             seq.append(tokens, kinds)
-            stats.add_times((t0, t1, t2, t3, time.perf_counter()))
+            stats.add_times((t0, t1, t2, t3, time.perf_counter()), tree.num_nodes, context)
     except BaseException:
         seq.close(failed=True)
         raise

@@ -39,6 +39,10 @@ class GenerationStats:
     parent was accepted (each one's chance to be accepted), binned by the confidence
     the node carried (``CALIBRATION_BINS`` = 10 equal bins of [0, 1]): ``n`` nodes,
     the sum of their ``predicted`` confidences and the number ``accepted``."""
+    passes: list[tuple[int, int, float]] = field(default_factory=list)
+    """Per tree pass: ``(nodes, context, seconds)``, the tokens passed (root included),
+    the committed tokens before it and the target pass's time: what a cost curve's
+    ``c(nodes, context)`` predicts (``goose bench`` checks the one ``auto`` read)."""
     time_prefill: float = 0.0
     time_draft: float = 0.0
     time_forward: float = 0.0
@@ -88,9 +92,12 @@ class GenerationStats:
             cell["predicted"][b] += conf
             cell["accepted"][b] += v in taken
 
-    def add_times(self, marks: Sequence[float]) -> None:
-        """A step's clock marks: start, tree shaped, forward done, verified, end."""
+    def add_times(self, marks: Sequence[float], nodes: int | None = None, context: int | None = None) -> None:
+        """A step's clock marks: start, tree shaped, forward done, verified, end; with
+        the pass's ``nodes`` and ``context``, the pass goes into :attr:`passes` too."""
         t0, t1, t2, t3, t4 = marks
+        if nodes is not None and context is not None:
+            self.passes.append((int(nodes), int(context), t2 - t1))
         self.time_draft += t1 - t0
         self.time_forward += t2 - t1
         self.time_verify += t3 - t2
@@ -147,6 +154,7 @@ class GenerationStats:
             "accept": self.accept_rates(),
             "time": self.time_split(),
             "calibration": self.calibration,
+            "passes": [list(p) for p in self.passes],
             "overhead_vs_forward": loop / self.time_forward if self.time_forward else 0.0,
             "lossless": self.lossless,
         }

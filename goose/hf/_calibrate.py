@@ -45,7 +45,7 @@ def _keep(curve: CostCurve, key: str, path: Path) -> None:
 
 def calibrate(
     model: Any, sizes: Sequence[int] = CALIBRATION_SIZES, context: int | Sequence[int] = CALIBRATION_CONTEXTS,
-    reps: int = 7, cache: bool = True, argmax_only: bool = True, bounded: bool = False,
+    reps: int = 7, cache: bool = True, argmax_only: bool = True, bounded: bool = False, refresh: bool = False,
 ) -> CostCurve:
     """Measure the forward cost c(n) of a tree pass over n tokens (median of ``reps``)
     after ``context`` cached tokens (one length, or several: then the curve holds one
@@ -54,17 +54,22 @@ def calibrate(
     :attr:`HFTarget.argmax_only_logits`); ``False``, those sampling runs: with
     ``bounded``, the passes whose logits a sampling verifier reads within bounds
     (:attr:`HFTarget.bounded_logits`), else float32 logits for every node.
-    Lengths past the model's window are left out. Cached per model, device, dtype,
-    thread count and kernel plan under ``$GOOSE_CACHE/cost`` unless ``cache=False``."""
+    Lengths past the model's window are left out (if none fits, as many tokens as fit
+    are used). Cached per model, device, dtype, thread count and kernel plan under
+    ``$GOOSE_CACHE/cost`` unless ``cache=False``;
+    ``refresh`` measures anew and replaces the cached curve (``goose calibrate``: a
+    machine whose speed has changed keeps no stale curve; ``goose bench`` shows how far
+    the run's passes were from the curve)."""
     key, path = _curve_file(model, f"argmax_only={argmax_only}|bounded={bounded}|v9|{list(sizes)}|{context}")
-    if cache and path.exists():
+    if cache and path.exists() and not refresh:
         return CostCurve.load(path)
     target = HFTarget(model)
     many = not isinstance(context, int)
     room = target.max_positions - max(sizes) - 1
-    lengths = sorted({int(c) for c in context if c <= room}) if many else [int(context)]
-    if not lengths:
-        raise ValueError(f"no calibration context fits the model's window ({target.max_positions} tokens)")
+    lengths = sorted({int(c) for c in (context if many else [context]) if c <= room})
+    if not lengths and room < 1:
+        raise ValueError(f"a pass of {max(sizes)} tokens does not fit the model's window ({target.max_positions})")
+    lengths = lengths or [room]  # a window shorter than every length asked for: as much context as fits
     rng = np.random.default_rng(0)
     # A random block, repeated: the model soon predicts it confidently, as it does most
     # tokens of real text (the argmax-only head costs more on flat distributions).
@@ -93,8 +98,9 @@ def calibrate_batch(model: Any, rows: Sequence[int] = BATCH_CALIBRATION_ROWS,
                     widths: Sequence[int] = BATCH_CALIBRATION_WIDTHS, context: int = 256, reps: int = 7,
                     cache: bool = True, argmax_only: bool = True, refresh: bool = False) -> CostCurve:
     """Measure the cost of one batched tree pass (:class:`HFBatchTarget`) over ``r`` rows
-    of ``w`` tokens each, after ``context`` cached tokens per row (median of ``reps``):
-    the batch-aware cost curve ``auto`` reads in :func:`~goose.hf.generate_batch`.
+    of ``w`` tokens each, after ``context`` cached tokens per row (as many as fit a
+    shorter window; median of ``reps``): the batch-aware cost curve ``auto`` reads in
+    :func:`~goose.hf.generate_batch`.
     Returned as a :class:`~goose.theory.CostCurve` over widths with one row per row
     count (``curve(w, context=r)``; counts between those measured are interpolated).
     The medians are kept as measured, even where a wider pass is cheaper than a narrower
@@ -104,9 +110,12 @@ def calibrate_batch(model: Any, rows: Sequence[int] = BATCH_CALIBRATION_ROWS,
     key, path = _curve_file(model, f"batch|argmax_only={argmax_only}|v4|{list(rows)}|{list(widths)}|{context}")
     if cache and path.exists() and not refresh:
         return CostCurve.load(path)
+    room = HFTarget(model).max_positions - max(widths) - 1
+    if room < 1:
+        raise ValueError(f"a pass of {max(widths)} tokens does not fit the model's window")
     rng = np.random.default_rng(0)
     block = [int(t) for t in rng.integers(0, int(model.config.vocab_size), 32)]  # as calibrate: a repeated block
-    prompt = [block[i % len(block)] for i in range(context)]
+    prompt = [block[i % len(block)] for i in range(min(context, room))]  # a short window: as much as fits
     table = []
     for r in sorted({int(x) for x in rows}):
         target = HFBatchTarget(model)
@@ -114,7 +123,7 @@ def calibrate_batch(model: Any, rows: Sequence[int] = BATCH_CALIBRATION_ROWS,
         times: dict[int, list[float]] = {w: [] for w in widths}
         for _ in range(reps + 1):  # each round in a fresh random order: no width always follows the widest
             for w in rng.permutation(list(widths)).tolist():
-                nxt = [block[(context + i) % len(block)] for i in range(w)]
+                nxt = [block[(len(prompt) + i) % len(block)] for i in range(w)]
                 trees = [DraftTree.chain(nxt[0], nxt[1:])] * r
                 t0 = time.perf_counter()
                 target.forward_trees(trees, argmax_only=[argmax_only] * r, bounded=[False] * r)
