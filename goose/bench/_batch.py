@@ -214,18 +214,11 @@ def _passes(model: Any, m: BenchMethod, res: Any, draw: Sampling | None) -> dict
     """A goose run's timed passes, priced by the cost curve its ``@auto`` cut read: a
     batch's (``batch_passes``) by the batched curve, a batch of one (the single-sequence
     loop, ``passes``) by the single-sequence one."""
-    import goose.hf as gh
-    from goose.engine import GenerationRequest
-    from goose.verify import GREEDY
-
-    if len(res) == 1:
-        curve = auto_curve(model, m, draw)
-        passes = res[0].stats.passes
-        return {"passes": [list(p) for p in passes] if curve is None else priced(passes, curve)}
-    if m.budget != "auto":
-        return {"batch_passes": [list(p) for p in res.passes]}
-    argmax_only = GenerationRequest(m.method, m.budget, draw or GREEDY, verifier=m.verifier).cost_kind[0]
-    return {"batch_passes": priced(res.passes, gh.calibrate_batch(model, argmax_only=argmax_only), batched=True)}
+    batched = len(res) > 1
+    passes = res.passes if batched else res[0].stats.passes
+    curve = auto_curve(model, m, draw, batched=batched)
+    return {"batch_passes" if batched else "passes":
+            [list(p) for p in passes] if curve is None else priced(passes, curve, batched=batched)}
 
 
 def summarize_batch(records: Sequence[dict]) -> dict:

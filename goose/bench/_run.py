@@ -153,9 +153,10 @@ class _ForwardCounter:
         self.calls += 1
 
 
-def auto_curve(model: Any, m: BenchMethod, sampling: Sampling | None) -> Any:
-    """The cost curve an ``@auto`` column's trees are cut by (``goose.hf.calibrate``,
-    measured once and cached), or ``None`` for any other column."""
+def auto_curve(model: Any, m: BenchMethod, sampling: Sampling | None, batched: bool = False) -> Any:
+    """The cost curve an ``@auto`` column's trees are cut by (``goose.hf.calibrate``, or
+    with ``batched`` the batch cut's ``goose.hf.calibrate_batch``; measured once and
+    cached), or ``None`` for any other column."""
     if m.kind != "goose" or m.budget != "auto":
         return None
     import goose.hf as gh
@@ -163,6 +164,8 @@ def auto_curve(model: Any, m: BenchMethod, sampling: Sampling | None) -> Any:
     from goose.verify import GREEDY
 
     argmax_only, bounded = GenerationRequest(m.method, m.budget, sampling or GREEDY, verifier=m.verifier).cost_kind
+    if batched:
+        return gh.calibrate_batch(model, argmax_only=argmax_only)
     return gh.calibrate(model, argmax_only=argmax_only, bounded=bounded)
 
 
