@@ -92,26 +92,43 @@ def register_calibrate_command(app: typer.Typer, console: Console) -> None:
         batch: bool = typer.Option(False, "--batch/--no-batch", help="Also measure the batched curve c(rows, width) "
                                                                     "that batch-aware auto reads (kept for it)."),
         batch_out: Path | None = typer.Option(None, "--batch-out", help="Write the batched curve (JSON) here."),
+        sampling: bool = typer.Option(False, "--sampling/--greedy", help="Measure the curves sampling runs read "
+                                      "(bounded logits for sample-and-match, float32 logits for verifiers that read "
+                                      "the target's law) instead of the greedy one; with --batch, the batched "
+                                      "sampling curve."),
     ) -> None:
         """Measure the forward cost c(n) of tree passes over n tokens on this device (with
-        ``--batch``, also of batched passes over 1-8 rows) and keep it for greedy ``auto``,
-        replacing the cached curve."""
+        ``--batch``, also of batched passes over 1-8 rows) and keep it for ``auto``,
+        replacing the cached curve: greedy ``auto``'s by default, the sampling runs' with
+        ``--sampling``."""
         import goose.hf as gh
 
         check_output_file(out, "--out")
         check_output_file(batch_out, "--batch-out")
         lm, _ = gh.load_model(model, memory=memory)
-        curve = gh.calibrate(lm, refresh=True)  # what greedy auto reads from now on
-        for length in curve.contexts if curve.contexts is not None else [None]:
-            if length is not None:
-                console.print(f"after {int(length)} tokens of context:")
-            one = curve(1, context=length)
-            for k in curve.tokens:
-                c = curve(k, context=length)
-                console.print(f"  c({int(k):>2}) = {1000 * c:7.1f} ms   ({c / one:.2f}x one token)")
-        _write_curve(console, curve, out)
+        # the kinds of pass auto reads a curve for (GenerationRequest.cost_kind): (argmax_only, bounded)
+        kinds = [(False, True), (False, False)] if sampling else [(True, False)]
+        curves = []
+        for argmax_only, bounded in kinds:
+            if sampling:
+                console.print(f"[bold]{'bounded' if bounded else 'float32'} logits[/bold] "
+                              f"({'sample-and-match' if bounded else 'verifiers that read the target law'}):")
+            curves.append(gh.calibrate(lm, argmax_only=argmax_only, bounded=bounded, refresh=True))  # auto reads it now
+            _print_curve(console, curves[-1])
+        _write_curve(console, curves[0], out)  # with --sampling: sample-and-match's (bounded logits)
         if batch or batch_out:
-            _calibrate_batched(console, gh.calibrate_batch(lm, refresh=True), batch_out)
+            _calibrate_batched(console, gh.calibrate_batch(lm, argmax_only=not sampling, refresh=True), batch_out)
+
+
+def _print_curve(console: Console, curve: Any) -> None:
+    """One line per pass size, per context length the curve holds."""
+    for length in curve.contexts if curve.contexts is not None else [None]:
+        if length is not None:
+            console.print(f"after {int(length)} tokens of context:")
+        one = curve(1, context=length)
+        for k in curve.tokens:
+            c = curve(k, context=length)
+            console.print(f"  c({int(k):>2}) = {1000 * c:7.1f} ms   ({c / one:.2f}x one token)")
 
 
 def _calibrate_batched(console: Console, curve: Any, out: Path | None) -> None:

@@ -2,6 +2,8 @@
 would be alone, ragged rows leaving on their own, a cache that never holds a stale
 position, per-row sampling with its own seed, best-of-N sharing one prefill."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -259,6 +261,36 @@ def test_the_batched_bench_times_repeated_runs_by_their_median(tmp_path, monkeyp
         run_batch_bench(*args, progress=False, repeats=0)
 
 
+def test_a_batched_column_that_fails_runs_no_more_repeats_and_a_failed_repeat_fails_it(tmp_path, monkeypatch):
+    """Under ``repeats``, a column whose run raised on a batch is not run again there, and
+    a repeat that raises after a good run turns the batch's record into that error (the
+    median of the runs that did finish would hide it)."""
+    import goose.bench._batch as gbatch
+    from goose.bench import load_prompts, parse_methods, run_batch_bench
+
+    from .test_bench import CharTokenizer, _jsonl
+
+    spec = _jsonl(tmp_path / "prompts.jsonl", [{"question_id": i, "task": "t", "prompt": p}
+                                               for i, p in enumerate(["abcabcabc", "xyzxyzxy"])])
+    order, real = [], gbatch._run_one
+
+    def flaky(session, model, m, *args):
+        order.append(m.label)
+        if m.label == "pld@4" or (m.label == "goose@8" and order.count("goose@8") == 2):
+            return {"method": m.label, "error": f"RuntimeError: {m.label} failed"}
+        return real(session, model, m, *args)
+
+    monkeypatch.setattr(gbatch, "_run_one", flaky)
+    records = run_batch_bench(tiny_llama(max_positions=96), CharTokenizer(),
+                              load_prompts([str(spec)], per_task=None), parse_methods("ar,goose@8,pld@4"), 8,
+                              tmp_path / "o", [2], progress=False, repeats=3)
+    assert order.count("pld@4") == 1 and order.count("goose@8") == 2 and order.count("ar") == 3
+    by = {r["method"]: r for r in records}
+    assert by["pld@4"]["error"] == "RuntimeError: pld@4 failed"
+    assert by["goose@8"]["error"] == "RuntimeError: goose@8 failed" and "wall_s" not in by["goose@8"]
+    assert "error" not in by["ar"] and len(by["ar"]["walls_s"]) == 3
+
+
 def test_calibrate_batch_keeps_its_curve_until_asked_to_measure_anew(tmp_path, monkeypatch):
     """``goose calibrate --batch`` refreshes the cached batched curve that batch-aware
     ``auto`` reads; a plain call reads the cache without measuring."""
@@ -283,6 +315,45 @@ def test_calibrate_batch_keeps_its_curve_until_asked_to_measure_anew(tmp_path, m
     assert len(calls) == 2 * 2 * 2  # rows x widths x (warm-up + 1 rep)
     assert fresh(1, context=1) < 7.0 and calibrate_batch(model, **args).to_json() == fresh.to_json()
 
+
+
+@pytest.mark.parametrize(("flags", "kinds", "batched"), [
+    ([], [(True, False)], None),
+    (["--sampling"], [(False, True), (False, False)], None),
+    (["--sampling", "--batch"], [(False, True), (False, False)], False),
+    (["--batch"], [(True, False)], True),
+])
+def test_goose_calibrate_refreshes_the_curves_that_auto_reads(flags, kinds, batched, tmp_path, monkeypatch):
+    """``goose calibrate`` measures anew the curve of every kind of pass the runs it names
+    cut by (``GenerationRequest.cost_kind``): greedy's argmax-only passes by default; with
+    ``--sampling``, sample-and-match's bounded logits and the float32 logits of verifiers
+    that read the target's law; with ``--batch``, the batched curve of the same kind."""
+    from typer.testing import CliRunner
+
+    import goose.hf as gh
+    from goose.cli import app
+    from goose.engine import GenerationRequest
+    from goose.verify import Sampling
+
+    model, calls = tiny_llama(), []
+    monkeypatch.setenv("GOOSE_CACHE", str(tmp_path))
+    monkeypatch.setattr(gh, "load_model", lambda *a, **k: (model, None))
+    real, real_batch = gh.calibrate, gh.calibrate_batch
+    monkeypatch.setattr(gh, "calibrate", lambda m, **k: calls.append(("single", k)) or real(
+        m, sizes=(1, 2), context=8, reps=1, cache=False, argmax_only=k["argmax_only"], bounded=k["bounded"]))
+    monkeypatch.setattr(gh, "calibrate_batch", lambda m, **k: calls.append(("batch", k)) or real_batch(
+        m, rows=(1, 2), widths=(1, 2), context=8, reps=1, cache=False, argmax_only=k["argmax_only"]))
+    out = tmp_path / "curve.json"
+    result = CliRunner().invoke(app, ["calibrate", "--out", str(out), *flags])
+    assert result.exit_code == 0, result.output
+    assert [(k["argmax_only"], k["bounded"]) for w, k in calls if w == "single"] == kinds
+    assert all(k["refresh"] for _, k in calls)
+    assert [k["argmax_only"] for w, k in calls if w == "batch"] == ([] if batched is None else [batched])
+    assert json.loads(out.read_text())["tokens"] == [1.0, 2.0]
+    # the kinds are those the requests of each regime ask their curve for
+    assert GenerationRequest("pld", "auto").cost_kind == (True, False)
+    assert GenerationRequest("pld", "auto", Sampling(temperature=0.8)).cost_kind == (False, True)
+    assert GenerationRequest("pld", "auto", Sampling(temperature=0.8), verifier="traversal").cost_kind == (False, False)
 
 class TreeLog(HFBatchTarget):
     """Records every pass's trees (tokens and parents per row)."""

@@ -159,11 +159,15 @@ def run_batch_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], 
                 where = f"batch {gi} (B={base['batch_size']})"
                 for rep in range(repeats):  # each round in the other order: no column always runs first
                     for m in (order if rep % 2 == 0 else list(reversed(order))):
+                        if "error" in got.get(m.label, {}):  # a column that failed on this batch runs no repeat
+                            bar.update(len(group))
+                            continue
                         bar.set_postfix_str(f"B={base['batch_size']} {'+'.join(base['tasks'])} {m.label}")
                         rec = _run_one(session, model, m, rows, max_new_tokens, eos, n, draw, where, log) | base
                         bar.update(len(group))
                         first = got.setdefault(m.label, rec)
-                        if "error" in rec or "error" in first:
+                        if "error" in rec:  # a repeat that fails fails the column on this batch
+                            got[m.label] = rec
                             continue
                         walls[m.label].append(rec["wall_s"])
                         if rec["tokens"] != first["tokens"]:  # seeded and greedy runs repeat exactly
