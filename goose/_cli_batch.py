@@ -129,6 +129,8 @@ def _print_curve(console: Console, curve: Any) -> None:
         for k in curve.tokens:
             c = curve(k, context=length)
             console.print(f"  c({int(k):>2}) = {1000 * c:7.1f} ms   ({c / one:.2f}x one token)")
+    for n, sec in curve.prefill if curve.prefill is not None else []:
+        console.print(f"prefill of {int(n)} tokens: {1000 * sec:.0f} ms ({1000 * sec / n:.2f} ms a token)")
 
 
 def _calibrate_batched(console: Console, curve: Any, out: Path | None) -> None:

@@ -17,7 +17,7 @@
 """
 
 from ._beliefs import Beliefs, BeliefWorld, RecordedChain, fit_beliefs
-from ._bench import predict_bench, recorded_cost
+from ._bench import predict_bench, prefill_seconds, recorded_cost
 from ._figures import plot_mat_vs_budget
 from ._figures import write_all as write_figures
 from ._fit import fit_model, fit_traces
@@ -57,6 +57,7 @@ __all__ = [
     "planned_shaper",
     "plot_mat_vs_budget",
     "predict_bench",
+    "prefill_seconds",
     "predict_methods",
     "predict_sampling",
     "recorded_cost",

@@ -64,7 +64,7 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
     trees were cut by (``goose.hf.calibrate``); without it they are left out, and so
     are transformers' own columns. The simulated ``auto`` cuts its trees by ``cost``
     as the run did. Their ``sim_speedup`` is the tokens per second the simulated
-    steps make over plain decoding's, prefill included, priced by the curve made
+    steps make over plain decoding's, prefill included (:func:`prefill_seconds`), priced by the curve made
     non-decreasing (:meth:`CostCurve.monotone`: runs/trace30's curve put c(2) below
     c(1), which priced qa's one-node trees below a plain step and their speed-ups about
     10% high); ``speedup`` is the run's, where it has an ``ar`` column.
@@ -192,7 +192,19 @@ def _simulated(traces: list, model: RegimeModel, names: set[str], make, stateles
     if res.predicted_speedup is None or "prompt_tokens" not in record:
         return _Predicted(calls, None, None, 0.0)
     decoding = decode * cost_at(cost, 1, record["prompt_tokens"] + decode / 2)  # plain decoding's, mid-generation
-    return _Predicted(calls, decoding / res.predicted_speedup, decoding, cost(record["prompt_tokens"]))
+    return _Predicted(calls, decoding / res.predicted_speedup, decoding, prefill_seconds(cost, record))
+
+
+def prefill_seconds(cost: Callable[..., float], record: dict) -> float:
+    """What the prefill of ``record``'s prompt costs, the same for a method and for plain
+    decoding: by the curve's measured prefills (:meth:`CostCurve.prefill_cost`), else by
+    the run's own prefill of that prompt (the record's time split), else by the curve's
+    passes extrapolated (which priced a 1,000-token prompt at a twentieth of its time)."""
+    n = record["prompt_tokens"]
+    measured = cost.prefill_cost(n) if isinstance(cost, CostCurve) else None
+    if measured is None:
+        measured = (record.get("time") or {}).get("prefill")
+    return float(measured) if measured is not None else cost(n)
 
 
 def _beliefs(traces: list, names: set[str]) -> Beliefs:

@@ -176,6 +176,22 @@ def test_auto_columns_are_predicted_under_the_runs_cost_curve(tmp_path):
     assert pred["goose@auto"]["own_trace"] and pred["goose@auto"]["rows_missing"] == 0
 
 
+def test_a_predicted_speed_up_prices_the_prompt_by_a_measured_prefill():
+    """The prefill, the same for a method and for plain decoding, is priced by the curve's
+    measured prefills, else by the run's own prefill of the prompt, else (no measurement
+    at all) by the curve's passes extrapolated: a 1,000-token prompt priced as a draft
+    pass made long-prompt speed-ups look 16-35% better than measured (runs/trace31)."""
+    from goose.theory import CostCurve
+    from sim import prefill_seconds
+
+    passes = CostCurve([1, 24, 32], [0.1, 0.2, 0.2])  # flat past 24 tokens, as a monotone fit often is
+    timed = CostCurve([1, 24, 32], [0.1, 0.2, 0.2], prefill=[(256, 1.0), (1024, 4.5)])
+    record = {"prompt_tokens": 1000, "time": {"prefill": 4.2}}
+    assert prefill_seconds(timed, record) == pytest.approx(1.0 + 3.5 * 744 / 768)  # the curve's, measured
+    assert prefill_seconds(passes, record) == 4.2
+    assert prefill_seconds(passes, {"prompt_tokens": 1000}) == 0.2
+    assert prefill_seconds(lambda n: 0.001 * n, {"prompt_tokens": 1000, "time": {}}) == 1.0
+
 def test_bench_outputs_predictions_and_docs_page(tiny_run, tmp_path):
     out, records, _, _ = tiny_run
     summary = write_outputs(out, records, {"command": "goose bench (test)", "model": "tiny"},

@@ -309,6 +309,8 @@ def test_auto_budget_is_lossless_and_calibration_is_cached(tmp_path, monkeypatch
     # several lengths: one row each; lengths past the window (2048) are left out
     rows = calibrate(tiny_llama(max_positions=64), sizes=(1, 2), context=(8, 32, 4096), reps=1, cache=False)
     assert rows.contexts.tolist() == [8, 32] and rows.seconds.shape == (2, 2) and (rows.seconds > 0).all()
+    assert rows.prefill[:, 0].tolist() == [8, 32] and (rows.prefill[:, 1] > 0).all()  # each length's prefill, timed
+    assert curve.prefill[:, 0].tolist() == [16] and rows.prefill_cost(16) > 0
     # a window shorter than every length asked for: as much context as fits (64 - 2 - 1)
     short = calibrate(tiny_llama(max_positions=64), sizes=(1, 2), context=(100, 4096), reps=1, cache=False)
     assert short.contexts.tolist() == [61]

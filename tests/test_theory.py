@@ -280,3 +280,22 @@ def test_cost_curve_validation_and_interpolation():
     c = theory.CostCurve([1, 3], [1.0, 2.0])
     assert c(2) == 1.5 and c(5) == 3.0
     assert np.isclose(theory.chain_value(0.5, 3), 0.875)
+
+
+def test_cost_curve_prices_a_prompt_by_its_measured_prefills():
+    """A prompt is priced by the prefills the curve measured (joined to the first row's
+    small passes, along the last segment past them), not by the draft passes
+    extrapolated; the prefills survive JSON and ``monotone``, and a curve without them
+    says so."""
+    c = theory.CostCurve([1, 2, 32], [[0.1, 0.1, 0.2], [0.1, 0.12, 0.25]], contexts=[256, 1024],
+                         prefill=[(1024, 4.0), (256, 0.5)])
+    assert c.prefill_cost(2) == 0.1 and c.prefill_cost(17) == pytest.approx(0.15)  # a short prompt: a small pass
+    assert c.prefill_cost(144) == pytest.approx(0.35) and c.prefill_cost(640) == 2.25  # then the measured prefills
+    assert c.prefill_cost(2048) == pytest.approx(8.667, 1e-3)
+    back = theory.CostCurve.from_json(c.to_json())
+    assert back.to_json() == c.to_json() and back.prefill.tolist() == [[256, 0.5], [1024, 4.0]]
+    assert c.monotone().prefill_cost(640) == 2.25
+    assert theory.CostCurve([1], [0.1]).prefill_cost(100) is None and "prefill" not in theory.CostCurve([1], [0.1]).to_json()
+    for bad in ([(256, 0.0)], [(256, 1.0), (256, 2.0)], [(1, 2, 3)]):
+        with pytest.raises(ValueError, match="prefill holds"):
+            theory.CostCurve([1], [0.1], prefill=bad)

@@ -57,8 +57,10 @@ def prediction_lines(predictions: dict) -> list[str]:
              if p.get("sim_speedup") and p.get("speedup")]
     if speed:
         lines += ["", "Speed-up vs `ar`, `@auto` columns: the simulated steps, cut by the run's cost curve and "
-                      "priced by it made non-decreasing (forward passes only, prefill included), against the "
-                      "measured wall clock.", "",
+                      "priced by it made non-decreasing (forward passes only), against the measured wall clock. "
+                      "The prompt's prefill, the same for both, is priced by the prefills the curve measured, "
+                      "or where it holds none (curves calibrated before 2026-12-07) by the run's own prefill of "
+                      "that prompt (`sim.prefill_seconds`).", "",
                   "| task | method | measured | simulator | error |", "|---|---|---|---|---|"]
         lines += [f"| {task} | {label} | {p['speedup']:.2f}x | {p['sim_speedup']:.2f}x | "
                   f"{p['sim_speedup'] / p['speedup'] - 1:+.1%} |" for task, label, p in speed]

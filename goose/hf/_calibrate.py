@@ -55,8 +55,10 @@ def calibrate(
     ``bounded``, the passes whose logits a sampling verifier reads within bounds
     (:attr:`HFTarget.bounded_logits`), else float32 logits for every node.
     Lengths past the model's window are left out (if none fits, as many tokens as fit
-    are used). Cached per model, device, dtype, thread count and kernel plan under
-    ``$GOOSE_CACHE/cost`` unless ``cache=False``;
+    are used). The prefill of each length is timed too (one pass, after a short
+    warm-up): :meth:`CostCurve.prefill_cost` prices a prompt by it. Cached per model,
+    device, dtype, thread count and kernel plan under ``$GOOSE_CACHE/cost`` unless
+    ``cache=False``;
     ``refresh`` measures anew and replaces the cached curve (``goose calibrate``: a
     machine whose speed has changed keeps no stale curve; ``goose bench`` shows how far
     the run's passes were from the curve)."""
@@ -74,9 +76,12 @@ def calibrate(
     # A random block, repeated: the model soon predicts it confidently, as it does most
     # tokens of real text (the argmax-only head costs more on flat distributions).
     block = [int(t) for t in rng.integers(0, int(model.config.vocab_size), 32)]
-    rows = []
+    rows, prefills = [], []
+    target.prefill(block[:8])  # warm-up: the first pass of a process pays for more than its tokens
     for length in lengths:
+        t0 = time.perf_counter()
         target.prefill([block[i % len(block)] for i in range(length)])
+        prefills.append((length, time.perf_counter() - t0))  # what a prompt of this length costs (CostCurve.prefill_cost)
         times: dict[int, list[float]] = {n: [] for n in sizes}
         for _ in range(reps + 1):  # rounds over all sizes, so drifting load hits each size alike
             for n in sizes:
@@ -88,7 +93,7 @@ def calibrate(
                 target.commit(tree, [])
                 target.rewind(1)  # back to the same length: every pass sees the same context
         rows.append([float(np.median(times[n][1:])) for n in sizes])  # round 1 = warm-up
-    curve = CostCurve(list(sizes), rows, lengths) if many else CostCurve(list(sizes), rows[0])
+    curve = CostCurve(list(sizes), rows if many else rows[0], lengths if many else None, prefill=prefills)
     if cache:
         _keep(curve, key, path)
     return curve

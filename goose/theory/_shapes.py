@@ -164,6 +164,12 @@ class CostCurve:
     cache grows linearly with its length); below the first context, and with no
     ``context`` given, the first row applies.
 
+    ``prefill`` optionally holds measured prompt passes, ``(tokens, seconds)`` pairs
+    (``goose.hf.calibrate`` times the prefills of its contexts): :meth:`prefill_cost`
+    reads them with the first row's small passes. A prefill of hundreds of tokens is not a draft pass extrapolated (the
+    small passes' slope flattens past a dozen tokens; on a 2-core CPU a 1,000-token
+    prefill took 20 times the 32-token pass).
+
     Example:
         >>> c = CostCurve([1, 16, 32], [0.037, 0.068, 0.091])
         >>> round(c(8), 4)
@@ -174,7 +180,8 @@ class CostCurve:
     """
 
     def __init__(self, tokens: Sequence[int], seconds: Sequence[float] | Sequence[Sequence[float]],
-                 contexts: Sequence[int] | None = None) -> None:
+                 contexts: Sequence[int] | None = None,
+                 prefill: Sequence[tuple[int, float]] | None = None) -> None:
         t = np.asarray(tokens, dtype=np.float64)
         s = np.asarray(seconds, dtype=np.float64)
         rows = s if contexts is not None else s[None] if s.ndim == 1 else s
@@ -188,6 +195,32 @@ class CostCurve:
         self.tokens, self.seconds = t, s
         self.contexts = None if contexts is None else ctx
         self._rows = rows
+        self.prefill: np.ndarray | None = None  # [k, 2]: prompt tokens, seconds
+        if prefill is not None and len(prefill):
+            pf = np.asarray(sorted(tuple(float(x) for x in pair) for pair in prefill), dtype=np.float64)
+            if pf.ndim != 2 or pf.shape[1] != 2 or (pf <= 0).any() or (np.diff(pf[:, 0]) <= 0).any():
+                raise ValueError("prefill holds (tokens, seconds) pairs: positive, one per distinct length")
+            self.prefill = pf
+
+    def prefill_cost(self, n: float) -> float | None:
+        """The seconds of a prefill over ``n`` prompt tokens (None without measured
+        prefills): linear between the measured passes of the first context row (a short
+        prompt is a small pass; its fixed cost is c(1)'s) and the measured prefills past
+        them, and beyond the last along the last segment.
+
+        Example:
+            >>> c = CostCurve([1, 2], [0.04, 0.05], prefill=[(256, 0.8), (1024, 4.0)])
+            >>> round(c.prefill_cost(2), 3), round(c.prefill_cost(129), 3), round(c.prefill_cost(2048), 3)
+            (0.05, 0.425, 8.267)
+        """
+        if self.prefill is None:
+            return None
+        short = self.tokens < self.prefill[0, 0]
+        t = np.concatenate([self.tokens[short], self.prefill[:, 0]])
+        sec = np.concatenate([self._rows[0][short], self.prefill[:, 1]])
+        if t.size > 1 and n > t[-1]:
+            return float(sec[-1] + (sec[-1] - sec[-2]) / (t[-1] - t[-2]) * (n - t[-1]))
+        return float(np.interp(n, t, sec))
 
     def _row(self, row: np.ndarray, n: float) -> float:
         t = self.tokens
@@ -218,7 +251,7 @@ class CostCurve:
         """
         rows = np.array([isotonic_regression(row).x for row in self._rows])
         return CostCurve(self.tokens, rows if self.contexts is not None else rows[0],
-                         None if self.contexts is None else self.contexts)
+                         None if self.contexts is None else self.contexts, self.prefill)
 
     @classmethod
     def flat(cls, seconds: float = 1.0) -> CostCurve:
@@ -228,18 +261,21 @@ class CostCurve:
     @classmethod
     def load(cls, path: str | Path) -> CostCurve:
         """Read ``{"tokens": [...], "seconds": [...]}`` (what ``goose calibrate``
-        writes; with ``"contexts"``, ``seconds`` holds one row per context)."""
+        writes; with ``"contexts"``, ``seconds`` holds one row per context; with
+        ``"prefill"``, the measured prefills as ``[tokens, seconds]`` pairs)."""
         return cls.from_json(json.loads(Path(path).read_text()))
 
     @classmethod
     def from_json(cls, data: dict) -> CostCurve:
         """The curve :meth:`to_json` wrote (exactly: its floats round-trip)."""
-        return cls(data["tokens"], data["seconds"], data.get("contexts"))
+        return cls(data["tokens"], data["seconds"], data.get("contexts"), data.get("prefill"))
 
     def to_json(self) -> dict[str, list]:
         out = {"tokens": self.tokens.tolist(), "seconds": self.seconds.tolist()}
         if self.contexts is not None:
             out["contexts"] = self.contexts.tolist()
+        if self.prefill is not None:
+            out["prefill"] = self.prefill.tolist()
         return out
 
 
