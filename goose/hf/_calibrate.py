@@ -77,7 +77,7 @@ def calibrate(
     # tokens of real text (the argmax-only head costs more on flat distributions).
     block = [int(t) for t in rng.integers(0, int(model.config.vocab_size), 32)]
     rows, prefills = [], []
-    target.prefill(block[:8])  # warm-up: the first pass of a process pays for more than its tokens
+    target.prefill(block[: min(8, lengths[0])])  # warm-up: a process's first pass pays for more than its tokens
     for length in lengths:
         t0 = time.perf_counter()
         target.prefill([block[i % len(block)] for i in range(length)])
