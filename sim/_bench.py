@@ -64,8 +64,8 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
     trees were cut by (``goose.hf.calibrate``); without it they are left out, and so
     are transformers' own columns. The simulated ``auto`` cuts its trees by ``cost``
     as the run did. Their ``sim_speedup`` is the tokens per second the simulated
-    steps make over plain decoding's, prefill included (:func:`prefill_seconds`), priced by the curve made
-    non-decreasing (:meth:`CostCurve.monotone`: runs/trace30's curve put c(2) below
+    steps make over plain decoding's, prefill included (:func:`prefill_seconds`),
+    priced by the curve made non-decreasing (:meth:`CostCurve.monotone`: runs/trace30's curve put c(2) below
     c(1), which priced qa's one-node trees below a plain step and their speed-ups about
     10% high); ``speedup`` is the run's, where it has an ``ar`` column.
 

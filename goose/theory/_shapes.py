@@ -166,9 +166,9 @@ class CostCurve:
 
     ``prefill`` optionally holds measured prompt passes, ``(tokens, seconds)`` pairs
     (``goose.hf.calibrate`` times the prefills of its contexts): :meth:`prefill_cost`
-    reads them with the first row's small passes. A prefill of hundreds of tokens is not a draft pass extrapolated (the
-    small passes' slope flattens past a dozen tokens; on a 2-core CPU a 1,000-token
-    prefill took 20 times the 32-token pass).
+    reads them with the first row's small passes. A prefill of hundreds of tokens is
+    not a draft pass extrapolated: the small passes' slope flattens past a dozen
+    tokens, and on a 2-core CPU a 1,000-token prefill took 20 times the 32-token pass.
 
     Example:
         >>> c = CostCurve([1, 16, 32], [0.037, 0.068, 0.091])
