@@ -296,6 +296,6 @@ def test_cost_curve_prices_a_prompt_by_its_measured_prefills():
     assert back.to_json() == c.to_json() and back.prefill.tolist() == [[256, 0.5], [1024, 4.0]]
     assert c.monotone().prefill_cost(640) == 2.25
     assert theory.CostCurve([1], [0.1]).prefill_cost(100) is None and "prefill" not in theory.CostCurve([1], [0.1]).to_json()
-    for bad in ([(256, 0.0)], [(256, 1.0), (256, 2.0)], [(1, 2, 3)]):
+    for bad in ([(256, 0.0)], [(256, 1.0), (256, 2.0)], [(1, 2, 3)], [(1, 2), (3,)], [("a", 1)], [5]):
         with pytest.raises(ValueError, match="prefill holds"):
             theory.CostCurve([1], [0.1], prefill=bad)

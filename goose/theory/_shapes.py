@@ -197,9 +197,13 @@ class CostCurve:
         self._rows = rows
         self.prefill: np.ndarray | None = None  # [k, 2]: prompt tokens, seconds
         if prefill is not None and len(prefill):
-            pf = np.asarray(sorted(tuple(float(x) for x in pair) for pair in prefill), dtype=np.float64)
+            bad = "prefill holds (tokens, seconds) pairs: positive, one per distinct length"
+            try:
+                pf = np.asarray(sorted(tuple(float(x) for x in pair) for pair in prefill), dtype=np.float64)
+            except (TypeError, ValueError):  # not pairs of numbers, or pairs of unequal lengths
+                raise ValueError(bad) from None
             if pf.ndim != 2 or pf.shape[1] != 2 or (pf <= 0).any() or (np.diff(pf[:, 0]) <= 0).any():
-                raise ValueError("prefill holds (tokens, seconds) pairs: positive, one per distinct length")
+                raise ValueError(bad)
             self.prefill = pf
 
     def prefill_cost(self, n: float) -> float | None:
