@@ -154,6 +154,15 @@ def balanced_value(
     return value
 
 
+def _linear(tokens: np.ndarray, seconds: np.ndarray, n: float) -> float:
+    """Seconds at ``n`` tokens, linear between the points and past the last along the
+    last segment (below the first, the first point's seconds; one point is flat)."""
+    if tokens.size > 1 and n > tokens[-1]:
+        slope = (seconds[-1] - seconds[-2]) / (tokens[-1] - tokens[-2])
+        return float(seconds[-1] + slope * (n - tokens[-1]))
+    return float(np.interp(n, tokens, seconds))
+
+
 class CostCurve:
     """Forward cost c(n) in seconds for a pass over n tokens, interpolated linearly
     between measured points (and extrapolated from the last two).
@@ -220,20 +229,11 @@ class CostCurve:
         if self.prefill is None:
             return None
         short = self.tokens < self.prefill[0, 0]
-        t = np.concatenate([self.tokens[short], self.prefill[:, 0]])
-        sec = np.concatenate([self._rows[0][short], self.prefill[:, 1]])
-        if t.size > 1 and n > t[-1]:
-            return float(sec[-1] + (sec[-1] - sec[-2]) / (t[-1] - t[-2]) * (n - t[-1]))
-        return float(np.interp(n, t, sec))
+        return _linear(np.concatenate([self.tokens[short], self.prefill[:, 0]]),
+                       np.concatenate([self._rows[0][short], self.prefill[:, 1]]), n)
 
     def _row(self, row: np.ndarray, n: float) -> float:
-        t = self.tokens
-        if t.size == 1:
-            return float(row[0])
-        if n > t[-1]:
-            slope = (row[-1] - row[-2]) / (t[-1] - t[-2])
-            return float(row[-1] + slope * (n - t[-1]))
-        return float(np.interp(n, t, row))
+        return _linear(self.tokens, row, n)
 
     def __call__(self, n: float, context: float | None = None) -> float:
         if self.contexts is None or context is None or self.contexts.size == 1 or context <= self.contexts[0]:
