@@ -56,9 +56,11 @@ def register_predict_command(app: typer.Typer, console: Console) -> None:
             names = simulated_methods()
             labels = names + [f"{n}@auto" for n in names if METHODS[n].auto and cost is not None]
         rows = predict_methods(traces, labels, cost, steps, seed, progress=not quiet, states=states)
+        whole = any(r.get("speedup_e2e") for r in rows)  # the curve has measured prefills
         table = Table(title=f"predicted from {len(traces)} trace(s), {steps} steps per method"
                             + ("" if cost else " (no cost curve: MAT only)"))
-        for col in ("method", "budget", "MAT", "95% CI", "nodes/step") + (("speed-up", "95% CI") if cost else ()):
+        cols = ("method", "budget", "MAT", "95% CI", "nodes/step") + (("decoding speed-up", "95% CI") if cost else ())
+        for col in cols + (("end to end", "95% CI") if whole else ()):
             table.add_column(col)
         for r in rows:
             if "skipped" in r:
@@ -67,8 +69,15 @@ def register_predict_command(app: typer.Typer, console: Console) -> None:
                      f"{r['mean_nodes']:.1f}"]
             if cost:
                 cells += [f"{r['speedup']:.2f}x", "[{:.2f}, {:.2f}]".format(*r["speedup_ci95"])]
+            if whole:
+                cells += [f"{r['speedup_e2e']:.2f}x", "[{:.2f}, {:.2f}]".format(*r["speedup_e2e_ci95"])]
             table.add_row(*cells)
         console.print(table)
+        if cost:
+            console.print("end to end: the traced prompts' prefills priced by the curve's measured prefills, "
+                          "as in goose bench" if whole else
+                          "speed-ups are the decoding's alone: the curve has no measured prefills "
+                          "(goose calibrate measures them) to price the traced prompts by")
         for r in rows:
             if "skipped" in r:
                 console.print(f"skipped {r['method']}: {r['skipped']}")

@@ -24,7 +24,7 @@ from ._fit import fit_model, fit_traces
 from ._grid import closed_form, method_sim_shaper, planned_shaper, run_grid, sim_shaper
 from ._models import PLACES, ChainModel, RecycledModel, RegimeModel, SimulationModel, World, WorldSource
 from ._montecarlo import SimResult, simulate
-from ._predict import predict_methods, simulated_methods
+from ._predict import end_to_end, predict_methods, simulated_methods
 from ._replay import ReplayResult, RowBook, TraceSource, load_trace, replay, replay_method, replay_sources
 from ._sampling import SAMPLING_VERIFIERS, SamplingWorld, exact_sampling_mat, simulate_sampling
 from ._sampling_trace import expected_step_tokens, predict_sampling, sampling_law, sampling_steps
@@ -47,6 +47,7 @@ __all__ = [
     "World",
     "WorldSource",
     "closed_form",
+    "end_to_end",
     "exact_sampling_mat",
     "expected_step_tokens",
     "fit_beliefs",

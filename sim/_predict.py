@@ -10,14 +10,15 @@ from tqdm.auto import tqdm
 
 from goose.engine import GenerationRequest
 from goose.methods import METHODS, parse_method
+from goose.theory import CostCurve
 
 from ._beliefs import fit_beliefs
 from ._fit import fit_model, fit_worlds, source_roles
 from ._grid import method_sim_shaper, planned_shaper
-from ._montecarlo import SimResult, simulate, step_price
+from ._montecarlo import SimResult, cost_at, simulate, step_price
 from ._replay import load_trace, replay, replay_sources
 
-__all__ = ["predict_methods", "simulated_methods"]
+__all__ = ["end_to_end", "predict_methods", "simulated_methods"]
 
 CONTEXT, RECYCLED = "context", "recycled"
 
@@ -51,10 +52,18 @@ def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: C
     cut by ``cost`` and steps priced by its monotone fit (:meth:`CostCurve.monotone`),
     as :func:`predict_bench` prices them.
 
+    ``speedup`` is the decoding's speed-up. Where ``cost`` holds measured prefills
+    (``goose calibrate`` times them), ``speedup_e2e`` is the speed-up of the traced
+    generations as a whole: each traced prompt's prefill, common to the method and to
+    plain decoding, priced by :meth:`CostCurve.prefill_cost`, as :func:`predict_bench`
+    prices it. On long prompts and a slow device the prefill is much of the wall time,
+    and the decoding's speed-up alone overstates the whole.
+
     Returns one dict per label, best first (by predicted speed-up under ``cost``, else
     by MAT): ``method``, ``budget``, ``mat`` and its ``ci95``, ``mean_nodes``,
-    ``speedup`` and its ``speedup_ci95`` (``None`` without a cost curve), or
-    ``skipped`` with the reason the simulator cannot model it."""
+    ``speedup`` and ``speedup_e2e`` with their ``speedup_ci95`` and ``speedup_e2e_ci95``
+    (``None`` without a cost curve, or for ``speedup_e2e`` without measured prefills),
+    or ``skipped`` with the reason the simulator cannot model it."""
     rows: list[dict] = []
     for label in tqdm(labels, desc="predict", disable=not progress):
         method, budget = parse_method(label)
@@ -82,12 +91,40 @@ def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: C
             make, stateless = method_sim_shaper(method, method.context(label, budget))
             r = simulate(model, make, plan.budget, steps, seed, cost=price, name=label, stateless=stateless)
         row = {"method": label, "budget": "auto" if request.auto else plan.budget, "mat": r.mat,
-               "ci95": list(r.ci95), "mean_nodes": r.mean_nodes, "speedup": r.predicted_speedup, "speedup_ci95": None}
+               "ci95": list(r.ci95), "mean_nodes": r.mean_nodes, "speedup": r.predicted_speedup, "speedup_ci95": None,
+               "speedup_e2e": None, "speedup_e2e_ci95": None}
         if r.predicted_speedup is not None:  # the speed-up is the MAT over a fixed mean step cost
             row["speedup_ci95"] = [r.predicted_speedup * x / r.mat for x in r.ci95]
+            whole = end_to_end(price, [h for h, _ in own])  # priced as predict_bench prices them
+            if whole is not None:
+                row["speedup_e2e"] = whole(r.predicted_speedup)
+                row["speedup_e2e_ci95"] = [whole(x) for x in row["speedup_ci95"]]
         rows.append(row)
     ranked = sorted((r for r in rows if "skipped" not in r), key=lambda r: -(r["speedup"] or r["mat"]))
     return ranked + [r for r in rows if "skipped" in r]
+
+
+def end_to_end(cost: Callable[..., float] | None, headers: Sequence[dict]) -> Callable[[float], float] | None:
+    """The speed-up of the generations of these trace ``headers`` (their prompts and new
+    tokens) as a function of the decoding's speed-up ``s``: the prefills plus plain
+    decoding's passes over the prefills plus those passes divided by ``s`` (plain
+    decoding priced mid-generation, as :func:`predict_bench` does). ``None`` unless
+    ``cost`` is a :class:`CostCurve` with measured prefills.
+
+    Example:
+        >>> c = CostCurve([1, 2], [0.1, 0.15], prefill=[(100, 1.0)])
+        >>> whole = end_to_end(c, [{"prompt": [0] * 100, "tokens": [0] * 11}])
+        >>> round(whole(2.0), 3)  # 1 s prefill + 1 s decoding, halved: 2 / 1.5
+        1.333
+    """
+    if not isinstance(cost, CostCurve) or cost.prefill is None or not headers:
+        return None
+    prefill = plain = 0.0
+    for h in headers:
+        n, decode = len(h["prompt"]), max(len(h["tokens"]) - 1, 0)  # the first new token is the prefill's
+        prefill += cost.prefill_cost(n)
+        plain += decode * cost_at(cost, 1, n + decode / 2)
+    return lambda s: (prefill + plain) / (prefill + plain / s)
 
 
 def _own_shaper(request: GenerationRequest, label: str, cost, price, own: list, pooled, names: frozenset[str],

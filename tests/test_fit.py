@@ -234,7 +234,8 @@ def test_cli_predict_ranks_methods_from_traces(tmp_path):
 
     traces = [str(p) for p in sorted((REAL / "traces").glob("*.jsonl.gz"))[:2]]
     curve = tmp_path / "cost.json"
-    curve.write_text(json.dumps(CostCurve([1, 8, 16, 32, 64, 128], [1.0, 1.1, 1.2, 1.5, 2.2, 3.8]).to_json()))
+    curve.write_text(json.dumps(CostCurve([1, 8, 16, 32, 64, 128], [1.0, 1.1, 1.2, 1.5, 2.2, 3.8],
+                                          prefill=[(256, 6.0), (1024, 20.0)]).to_json()))
     out, saved = tmp_path / "p.json", tmp_path / "m.json"
     r = CliRunner().invoke(app, ["predict", *traces, "--methods", "pld,tr,best-first@8,best-first@auto,stand",
                                  "--cost-curve", str(curve), "--steps", "300", "--json", str(out),
@@ -250,6 +251,27 @@ def test_cli_predict_ranks_methods_from_traces(tmp_path):
     assert next(x for x in ranked if x["method"] == "best-first@auto")["budget"] == "auto"
     assert RegimeModel.from_json(json.loads(saved.read_text())).states[0].chain is not None
     assert "skipped stand" in r.output
+    for x in ranked:  # the prefill, common to both, pulls the whole run's speed-up towards 1
+        assert min(1, x["speedup"]) < x["speedup_e2e"] < max(1, x["speedup"])
+        assert x["speedup_e2e_ci95"][0] <= x["speedup_e2e"] <= x["speedup_e2e_ci95"][1]
+    assert "end to end" in r.output
+
+
+def test_an_end_to_end_speed_up_prices_each_traced_prompts_prefill():
+    """``end_to_end``: prefills (by the curve's measured ones) plus plain decoding's
+    passes (read mid-generation), over prefills plus those passes divided by the
+    decoding's speed-up; ``None`` where the curve measured no prefill."""
+    from goose.theory import CostCurve
+    from sim import end_to_end
+
+    curve = CostCurve([1, 2], [[0.1, 0.15], [0.2, 0.3]], contexts=[100, 300], prefill=[(100, 1.0), (300, 2.0)])
+    headers = [{"prompt": [0] * 100, "tokens": [0] * 41}, {"prompt": [0] * 300, "tokens": [0] * 11}]
+    # prefills 1.0 + 2.0; plain decoding 40 passes at context 120 (0.11 s) and 10 at 305 (0.2025 s)
+    prefill, plain = 3.0, 40 * 0.11 + 10 * 0.2025
+    assert end_to_end(curve, headers)(2.0) == pytest.approx((prefill + plain) / (prefill + plain / 2))
+    assert end_to_end(curve, headers)(1.0) == pytest.approx(1.0)
+    assert end_to_end(CostCurve([1, 2], [0.1, 0.15]), headers) is None
+    assert end_to_end(lambda n: 0.1, headers) is None and end_to_end(curve, []) is None
 
 
 @pytest.mark.parametrize("args, message", [
