@@ -371,6 +371,45 @@ def test_bfloat16_prompt_seeding_only_shapes_drafts(arch):
         assert out.tokens == reference(model, prompt, 24)
 
 
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])  # gemma3: soft-capped logits
+def test_prompt_seeding_over_a_candidate_vocabulary(arch):
+    """Seeding reads the logits of the ``SEED_VOCAB`` lowest ids and the prompt's own
+    tokens: its top-k is the whole head's top-k among those ids, with probabilities
+    normalised over them, in the single and the batched target (each row by its own
+    prompt); a vocabulary at most twice ``SEED_VOCAB`` is read whole; and drafts seeded
+    so still verify to plain greedy's tokens."""
+    from goose.hf import HFBatchTarget
+
+    make = {"llama": tiny_llama, "gemma3": tiny_gemma3}[arch]
+    model = make("sdpa", vocab=256).float()
+    g = torch.Generator().manual_seed(5)
+    prompts = [[int(t) for t in torch.randint(1, 256, (n,), generator=g)] for n in (40, 25)]
+    target = HFTarget(model)
+    target.head.bf16 = False
+    target.prefill(prompts[0])
+    assert target.head.seed_vocab(prompts[0]) is None  # 256 ids: read whole
+    target.head.SEED_VOCAB = 64
+    batched = HFBatchTarget(model, single=target)
+    batched.prefill(prompts)
+    for row, prompt in enumerate(prompts):
+        vocab = target.head.seed_vocab(prompt)
+        assert vocab.tolist() == list(range(64)) + sorted({t for t in prompt if t >= 64})
+        target.prefill(prompt)
+        hidden = target._hidden.clone()
+        ids, probs = target.prefill_topk(10)
+        with torch.inference_mode():
+            logits = target.head.logits(hidden)[:, vocab]  # the whole head, read at the candidates
+        top = torch.topk(logits, 10, dim=-1)
+        np.testing.assert_array_equal(ids, vocab[top.indices].numpy())
+        np.testing.assert_allclose(probs, torch.softmax(logits, -1).gather(1, top.indices).numpy(), rtol=1e-5)
+        again = batched.prefill_topk(row, 10)
+        np.testing.assert_array_equal(again[0], ids)
+        assert not np.isin(ids, np.setdiff1d(np.arange(256), vocab.numpy())).any()
+    m = make_method("goose")
+    out = decode(target, prompts[0], m.sources, m.shaper, GreedyVerifier(), 8, 24)
+    assert out.tokens == reference(model, prompts[0], 24)
+
+
 
 
 def _near_tie_hidden(weight: torch.Tensor, rows: int, margin: float, seed: int) -> torch.Tensor:

@@ -55,6 +55,7 @@ class HFBatchTarget(BatchTarget):
         self.past: list[int] = []
         self._pass: tuple[int, list[int]] | None = None  # (L, nodes per row) of the last pass
         self._hidden: list[torch.Tensor | None] = []  # per row: its prompt's hidden states, until harvested
+        self._prompts: list[tuple[int, ...]] = []
 
     # -- rows in -----------------------------------------------------------------------
     def prefill(self, prompts: Sequence[Sequence[int]]) -> list[torch.Tensor]:
@@ -93,6 +94,7 @@ class HFBatchTarget(BatchTarget):
                 self.cache.update(keys, values, li)
                 del keys, values
         self._hidden = [hidden[u] for u in owner]
+        self._prompts = rows
         return [last[u].clone() for u in owner]
 
     def prefill_topk(self, row: int, k: int,
@@ -103,7 +105,8 @@ class HFBatchTarget(BatchTarget):
         if positions is not None:
             hidden = hidden[torch.from_numpy(positions).to(hidden.device)]
         self._hidden[row] = None
-        return self.single.head.seed_topk(hidden, k)
+        head = self.single.head
+        return head.seed_topk(hidden, k, head.seed_vocab(self._prompts[row]))
 
     # -- passes ------------------------------------------------------------------------
     def _mask(self, trees: Sequence[DraftTree], length: int, width: int, window: int | None) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ class VerifyHead:
     * :meth:`seed_logits`: the prompt's seeding pass (top-k after each prompt position,
       for the recycling table) only shapes drafts, never what is emitted, so on a CPU
       with native bfloat16 it runs in bfloat16 (3.6x faster for 1k rows on a 2-core
-      Xeon).
+      Xeon), and :meth:`seed_topk` reads a candidate vocabulary (:meth:`seed_vocab`).
     * :meth:`argmax_exact_logits`: greedy verification reads each row's argmax only:
       bfloat16 first, then float32 wherever an entry could be among the row's
       ``EXACT_TOP_K`` largest.
@@ -44,6 +45,15 @@ class VerifyHead:
     EXACT_TOP_K = 10
     """The largest entries of each row made exact (the decode loop summarises passes by
     their top 10 for the drafting sources)."""
+
+    SEED_VOCAB = 8192
+    """Prompt seeding reads the logits of the ``SEED_VOCAB`` lowest ids and of the
+    prompt's own tokens (:meth:`seed_vocab`). A byte-pair vocabulary numbers its tokens
+    in the order its merges were learnt, most frequent first. With SmolLM2's 49,152 ids,
+    on the 28 release-dev prompts, the candidates' top 1 is the whole head's at 96% of
+    the seeded positions, for a sixth of the cost (0.06 s instead of 0.39 s on a
+    1,000-token prompt, 2-core CPU); the recycling table's tokens per pass did not move
+    (1.959 both ways on the rag and summarization prompts). ``None``: the whole head."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -89,18 +99,44 @@ class VerifyHead:
             return self.logits(hidden)
         return self._cap(self._bf16_logits(hidden))
 
-    def seed_topk(self, hidden: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def seed_vocab(self, prompt: Sequence[int]) -> torch.Tensor | None:
+        """The ids prompt seeding reads, ascending: the ``SEED_VOCAB`` lowest and the
+        prompt's own tokens; ``None`` (the whole head) where that would be most of it."""
+        weight = self.model.get_output_embeddings().weight
+        vocab, low = weight.shape[0], self.SEED_VOCAB
+        if low is None or vocab <= 2 * low:
+            return None
+        own = sorted({int(t) for t in prompt if low <= int(t) < vocab})
+        return torch.cat([torch.arange(low), torch.tensor(own, dtype=torch.long)]).to(weight.device)
+
+    def seed_topk(self, hidden: torch.Tensor, k: int,
+                  vocab: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` ids and probabilities of :meth:`seed_logits` for each row of ``hidden``
-        (``[n, k]`` each), computed 256 rows at a time."""
+        (``[n, k]`` each), computed 256 rows at a time. With ``vocab`` (ascending ids, as
+        :meth:`seed_vocab` gives), float32 logits of those ids only, normalised over them:
+        each probability is then its share of the candidates' mass, a little above its
+        share of the whole vocabulary's."""
         ids, probs = [], []
         with torch.inference_mode():
             for chunk in torch.split(hidden, 256):
-                logits = self.seed_logits(chunk)  # [chunk, vocab]
+                logits = self.seed_logits(chunk) if vocab is None else self._candidate_logits(chunk, vocab)
                 top = torch.topk(logits, k, dim=-1)
                 lse = torch.logsumexp(logits, dim=-1, keepdim=True)
-                ids.append(top.indices.cpu())
+                ids.append((top.indices if vocab is None else vocab[top.indices]).cpu())
                 probs.append((top.values - lse).exp().cpu())
         return torch.cat(ids).numpy(), torch.cat(probs).numpy()
+
+    def _candidate_logits(self, hidden: torch.Tensor, vocab: torch.Tensor) -> torch.Tensor:
+        """``[n, len(vocab)]`` float32 logits of the ids ``vocab`` (ascending): a leading run
+        ``0..m-1`` reads the head's rows in place, the rest are gathered."""
+        head = self.model.get_output_embeddings()
+        weight, bias = head.weight.detach(), getattr(head, "bias", None)
+        m = int((vocab == torch.arange(vocab.numel(), device=vocab.device)).sum())  # ascending: a prefix
+        parts = []
+        for rows in ((slice(0, m),) if m else ()) + ((vocab[m:],) if m < vocab.numel() else ()):
+            parts.append(torch.nn.functional.linear(hidden.to(weight.dtype), weight[rows],
+                                                    None if bias is None else bias[rows]))
+        return self._cap(torch.cat(parts, dim=-1).float())
 
     @property
     def bounds(self) -> bool:
