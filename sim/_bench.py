@@ -17,7 +17,7 @@ from ._beliefs import Beliefs, fit_beliefs
 from ._fit import fit_worlds, source_roles
 from ._grid import method_sim_shaper, planned_shaper
 from ._models import RegimeModel
-from ._montecarlo import cost_at, simulate, step_price
+from ._montecarlo import plain_decoding_seconds, simulate, step_price
 from ._replay import ReplayResult, load_trace, replay, replay_sources
 
 __all__ = ["predict_bench", "recorded_cost"]
@@ -191,7 +191,7 @@ def _simulated(traces: list, model: RegimeModel, names: set[str], make, stateles
     calls = 1 + decode / res.mat
     if res.predicted_speedup is None or "prompt_tokens" not in record:
         return _Predicted(calls, None, None, 0.0)
-    decoding = decode * cost_at(cost, 1, record["prompt_tokens"] + decode / 2)  # plain decoding's, mid-generation
+    decoding = plain_decoding_seconds(cost, record["prompt_tokens"], decode)
     return _Predicted(calls, decoding / res.predicted_speedup, decoding, prefill_seconds(cost, record))
 
 

@@ -106,6 +106,12 @@ def cost_at(cost: Callable[..., float], n: float, context: float) -> float:
     return cost(n, context=context) if isinstance(cost, CostCurve) and cost.contexts is not None else cost(n)
 
 
+def plain_decoding_seconds(cost: Callable[..., float], prompt_tokens: int, decode: int) -> float:
+    """Plain decoding's ``decode`` one-token passes after a prompt, each priced at the
+    context mid-generation."""
+    return decode * cost_at(cost, 1, prompt_tokens + decode / 2)
+
+
 def _half_width(tokens: np.ndarray, correlated: bool, batches: int = 40) -> float:
     """Half-width of the 95% interval of the mean tokens per step. Under a regime
     model steps are correlated through the state, so the standard error comes from

@@ -15,7 +15,7 @@ from goose.theory import CostCurve
 from ._beliefs import fit_beliefs
 from ._fit import fit_model, fit_worlds, source_roles
 from ._grid import method_sim_shaper, planned_shaper
-from ._montecarlo import SimResult, cost_at, simulate, step_price
+from ._montecarlo import SimResult, plain_decoding_seconds, simulate, step_price
 from ._replay import load_trace, replay, replay_sources
 
 __all__ = ["end_to_end", "predict_methods", "simulated_methods"]
@@ -123,7 +123,7 @@ def end_to_end(cost: Callable[..., float] | None, headers: Sequence[dict]) -> Ca
     for h in headers:
         n, decode = len(h["prompt"]), max(len(h["tokens"]) - 1, 0)  # the first new token is the prefill's
         prefill += cost.prefill_cost(n)
-        plain += decode * cost_at(cost, 1, n + decode / 2)
+        plain += plain_decoding_seconds(cost, n, decode)
     return lambda s: (prefill + plain) / (prefill + plain / s)
 
 
