@@ -78,7 +78,7 @@ class HFTarget(Target):
         self.cache: Any = None
         self.past = 0
         self._hidden: torch.Tensor | None = None
-        self._seed_vocab: torch.Tensor | None = None  # the ids the last prefill's seeding reads
+        self._prefilled: tuple[int, ...] = ()  # the last prefill's prompt: its seeding's candidates
         self.reuse_prompt = bool(reuse_prompt)
         self._prompt: tuple[tuple[int, ...], torch.Tensor, torch.Tensor] | None = None  # tokens, logits, hidden
         self._copies: dict[torch.dtype, Any] = {}  # low-precision copies of the model (drafts)
@@ -134,15 +134,14 @@ class HFTarget(Target):
             # positions before the prompt's end are never rewritten by a generation: crop back to them
             if self.cache_length() > len(key):
                 self.cache.crop(len(key) - self.cache_length())
-            self.past, self._hidden = len(key), self._prompt[2]
-            self._seed_vocab = self.head.seed_vocab(key)
+            self.past, self._hidden, self._prefilled = len(key), self._prompt[2], key
             return self._prompt[1].clone()
         self.cache = new_cache()
         ids = torch.tensor([list(prompt)], device=self.device)
         with torch.inference_mode():
             out = self.model.get_decoder()(input_ids=ids, past_key_values=self.cache, use_cache=True)
             hidden = out.last_hidden_state[0]  # [len, hidden]
-            self._hidden, self._seed_vocab = hidden, self.head.seed_vocab(key)
+            self._hidden, self._prefilled = hidden, key
             logits = self.head.logits(hidden[-1:])[0]  # [vocab]
         self.past = len(prompt)
         self._prompt = (key, logits.clone(), hidden) if self.reuse_prompt else None
@@ -153,7 +152,7 @@ class HFTarget(Target):
             return None
         hidden = self._hidden if positions is None else self._hidden[torch.from_numpy(positions).to(self.device)]
         self._hidden = None
-        return self.head.seed_topk(hidden, k, self._seed_vocab)
+        return self.head.seed_topk(hidden, k, self.head.seed_vocab(self._prefilled))
 
     def forward_tree(self, tree: DraftTree, argmax_only: bool = False,
                      bounded: bool = False) -> torch.Tensor | BoundedLogits:
