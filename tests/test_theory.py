@@ -282,6 +282,29 @@ def test_cost_curve_validation_and_interpolation():
     assert np.isclose(theory.chain_value(0.5, 3), 0.875)
 
 
+@given(st.lists(st.floats(0.01, 1.0), min_size=1, max_size=6), st.integers(1, 3),
+       st.one_of(st.none(), st.floats(0.0, 4000.0)), st.integers(0, 2**31 - 1))
+def test_cost_curve_prices_many_sizes_as_it_prices_one(seconds, rows, context, seed):
+    """``CostCurve.at`` (what ``auto`` reads each step) gives ``c(n, context)`` bit for
+    bit at every size: between the measured points, past the last one (extrapolated),
+    below the first context, between contexts and past the last."""
+    rng = np.random.default_rng(seed)
+    tokens = np.cumsum(rng.integers(1, 5, len(seconds)))
+    table = [np.array(seconds) * (1 + 0.3 * r) for r in range(rows)]
+    contexts = sorted(rng.choice(np.arange(1, 2048), rows, replace=False).tolist()) if rows > 1 else None
+    c = theory.CostCurve(tokens.tolist(), table if rows > 1 else table[0], contexts)
+    ns = np.arange(1, int(tokens[-1]) + 12)
+    assert c.at(ns, context=context).tolist() == [c(int(n), context=context) for n in ns]
+
+
+def test_the_many_sizes_check_catches_a_curve_that_does_not_extrapolate(monkeypatch):
+    def flat(self, n, context=None):  # np.interp alone: flat past the last point
+        return np.interp(np.asarray(n, dtype=np.float64), self.tokens, self._rows[0])
+
+    monkeypatch.setattr(theory.CostCurve, "at", flat)
+    assert_property_fails(test_cost_curve_prices_many_sizes_as_it_prices_one)
+
+
 def test_cost_curve_prices_a_prompt_by_its_measured_prefills():
     """A prompt is priced by the prefills the curve measured (joined to the first row's
     small passes, along the last segment past them), not by the draft passes

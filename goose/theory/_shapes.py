@@ -243,6 +243,32 @@ class CostCurve:
         lo, hi = self._row(self._rows[i - 1], n), self._row(self._rows[i], n)
         return float(lo + (hi - lo) * (context - c[i - 1]) / (c[i] - c[i - 1]))
 
+    def at(self, n: np.ndarray, context: float | None = None) -> np.ndarray:
+        """``[c(n_0), c(n_1), ...]`` for an array of token counts: the values of ``self(n_i,
+        context)``, bit for bit, in one call (``auto`` prices every prefix of a tree each step).
+
+        Example:
+            >>> c = CostCurve([1, 16, 32], [0.037, 0.068, 0.091])
+            >>> c.at(np.array([1, 8, 40])).tolist() == [c(1), c(8), c(40)]
+            True
+        """
+        n = np.asarray(n, dtype=np.float64)
+
+        def row(r: np.ndarray) -> np.ndarray:
+            out = np.interp(n, self.tokens, r)
+            if self.tokens.size > 1:
+                past = n > self.tokens[-1]
+                slope = (r[-1] - r[-2]) / (self.tokens[-1] - self.tokens[-2])
+                out[past] = r[-1] + slope * (n[past] - self.tokens[-1])
+            return out
+
+        if self.contexts is None or context is None or self.contexts.size == 1 or context <= self.contexts[0]:
+            return row(self._rows[0])
+        c = self.contexts
+        i = min(int(np.searchsorted(c, context)), c.size - 1)
+        lo, hi = row(self._rows[i - 1]), row(self._rows[i])
+        return lo + (hi - lo) * (context - c[i - 1]) / (c[i] - c[i - 1])
+
     def monotone(self) -> CostCurve:
         """The curve with each context's row made non-decreasing in tokens by isotonic
         regression (``scipy.optimize.isotonic_regression``): a pass over more tokens does

@@ -115,7 +115,8 @@ class AutoBudgetShaper(TreeShaper):
             self._last_cost = self._cost(1, past)
             self._reach = self.MIN_REACH
             return tree
-        cost = np.array([self._cost(1 + b, past) for b in range(budget + 1)])
+        cost = (self.cost.at(np.arange(1, budget + 2), context=past) if isinstance(self.cost, CostCurve)
+                else np.array([self._cost(1 + b, past) for b in range(budget + 1)]))
         prob = path_probabilities(tree)
         keep, chain = self.choose(tree, prob, cost[: tree.size + 1])
         while tree.size >= small < budget:  # the tree filled its budget: might a larger one be kept?
