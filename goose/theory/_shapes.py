@@ -235,11 +235,19 @@ class CostCurve:
     def _row(self, row: np.ndarray, n: float) -> float:
         return _linear(self.tokens, row, n)
 
+    def _segment(self, context: float | None) -> int | None:
+        """The row ``i`` whose segment ``[c[i-1], c[i]]`` (or the last one, past it) a
+        context interpolates in; ``None``: the first row alone."""
+        c = self.contexts
+        if c is None or context is None or c.size == 1 or context <= c[0]:
+            return None
+        return min(int(np.searchsorted(c, context)), c.size - 1)
+
     def __call__(self, n: float, context: float | None = None) -> float:
-        if self.contexts is None or context is None or self.contexts.size == 1 or context <= self.contexts[0]:
+        i = self._segment(context)
+        if i is None:
             return self._row(self._rows[0], n)
         c = self.contexts
-        i = min(int(np.searchsorted(c, context)), c.size - 1)  # the segment [c[i-1], c[i]], or the last one
         lo, hi = self._row(self._rows[i - 1], n), self._row(self._rows[i], n)
         return float(lo + (hi - lo) * (context - c[i - 1]) / (c[i] - c[i - 1]))
 
@@ -253,19 +261,17 @@ class CostCurve:
             True
         """
         n = np.asarray(n, dtype=np.float64)
+        past = n > self.tokens[-1]  # extrapolated one by one, as the curve does (rare: past the last point)
 
         def row(r: np.ndarray) -> np.ndarray:
             out = np.interp(n, self.tokens, r)
-            if self.tokens.size > 1:
-                past = n > self.tokens[-1]
-                slope = (r[-1] - r[-2]) / (self.tokens[-1] - self.tokens[-2])
-                out[past] = r[-1] + slope * (n[past] - self.tokens[-1])
+            out[past] = [_linear(self.tokens, r, x) for x in n[past]]
             return out
 
-        if self.contexts is None or context is None or self.contexts.size == 1 or context <= self.contexts[0]:
+        i = self._segment(context)
+        if i is None:
             return row(self._rows[0])
         c = self.contexts
-        i = min(int(np.searchsorted(c, context)), c.size - 1)
         lo, hi = row(self._rows[i - 1]), row(self._rows[i])
         return lo + (hi - lo) * (context - c[i - 1]) / (c[i] - c[i - 1])
 
