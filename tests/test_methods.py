@@ -12,7 +12,7 @@ import goose
 from goose.engine import GenerationRequest
 from goose.methods import METHODS, Drafting, Memory, Method, get_method, parse_method, register_method
 from goose.testing import OracleSource, check_method
-from goose.trees import ChainShaper, DraftTree, TreeShaper
+from goose.trees import AcceptanceEstimator, ChainShaper, DraftTree, TreeShaper
 
 from .tiny import reference, tiny_llama
 
@@ -134,6 +134,29 @@ def test_memory_reaches_only_cross_request_methods(user_module):
     shared = user_module.shared
     shared.build(shared.context("col", memory=memory))
     assert memory.setdefault("calls", list) == ["col"]
+
+
+@pytest.mark.parametrize("name", ["pld", "goose", "best-first"])
+def test_a_shared_method_carries_its_estimates_from_the_callers_earlier_generations(name):
+    from goose.trees import AutoBudgetShaper
+
+    def estimator(drafting):
+        shaper = drafting.shaper.inner if isinstance(drafting.shaper, AutoBudgetShaper) else drafting.shaper
+        return shaper.estimator
+
+    memory = Memory()
+    plain, shared = get_method(name), get_method(f"{name}-shared")
+    assert shared.cross_request and not plain.cross_request
+    assert estimator(plain.build(plain.context(name, memory=memory))) is not estimator(
+        plain.build(plain.context(name, memory=memory)))
+    assert len(memory) == 0  # the plain method drafts with a fresh estimator each time
+    first = estimator(shared.build(shared.context(name, memory=memory)))
+    tree = DraftTree([0, 1], [-1, 0], ["root", "context"], [1.0, 0.8], keys=["", "n3"])
+    first.record(tree, accepted=[1])
+    assert first._source_chances["context"] == 1.0
+    again = estimator(shared.build(shared.context(name, memory=memory)))
+    assert again is first and again._source_chances["context"] == pytest.approx(AcceptanceEstimator.CARRY)
+    assert estimator(shared.build(shared.context(name))) is not first  # another caller: a memory of its own
 
 
 def test_bench_columns_own_their_memory_and_warmup_writes_none(tmp_path, user_module):

@@ -218,6 +218,40 @@ def test_estimator_learns_conditional_acceptance():
     assert est.rates()["c"] == pytest.approx(0.5)
 
 
+def _recorded_estimator():
+    est = AcceptanceEstimator(prior_strength=1.0, calibrate=True)
+    tree = DraftTree([0, 1, 2, 3], [-1, 0, 1, 0], ["root", "c", "c", "r"], [1.0, 0.9, 0.9, 0.5],
+                     keys=["", "n3", "n3", "rank0"])
+    for accepted in ([1], [1, 2], [], [3]):
+        est.record(tree, accepted)
+    return est
+
+
+ASKED = [("c", "n3", 1, 0.9), ("c", "n3", 2, 0.9), ("c", "n3", 2, 0.3), ("r", "rank0", 1, 0.5), ("r", "rank1", 2, 0.2)]
+
+
+def test_an_estimator_carried_into_a_new_request_weighs_its_record_by_the_decay():
+    fresh, whole = AcceptanceEstimator(prior_strength=1.0, calibrate=True), _recorded_estimator()
+    forgot, kept = _recorded_estimator(), _recorded_estimator()
+    forgot.carry(0.0)
+    kept.carry(1.0)
+    for ask in ASKED:
+        assert forgot.predict(*ask) == fresh.predict(*ask)  # 0: as if nothing was recorded
+        assert kept.predict(*ask) == whole.predict(*ask)  # 1: the whole record
+    twice, once = _recorded_estimator(), _recorded_estimator()
+    twice.carry(0.5)
+    twice.carry(0.5)
+    once.carry(0.25)
+    assert [twice.predict(*a) for a in ASKED] == pytest.approx([once.predict(*a) for a in ASKED], rel=1e-12)
+    half = _recorded_estimator()
+    half.carry()  # the default weight, AcceptanceEstimator.CARRY
+    assert AcceptanceEstimator.CARRY == 0.3 and half.factor("c") == pytest.approx((1.0 * 0.3 * 3 + 5.0) / (
+        0.3 * _recorded_estimator()._source_predicted["c"] + 5.0))  # context: 3 of its 6 chances accepted
+    assert all(fresh.predict(*a) != half.predict(*a) != whole.predict(*a) for a in ASKED[:2])
+    with pytest.raises(ValueError, match="decay must lie in"):
+        half.carry(1.5)
+
+
 def test_estimator_pools_tagged_nodes_apart():
     est = AcceptanceEstimator(prior_strength=1.0)
     split = goose.trees.tagged("rank0", "split")

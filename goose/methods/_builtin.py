@@ -18,8 +18,16 @@ from ._method import Drafting, Method, MethodContext
 __all__ = ["BUILTIN_METHODS"]
 
 
-def _estimator() -> AcceptanceEstimator:
-    return AcceptanceEstimator(calibrate=True)
+def _estimator(ctx: MethodContext | None = None) -> AcceptanceEstimator:
+    """A calibrating estimator; with ``ctx``, the one its memory keeps, carried into this
+    generation (:meth:`AcceptanceEstimator.carry`). A method that is not
+    ``cross_request`` gets a fresh memory per generation, so a fresh estimator; a
+    ``*-shared`` one the caller's, so the record of the caller's earlier generations."""
+    if ctx is None:
+        return AcceptanceEstimator(calibrate=True)
+    estimator = ctx.memory.setdefault("acceptance-estimator", lambda: AcceptanceEstimator(calibrate=True))
+    estimator.carry()
+    return estimator
 
 
 def _ar(ctx: MethodContext) -> Drafting:
@@ -29,7 +37,7 @@ def _ar(ctx: MethodContext) -> Drafting:
 
 def _pld(ctx: MethodContext) -> Drafting:
     return Drafting([ContextNGramSource((3, 2, 1), max_tokens=10)],
-                    ChainShaper(extend=False, estimator=_estimator()), ctx.node_budget())
+                    ChainShaper(extend=False, estimator=_estimator(ctx)), ctx.node_budget())
 
 
 def _tr(ctx: MethodContext) -> Drafting:
@@ -46,12 +54,12 @@ def _balanced(k: int):  # noqa: ANN202 - a factory of factories
 
 def _goose(ctx: MethodContext) -> Drafting:
     sources = [ContextNGramSource((4, 3, 2), max_tokens=16), RecyclingSource(k=8)]
-    return Drafting(sources, SpineShaper(estimator=_estimator()), ctx.node_budget())
+    return Drafting(sources, SpineShaper(estimator=_estimator(ctx)), ctx.node_budget())
 
 
 def _best_first(ctx: MethodContext) -> Drafting:
     sources = [ContextNGramSource((4, 3, 2), max_tokens=16, max_matches=2), RecyclingSource(k=8)]
-    return Drafting(sources, BestFirstShaper(estimator=_estimator()), ctx.node_budget())
+    return Drafting(sources, BestFirstShaper(estimator=_estimator(ctx)), ctx.node_budget())
 
 
 def _paper_shaper(ctx: MethodContext) -> GoosePaperShaper:
@@ -121,6 +129,14 @@ BUILTIN_METHODS = (
            description="context spine + recycled branches"),
     Method("best-first", _best_first, default_budget=8, sim_shaper="best-first", tags=(*BOTH, "anisotropic"),
            description="optimal tree under online acceptance estimates"),
+    # the same drafting, their acceptance estimates carried from the caller's earlier
+    # generations (AcceptanceEstimator.carry): statistics shared between requests
+    Method("pld-shared", _pld, default_budget=10, budgeted=False, sim_shaper="chain", cross_request=True,
+           tags=("context-only",), description="pld, its estimates carried across the caller's requests"),
+    Method("goose-shared", _goose, default_budget=8, sim_shaper="spine", cross_request=True,
+           tags=(*BOTH, "anisotropic"), description="goose, its estimates carried across the caller's requests"),
+    Method("best-first-shared", _best_first, default_budget=8, sim_shaper="best-first", cross_request=True,
+           tags=(*BOTH, "anisotropic"), description="best-first, its estimates carried across the caller's requests"),
     # the simulator has no model of the suffix source yet (sim_shaper None): replay serves
     Method("suffix", _suffix(), default_budget=16, budgeted=False, tags=("suffix-only",),
            description="a counts-based chain after the longest earlier suffix (goose.sources.SuffixSource)"),
