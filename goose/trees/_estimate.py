@@ -87,7 +87,8 @@ class AcceptanceEstimator:
     method's node-weighted calibration error fell on both sets (``pld@auto`` 0.043 to 0.026
     and 0.048 to 0.028), and the replayed speed-ups of ``pld@auto``, ``goose@auto`` and
     ``best-first@auto`` rose by 0.5% to 1.5%; 0.2 to 0.5 gave speed-ups within 2% and
-    single bins further off, 1 (the whole record) calibrated worse (docs: Theory, section 6b)."""
+    single bins further off; 1 (the whole record) calibrated ``best-first@auto``'s context
+    worse than a fresh estimator on one set (docs: Theory, section 6b)."""
 
     def __init__(self, prior_strength: float = 4.0, max_depth: int = 8, calibrate: bool = False,
                  calibration_strength: float = 5.0, bins: int = 10) -> None:
