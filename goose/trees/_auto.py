@@ -78,6 +78,12 @@ class AutoBudgetShaper(TreeShaper):
             return self.cost(n, context=past)
         return self.cost(n)
 
+    def _costs(self, sizes: np.ndarray, past: int) -> np.ndarray:
+        """:meth:`_cost` of every size in ``sizes``; a :class:`CostCurve` prices them in one call."""
+        if isinstance(self.cost, CostCurve):
+            return self.cost.at(sizes, context=past)
+        return np.array([self.cost(int(n)) for n in sizes])
+
     @property
     def rate(self) -> float | None:
         """The running rate ``R`` (tokens per unit of cost), ``None`` before the first step."""
@@ -115,8 +121,7 @@ class AutoBudgetShaper(TreeShaper):
             self._last_cost = self._cost(1, past)
             self._reach = self.MIN_REACH
             return tree
-        cost = (self.cost.at(np.arange(1, budget + 2), context=past) if isinstance(self.cost, CostCurve)
-                else np.array([self._cost(1 + b, past) for b in range(budget + 1)]))
+        cost = self._costs(np.arange(1, budget + 2), past)
         prob = path_probabilities(tree)
         keep, chain = self.choose(tree, prob, cost[: tree.size + 1])
         while tree.size >= small < budget:  # the tree filled its budget: might a larger one be kept?
