@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from goose.bench import trace_path
 from goose.engine import GenerationRequest
-from goose.methods import parse_method
+from goose.methods import Memory, parse_method
 from goose.theory import CostCurve
 
 from ._beliefs import Beliefs, fit_beliefs
@@ -69,6 +69,10 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
     c(1), which priced qa's one-node trees below a plain step and their speed-ups about
     10% high); ``speedup`` is the run's, where it has an ``ar`` column.
 
+    A cross-request column (the ``*-shared`` methods) is replayed prompt by prompt in
+    the run's order with one memory, as it ran, and each of its simulated runs carries
+    one memory from generation to generation.
+
     Returns ``{task: {method: {"measured", "replay", "sim", "own_trace", "rows_missing"}}}``
     (MAT, prefill counted; ``own_trace``: every replay read the method's own trace;
     ``rows_missing``: the share of the replayed nodes whose target row the traces did
@@ -83,6 +87,7 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
           and ("@auto" not in r["method"] or cost is not None) and r["method"] != "ar" and not r["method"].startswith("hf_")]
     plain = {r["question_id"]: r for r in records if r["method"] == "ar" and "error" not in r}
     price = step_price(cost)  # what a step costs; the cuts read cost
+    carried = _carried_replays(out_dir, ok, traces, cost)
     out: dict = {}
     bar = tqdm(total=len({(r["task"], r["method"]) for r in ok}), desc="predictions", disable=not progress)
     for task in _order(ok, "task"):
@@ -98,7 +103,8 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
             names = {s.name for s in d.sources}
             new = sum(r["new_tokens"] for r in mrows)
             paths = {r["question_id"]: _trace_of(out_dir, r["question_id"], label, traces) for r in mrows}
-            replays = {q: _replayed(request, label, path, cost) for q, path in paths.items()}
+            replays = ({q: carried[label][q] for q in paths} if label in carried
+                       else {q: _replayed(request, label, path, cost) for q, path in paths.items()})
             known = sum(x.rows_known for x in replays.values())
             missing = sum(x.rows_missing for x in replays.values())
             task_out[label] = {"measured": new / sum(r["forward_calls"] for r in mrows),
@@ -127,8 +133,9 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
                 if not worlds:  # the fitted prompts never saw one of the sources
                     calls = None
                     break
-                got = [_simulated(w, model, names, make, stateless, d.budget, max(steps // len(worlds), 1), seed,
-                                  price if request.auto else None, own, r) for w, model in worlds]
+                got = [_simulated(w, model, names, planned_shaper(request, label, cost) if own else make, stateless,
+                                  d.budget, max(steps // len(worlds), 1), seed, price if request.auto else None, own, r)
+                       for w, model in worlds]  # a cross-request method's memory: one per simulated run
                 calls += sum(g.calls for g in got) / len(got)
                 if all(g.seconds is not None for g in got):  # the prefill and plain decoding: one per prompt
                     seconds += got[0].prefill + sum(g.seconds for g in got) / len(got)
@@ -162,12 +169,32 @@ def _is_own(header: dict, name: str, budget) -> bool:
     return header["method"] == name and header.get("requested") == budget
 
 
-def _replayed(request: GenerationRequest, label: str, path: Path, cost) -> ReplayResult:
-    """The method replayed on a trace's text with fresh, stateful objects, recording
-    what its own sources said at its own steps."""
-    d = request.plan(cost if request.auto else None, label=label)
+def _replayed(request: GenerationRequest, label: str, path: Path, cost, memory: Memory | None = None) -> ReplayResult:
+    """The method replayed on a trace's text with fresh, stateful objects (a
+    cross-request method: with ``memory``, the column's), recording what its own
+    sources said at its own steps."""
+    d = request.plan(cost if request.auto else None, label=label, memory=memory)
     sources, rows = replay_sources(d.sources, *load_trace(path))
     return replay(path, d.shaper, sources, d.budget, record=True, rows=rows)
+
+
+def _carried_replays(out_dir: Path, records: Sequence[dict], traces: dict[str, Path], cost
+                     ) -> dict[str, dict[str, ReplayResult]]:
+    """The replays of each cross-request column (the ``*-shared`` methods), prompt by
+    prompt in the run's order with one :class:`~goose.methods.Memory`, as the column
+    ran: each generation starts from what the column's earlier ones left. The bench
+    traces such a column from a copy of its memory taken before each prompt, so its
+    own traces replay its generations exactly."""
+    out: dict[str, dict[str, ReplayResult]] = {}
+    for label in _order(records, "method"):
+        method, budget = parse_method(label)
+        if not method.cross_request:
+            continue
+        request, memory = GenerationRequest(method, budget), Memory()
+        out[label] = {r["question_id"]: _replayed(request, label, _trace_of(out_dir, r["question_id"], label, traces),
+                                                  cost, memory)
+                      for r in records if r["method"] == label and r["question_id"] in traces}
+    return out
 
 
 class _Predicted(NamedTuple):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from tqdm.auto import tqdm
 
 from goose.engine import GenerationRequest
-from goose.methods import Method, MethodContext
+from goose.methods import Memory, Method, MethodContext
 from goose.theory import CostCurve
 from goose.trees import AutoBudgetShaper, TreeShaper, shaper_spec
 
@@ -47,8 +47,12 @@ def planned_shaper(request: GenerationRequest, label: str, cost: Callable[..., f
                    ) -> Callable[[], TreeShaper]:
     """Builds the shaper a method runs with, acceptance estimator and all, as ``goose
     generate`` plans it (``cost`` for budget ``auto``): what the simulator runs on
-    recorded beliefs (``simulate(beliefs=...)``)."""
-    return lambda: request.plan(cost if request.auto else None, label=label).shaper
+    recorded beliefs (``simulate(beliefs=...)``). A cross-request method (the
+    ``*-shared`` ones) is handed one :class:`~goose.methods.Memory` for every shaper
+    this factory builds, so each simulated generation starts from what the earlier
+    ones left, as a bench column's generations do; build a factory per independent run."""
+    memory = Memory() if request.method.cross_request else None
+    return lambda: request.plan(cost if request.auto else None, label=label, memory=memory).shaper
 
 
 def closed_form(shaper: str, alpha: float, betas: Sequence[float], budget: int, match_prob: float = 1.0,

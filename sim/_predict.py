@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from goose.engine import GenerationRequest
-from goose.methods import METHODS, parse_method
+from goose.methods import METHODS, Memory, parse_method
 from goose.theory import CostCurve
 
 from ._beliefs import fit_beliefs
@@ -77,7 +77,8 @@ def predict_methods(traces: Sequence[str | Path], labels: Sequence[str], cost: C
         if method.sim_shaper is None or not names <= {CONTEXT, RECYCLED}:
             rows.append({"method": label, "skipped": f"no simulator model of its sources ({', '.join(sorted(names))})"})
             continue
-        own = [_own_steps(request, label, cost, t) for t in traces]  # as predict_bench fits
+        memory = Memory() if method.cross_request else None  # a *-shared method carries it through the traces
+        own = [_own_steps(request, label, cost, t, memory) for t in traces]  # as predict_bench fits
         options = {"widths": method.sim_rows, **fit_options}  # row classes where the shape reads them
         try:
             model = fit_model(own, *source_roles(names), **options)
@@ -153,8 +154,9 @@ def _harmonic(xs: Sequence[float]) -> float:
 
 
 def _own_steps(request: GenerationRequest, label: str, cost: Callable[..., float] | None,
-               trace: str | Path) -> tuple[dict, list[dict]]:
-    """The method replayed on a recorded text with fresh parts, recording its own steps."""
-    plan = request.plan(cost, label=label)
+               trace: str | Path, memory: Memory | None = None) -> tuple[dict, list[dict]]:
+    """The method replayed on a recorded text with fresh parts (a cross-request
+    method's: from ``memory``), recording its own steps."""
+    plan = request.plan(cost, label=label, memory=memory)
     sources, rows = replay_sources(plan.sources, *load_trace(trace))
     return replay(trace, plan.shaper, sources, plan.budget, record=True, rows=rows).trace

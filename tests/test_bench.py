@@ -176,6 +176,47 @@ def test_auto_columns_are_predicted_under_the_runs_cost_curve(tmp_path):
     assert pred["goose@auto"]["own_trace"] and pred["goose@auto"]["rows_missing"] == 0
 
 
+def test_a_shared_column_is_traced_and_replayed_as_it_ran(tmp_path):
+    """A cross-request column (``best-first-shared@auto``) carries its estimates from
+    prompt to prompt: its trace runs start from a copy of its memory as it was before
+    the prompt's timed run, so each trace records the very generation that was timed
+    (the same accepted lengths, step by step), and ``predict_bench`` replays the column
+    prompt by prompt with one memory, exactly (replayed MAT = measured)."""
+    import goose.hf as gh
+    from goose.engine import GenerationRequest
+    from goose.methods import Memory
+    from sim import replay, replay_sources
+
+    texts = ["abcabcabcabcabcabc", "abcdabcdabcdabcd", "xyzzy xyzzy xyzzy", "abcabcabcxyzzy abcabc"]
+    prompts = _jsonl(tmp_path / "prompts.jsonl",
+                     [{"question_id": i, "task": "rep", "prompt": t} for i, t in enumerate(texts)])
+    model = tiny_llama()
+    out = tmp_path / "run"
+    label = "best-first-shared@auto"
+    records = run_bench(model, CharTokenizer(), load_prompts([str(prompts)], per_task=None),
+                        parse_methods(f"ar,{label}"), 24, out, trace_method=[label], progress=False)
+    timed = [r for r in records if r["method"] == label]
+    for r in timed:
+        _, steps = load_trace(out / "traces" / f"{r['question_id']}.jsonl")
+        assert [s["accepted"] for s in steps] == r["accept_lengths"]
+    cost = gh.calibrate(model)
+    pred = predict_bench(out, records, steps=200, cost=cost)["rep"][label]
+    assert pred["replay"] == pytest.approx(pred["measured"]) and pred["own_trace"]
+
+    def replayed_calls(memory_per_prompt):
+        calls, memory = 0, Memory()
+        for r in timed:
+            plan = GenerationRequest(label).plan(cost, label=label, memory=Memory() if memory_per_prompt else memory)
+            path = out / "traces" / f"{r['question_id']}.jsonl"
+            sources, rows = replay_sources(plan.sources, *load_trace(path))
+            calls += replay(path, plan.shaper, sources, plan.budget, rows=rows).forward_calls
+        return calls
+
+    assert replayed_calls(False) == sum(r["forward_calls"] for r in timed)
+    # the control: each prompt replayed from a fresh memory is not the column that ran
+    assert replayed_calls(True) != sum(r["forward_calls"] for r in timed)
+
+
 def test_a_predicted_speed_up_prices_the_prompt_by_a_measured_prefill():
     """The prefill, the same for a method and for plain decoding, is priced by the curve's
     measured prefills, else by the run's own prefill of the prompt, else (no measurement

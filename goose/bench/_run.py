@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -216,7 +217,9 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
 
     Each goose column owns a :class:`~goose.methods.Memory` (used only by
     cross-request methods); the warm-up and the trace runs get throw-away ones, so
-    nothing but the column's own timed runs writes into it."""
+    nothing but the column's own timed runs writes into it. A cross-request column's
+    trace run gets a copy of its memory as it was before the prompt's timed run, so the
+    trace records the very generation that was timed."""
     import goose.hf as gh
     from goose.verify import lossy_verifier
 
@@ -265,6 +268,8 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
                     bar.update(len(methods))
                     continue
                 got: dict[str, dict] = {}
+                before = {m.label: copy.deepcopy(memories[m.label]) for m in traced
+                          if m.method is not None and m.method.cross_request}
                 for m in (methods if i % 2 == 0 else list(reversed(methods))):
                     bar.set_postfix_str(f"{p.task} {p.qid} {m.label}")
                     try:
@@ -280,7 +285,8 @@ def run_bench(model: Any, tokenizer: Any, prompts: Sequence[BenchPrompt], method
                         path = trace_path(out, p.qid, None if j == 0 else m.label)
                         path.parent.mkdir(parents=True, exist_ok=True)
                         _run_method(session, m, ids, max_new_tokens, counter, trace=path, sampling=sampling,
-                                    seed=0 if sampling is None else sampling.seed + i)  # the column's own draws
+                                    seed=0 if sampling is None else sampling.seed + i,  # the column's own draws
+                                    memory=before.get(m.label))
                 ref = got.get("ar", {}).get("tokens") if sampling is None else None
                 if ref is not None and lossy:
                     _score_lossy(model, ids, ref, [got[m] for m in lossy if "error" not in got[m]])
