@@ -29,6 +29,12 @@ def _order(records: Sequence[dict], key: str) -> list[str]:
     return list(dict.fromkeys(r[key] for r in records))
 
 
+def _specs(records: Sequence[dict]) -> dict[str, str]:
+    """Each column's method as recorded (``bf2`` -> ``best-first@auto``), without a
+    verifier suffix; a column recorded before specs were is its own label."""
+    return {r["method"]: r.get("spec", r["method"]).split("/")[0] for r in records}
+
+
 def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, seed: int = 0,
                   progress: bool = True, heldout: bool = True, cost: Callable[..., float] | None = None,
                   beliefs: bool | None = None, per_prompt: bool = True, **fit_options) -> dict:
@@ -62,7 +68,8 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
 
     Methods with budget ``auto`` are predicted under ``cost``, the cost curve their
     trees were cut by (``goose.hf.calibrate``); without it they are left out, and so
-    are transformers' own columns. The simulated ``auto`` cuts its trees by ``cost``
+    are transformers' own columns and lossy ones. A column is predicted as the method
+    its record names (``spec``: ``bf2=best-first@auto`` as ``best-first@auto``). The simulated ``auto`` cuts its trees by ``cost``
     as the run did. Their ``sim_speedup`` is the tokens per second the simulated
     steps make over plain decoding's, prefill included (:func:`prefill_seconds`),
     priced by the curve made non-decreasing (:meth:`CostCurve.monotone`: runs/trace30's curve put c(2) below
@@ -83,8 +90,10 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
     traces = {qid: path for qid, path in traces.items() if path.exists()}
     if not traces:
         return {}
-    ok = [r for r in records if "error" not in r and r.get("kind", "goose") == "goose"
-          and ("@auto" not in r["method"] or cost is not None) and r["method"] != "ar" and not r["method"].startswith("hf_")]
+    specs = _specs(records)
+    ok = [r for r in records if "error" not in r and r.get("kind", "goose") == "goose" and r.get("lossless", True)
+          and ("@auto" not in specs[r["method"]] or cost is not None) and r["method"] != "ar"
+          and not r["method"].startswith("hf_")]
     plain = {r["question_id"]: r for r in records if r["method"] == "ar" and "error" not in r}
     price = step_price(cost)  # what a step costs; the cuts read cost
     carried = _carried_replays(out_dir, ok, traces, cost)
@@ -96,7 +105,7 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
         task_out = out.setdefault(task, {})
         for label in _order(rows, "method"):
             bar.update(1)
-            method, budget = parse_method(label)
+            method, budget = parse_method(specs[label])
             mrows = [r for r in rows if r["method"] == label]
             request = GenerationRequest(method, budget)
             d = request.plan(cost if request.auto else None, label=label)
@@ -186,8 +195,9 @@ def _carried_replays(out_dir: Path, records: Sequence[dict], traces: dict[str, P
     traces such a column from a copy of its memory taken before each prompt, so its
     own traces replay its generations exactly."""
     out: dict[str, dict[str, ReplayResult]] = {}
+    specs = _specs(records)
     for label in _order(records, "method"):
-        method, budget = parse_method(label)
+        method, budget = parse_method(specs[label])
         if not method.cross_request:
             continue
         request, memory = GenerationRequest(method, budget), Memory()

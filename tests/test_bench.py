@@ -155,7 +155,8 @@ def test_bench_summary_pools_tokens_calls_and_time(tiny_run):
 
 def test_auto_columns_are_predicted_under_the_runs_cost_curve(tmp_path):
     """An ``@auto`` column replays (and is simulated) with the cost curve its trees were
-    cut by: from its own trace the replay is exact, context-only or not."""
+    cut by: from its own trace the replay is exact, context-only or not. A renamed
+    column (``g2=goose@auto``) is predicted as the method it ran."""
     import goose.hf as gh
 
     prompts = _jsonl(tmp_path / "prompts.jsonl", [
@@ -165,10 +166,11 @@ def test_auto_columns_are_predicted_under_the_runs_cost_curve(tmp_path):
     model = tiny_llama()
     out = tmp_path / "run"
     records = run_bench(model, CharTokenizer(), load_prompts([str(prompts)], per_task=None),
-                        parse_methods("ar,pld@auto,goose@auto"), 24, out, trace_method=["goose@auto"], progress=False)
+                        parse_methods("ar,pld@auto,goose@auto,g2=goose@auto"), 24, out, trace_method=["goose@auto"],
+                        progress=False)
     assert predict_bench(out, records, steps=200) == {}  # no curve: nothing to cut auto's trees by
     pred = predict_bench(out, records, steps=200, cost=gh.calibrate(model))["rep"]
-    for label in ("pld@auto", "goose@auto"):
+    for label in ("pld@auto", "goose@auto", "g2"):
         assert pred[label]["replay"] == pytest.approx(pred[label]["measured"]) and pred[label]["sim"] >= 1
         # speed-ups: the run's (it has an ar column) and the simulated steps' under the curve
         walls = [sum(r["wall_s"] for r in records if r["method"] == m) for m in ("ar", label)]
