@@ -157,6 +157,34 @@ def test_eos_inside_an_accepted_draft_stops_where_generate_stops():
     assert inside_draft > 0
 
 
+def test_the_shaper_records_an_accepted_path_only_as_far_as_an_eos():
+    """An oracle chain drafts past the EOS, and the target accepts it all; the step emits
+    up to the EOS, and the shaper records the path only that far, as a replay of the
+    trace (whose text stops at the EOS) records it. A cross-request estimator carried
+    into the next request then holds the same counts in the run and in its replay."""
+    from goose.testing import OracleSource, ToyTarget
+    from goose.trees import ChainShaper
+
+    target = ToyTarget(seed=3)
+    prompt = [1, 2, 3, 4, 5]
+    free = target.greedy(prompt, 40)
+    at = next(i for i in range(3, 30) if free[i] not in free[:i])  # an EOS that first appears mid-text
+    eos = free[at]
+    recorded = []
+
+    class Spy(ChainShaper):
+        def record(self, tree, accepted):
+            recorded.append((tree, list(accepted)))
+            super().record(tree, accepted)
+
+    oracle = OracleSource(prompt + free, max_len=8)
+    out = decode(target, prompt, [oracle], Spy(source="oracle"), GreedyVerifier(), 8, 40, eos_token_ids=[eos])
+    assert out.tokens == free[: at + 1] and out.finish_reason == "eos"
+    tree, accepted = recorded[-1]
+    assert int(tree.tokens[accepted[-1]]) == eos  # the recorded path ends at the EOS node ...
+    assert out.stats.accept_lengths[-1] > len(accepted)  # ... though the target accepted nodes past it
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13])
 def test_output_never_exceeds_max_new_tokens(n):
     model = tiny_llama()

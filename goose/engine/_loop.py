@@ -271,7 +271,10 @@ def decode(
                 recorder({"context_len": len(seq.committed), "tree_size": tree.size,
                           "accepted": len(verdict.accepted), "emitted": tokens})
             _observe(watchers, tree, seq.committed[-2] if len(seq.committed) > 1 else -1, logits, observe_k)
-            shaper.record(tree, verdict.accepted)
+            # the path as far as it was emitted: nodes past an EOS end nothing, and a replay of the trace
+            # (sim.replay), whose text stops at the EOS, cannot see them; a cross-request method's estimator
+            # would learn from them in the run and not in its replay, and the two would part at the next prompt
+            shaper.record(tree, verdict.accepted[: len(tokens)])
             seq.append(tokens, kinds)
             stats.add_times((t0, t1, t2, t3, time.perf_counter()), tree.num_nodes, context)
     except BaseException:
