@@ -69,8 +69,8 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
     Methods with budget ``auto`` are predicted under ``cost``, the cost curve their
     trees were cut by (``goose.hf.calibrate``); without it they are left out, and so
     are transformers' own columns and lossy ones. A column is predicted as the method
-    its record names (``spec``: ``bf2=best-first@auto`` as ``best-first@auto``). The simulated ``auto`` cuts its trees by ``cost``
-    as the run did. Their ``sim_speedup`` is the tokens per second the simulated
+    its record names (``spec``: ``bf2=best-first@auto`` as ``best-first@auto``). The
+    simulated ``auto`` cuts its trees by ``cost`` as the run did. Their ``sim_speedup`` is the tokens per second the simulated
     steps make over plain decoding's, prefill included (:func:`prefill_seconds`),
     priced by the curve made non-decreasing (:meth:`CostCurve.monotone`: runs/trace30's curve put c(2) below
     c(1), which priced qa's one-node trees below a plain step and their speed-ups about
@@ -127,8 +127,8 @@ def predict_bench(out_dir: Path, records: Sequence[dict], steps: int = 4000, see
                 continue
             own = request.auto if beliefs is None else beliefs
             options = {"widths": method.sim_rows, **fit_options}  # row classes where the shape reads them
-            if own:
-                make, stateless = planned_shaper(request, label, cost), False
+            if own:  # the method's own shaper: a factory per simulated run (below)
+                make, stateless = None, False
             else:
                 make, stateless = method_sim_shaper(method, method.context(label, budget),
                                                     cost if request.auto else None)
