@@ -308,7 +308,7 @@ def decode_batch(target: BatchTarget, rows: Sequence[RowParts], eos_token_ids: S
                 r.stats.count_step(tree, verdict)
                 tokens, kinds = seq.cut(verdict.emitted, [tree.kinds[v] for v in verdict.accepted] + ["bonus"])
                 _observe(r.watchers, tree, seq.committed[-2] if len(seq.committed) > 1 else -1, lg, observe_k)
-                r.parts.shaper.record(tree, verdict.accepted[: len(tokens)])  # as far as emitted, as decode records it
+                r.parts.shaper.record(tree, verdict.accepted[: len(tokens)])  # as far as emitted (_loop._emitted_path_note)
                 seq.append(tokens, kinds)
                 if not seq.done:
                     keep.append(i)

@@ -213,6 +213,12 @@ class _Sequence:
             (h.abort if failed else h.end)(list(self.committed))
 
 
+# _emitted_path_note: a shaper records a step's path only as far as it was emitted. Nodes past an
+# EOS end nothing, and a replay of the trace (sim.replay), whose text stops at the EOS, cannot see
+# them: a cross-request method's estimator would learn from them in the run and not in its replay,
+# and the two would part at the next prompt.
+
+
 def _fit(tree: DraftTree, seq: _Sequence) -> DraftTree:
     """``tree`` without the nodes that could never be emitted: past the token limit or
     the target's context window (the bonus token takes one place of ``room``)."""
@@ -271,10 +277,7 @@ def decode(
                 recorder({"context_len": len(seq.committed), "tree_size": tree.size,
                           "accepted": len(verdict.accepted), "emitted": tokens})
             _observe(watchers, tree, seq.committed[-2] if len(seq.committed) > 1 else -1, logits, observe_k)
-            # the path as far as it was emitted: nodes past an EOS end nothing, and a replay of the trace
-            # (sim.replay), whose text stops at the EOS, cannot see them; a cross-request method's estimator
-            # would learn from them in the run and not in its replay, and the two would part at the next prompt
-            shaper.record(tree, verdict.accepted[: len(tokens)])
+            shaper.record(tree, verdict.accepted[: len(tokens)])  # as far as emitted: see _emitted_path_note
             seq.append(tokens, kinds)
             stats.add_times((t0, t1, t2, t3, time.perf_counter()), tree.num_nodes, context)
     except BaseException:
